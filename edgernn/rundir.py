@@ -104,13 +104,16 @@ class Run:
 
     def preprocessing(self) -> dict:
         """The manifest's preprocessing block: what a runtime applies to a raw window."""
-        return {
+        pre = {
             "mean": [float(v) for v in self.mean],
             "std": [float(v) for v in self.std],
             "pad_side": self.pad_side,
             "pad_value": float(self.pad_value),
             "max_length": self.seq_len,
         }
+        if "output_mean" in self.dataset:  # forecast: outputs are normalized; y = out * std + mean
+            pre["output"] = {"mean": self.dataset["output_mean"], "std": self.dataset["output_std"]}
+        return pre
 
     def load_model(self):
         from .errors import require

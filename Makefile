@@ -1,0 +1,44 @@
+# edgernn: two commands for a new machine (see README):
+#   make demo   - set up .venv with everything, run the whole pipeline on the bundled dataset, print the report
+#   make test   - same set-up, then the full test suite
+VENV   ?= .venv
+PYTHON ?= python3
+PIP     = $(VENV)/bin/pip
+STAMP   = $(VENV)/.edgernn-installed
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test test-fast system-deps lint clean
+
+install: $(STAMP)
+
+# torch is pinned to the CPU wheel (an open range would pull a multi-GB CUDA build); tf-keras is
+# installed --no-deps because it would otherwise pull full `tensorflow` on top of tensorflow-cpu.
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[all]'
+	$(PIP) install -q --no-deps 'tf-keras>=2.21,<2.22'
+	touch $(STAMP)
+
+# ssh/scp and sshd for the SSH-target tests (a real sshd on loopback); installed only if missing.
+system-deps:
+	@command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && test -x /usr/sbin/sshd || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client openssh-server >/dev/null; \
+	  else echo "install openssh-client and openssh-server (ssh, scp, sshd) for the SSH tests"; fi; }
+
+demo: install
+	$(VENV)/bin/edgernn pipeline --out $(DEMO_OUT)
+
+test: install system-deps
+	$(VENV)/bin/pytest -q -ra
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) runs build dist *.egg-info
