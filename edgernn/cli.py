@@ -170,9 +170,13 @@ def format_train_summary(cell, hidden, m, out) -> str:
 @click.option("--hidden", type=click.IntRange(1, 4096), default=32, show_default=True, help="Hidden units.")
 @click.option("--cells", default="gru,lstm", show_default=True, help="Comma-separated cells to train.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--stages", default=",".join(("train", "export", "parity", "bench", "report")), show_default=True,
+              help="Comma-separated stages to run (later stages reuse what earlier runs wrote).")
+@click.option("--runs", type=click.IntRange(1), default=200, show_default=True, help="Timed runs per artifact.")
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Benchmark repeats.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @handle_errors
-def pipeline_cmd(dataset, out, hidden, cells, seed, quiet):
+def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, quiet):
     """The main job: train GRU and LSTM, export, check parity, benchmark, report."""
     from .models import CELLS
     from .pipeline import PipelineConfig, run_pipeline
@@ -181,5 +185,194 @@ def pipeline_cmd(dataset, out, hidden, cells, seed, quiet):
     bad = [c for c in cell_list if c not in CELLS]
     if bad or not cell_list:
         raise click.BadParameter(f"unknown cell(s) {bad}; choose from {', '.join(CELLS)}", param_hint="--cells")
+    from .pipeline import STAGES
+
+    stage_list = tuple(x.strip() for x in stages.split(",") if x.strip())
+    if not stage_list or any(x not in STAGES for x in stage_list):
+        raise click.BadParameter(f"choose stages from {', '.join(STAGES)}", param_hint="--stages")
     run_pipeline(PipelineConfig(out=out, dataset=dataset, cells=cell_list, hidden=hidden, seed=seed,
-                                progress=not quiet))
+                                progress=not quiet, stages=stage_list, runs=runs, repeat=repeat))
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "formats", default="onnx,ort,tflite", show_default=True,
+              help="Comma-separated formats: onnx (onnxruntime), ort (ORT format for mobile/minimal "
+                   "onnxruntime builds), tflite (LiteRT / TFLite).")
+@click.option("--precision", "precisions", default="float,int8", show_default=True,
+              help="Comma-separated: float; int8 (TFLite: full-integer, calibrated on training windows; "
+                   "ONNX: onnxruntime dynamic quantization - GRU stays float there, see the manifest); "
+                   "dynamic (TFLite dynamic-range: int8 weights, float activations).")
+@click.option("--streaming/--no-streaming", default=False, show_default=True,
+              help="Also write step artifacts (one frame + recurrent state in, output + new state out) "
+                   "for frame-by-frame inference at sensor rate. Not possible for bidirectional models.")
+@click.option("--int8-io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
+              help="TFLite full-int8 only: int8 input/output tensors, or float I/O around int8 internals.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory [default: RUN_DIR/artifacts].")
+@click.option("--json", "as_json", is_flag=True, help="Print the list of artifacts as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def export_cmd(run_dir, formats, precisions, streaming, int8_io, out_dir, as_json, quiet):
+    """Export a trained run to ONNX / ORT / TFLite artifacts, each with a JSON manifest.
+
+    Every artifact is written atomically (no half files) and gets RUN_DIR/artifacts/NAME.json: format,
+    precision, which ops really run in int8, tensor names/shapes/dtypes/quantization, normalization,
+    labels, sha256, size and tool versions. Check them with `edgernn parity RUN_DIR`.
+    """
+    from .export import export_run
+
+    results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
+                         out_dir=out_dir, int8_io=int8_io, progress=not quiet)
+    if as_json:
+        echo_json([r.to_dict() for r in results])
+        return
+    for r in results:
+        if r.skipped:
+            click.echo(f"skipped  {r.format:<7} {r.precision:<8} {r.mode:<9} {r.skipped}")
+        else:
+            click.echo(f"wrote    {r.format:<7} {r.precision:<8} {r.mode:<9} {r.path.stat().st_size / 1024:8.1f} KB "
+                       f"{r.seconds:6.1f} s  {r.path}")
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+@main.command("parity")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--min-accuracy-ratio", type=float, default=0.99, show_default=True,
+              help="Gate for int8/dynamic artifacts: accuracy must be >= this x the float model's accuracy "
+                   "(forecasting: RMSE <= float RMSE / ratio).")
+@click.option("--float-tol", type=float, default=1e-4, show_default=True,
+              help="Gate for float artifacts: max |output difference| vs the PyTorch model.")
+@click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
+              help="Check only these artifact files (repeatable) [default: all in RUN_DIR/artifacts].")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Runtime threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def parity_cmd(run_dir, min_accuracy_ratio, float_tol, artifacts, threads, as_json, quiet):
+    """Check every artifact against the float PyTorch model on the held-out test set.
+
+    Each artifact runs in its real runtime from raw inputs (normalization applied by the runtime,
+    as on a device). Reports accuracy (or RMSE), change vs float, top-1 agreement, max/mean |diff|,
+    and for streaming artifacts frame-by-frame vs full-sequence difference. Writes RUN_DIR/parity.json.
+    Exits 1 when an artifact fails its gate.
+    """
+    from .errors import ParityError
+    from .parity import check_parity, format_table
+
+    report = check_parity(run_dir, artifacts=list(artifacts) or None, min_accuracy_ratio=min_accuracy_ratio,
+                          float_tol=float_tol, threads=threads, progress=not quiet)
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(format_table(report))
+    if not report["passed"]:
+        raise ParityError(f"parity gate failed for {len(report['failed'])} artifact(s): {', '.join(report['failed'])}"
+                          f" (see {Path(run_dir) / 'parity.json'})")
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+@main.command("bench")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--target", "-t", default="desktop", show_default=True,
+              help="Board profile name (see `edgernn boards`) or a path to your own profile .toml. "
+                   "Its transport decides how: local, ssh (needs --host) or adb.")
+@click.option("--host", default=None, help="SSH destination for ssh targets, e.g. pi@raspberrypi.local "
+                                           "(your ~/.ssh/config, agent and jump hosts apply).")
+@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(["onnxruntime", "litert"]),
+              help="Only artifacts for this runtime (repeatable) [default: all].")
+@click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
+              help="Only these artifact files (repeatable) [default: all in RUN_DIR/artifacts].")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Runtime threads [default: the board profile's].")
+@click.option("--runs", type=click.IntRange(1), default=200, show_default=True,
+              help="Timed runs per artifact (after warm-up).")
+@click.option("--warmup", type=click.IntRange(0), default=20, show_default=True, help="Untimed warm-up runs.")
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True,
+              help="Repeat each measurement K times in fresh processes; reports the spread, warns above 5%.")
+@click.option("--stream-frames", type=click.IntRange(0), default=200, show_default=True,
+              help="Frames timed one by one for streaming (step) artifacts.")
+@click.option("--no-torch", is_flag=True, help="Skip the PyTorch eager reference (desktop only).")
+@click.option("--tool", default=None, help="Android: path to TFLite's benchmark_model or onnxruntime_perf_test.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full JSON instead of a table.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup, repeat, stream_frames,
+              no_torch, tool, as_json, quiet):
+    """Benchmark every artifact of a run: latency percentiles, memory, size.
+
+    Each artifact runs in a fresh process: load time, first inference, warm latency p50/p90/p99/mean/std,
+    throughput, per-frame streaming latency, peak RSS for load and inference, size, MACs -> MAC/s.
+    Writes RUN_DIR/bench-TARGET.json. On an ssh target the runtime module, artifacts and inputs are pushed
+    to a temporary directory on the device, run with its python3, and parity is checked on the device.
+    """
+    from .bench import bench_run, format_table
+
+    report = bench_run(run_dir, target=target, host=host, runtimes=list(runtimes) or None,
+                       artifacts=list(artifacts) or None, threads=threads, runs=runs, warmup=warmup,
+                       repeat=repeat, stream_frames=stream_frames, include_torch=not no_torch, tool=tool,
+                       progress=not quiet)
+    if as_json:
+        from .bench import _jsonable
+
+        echo_json(_jsonable(report))
+        return
+    click.echo(format_table(report))
+    dp = report.get("device_parity")
+    if dp:
+        from .parity import format_table as parity_table
+
+        click.echo("\non-device parity:")
+        click.echo(parity_table(dp))
+    click.echo(f"\nwrote {Path(run_dir) / ('bench-' + report['target'] + '.json')}")
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@main.command("report")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write report.md, report.json and plots/ [default: the first RUN_DIR].")
+@click.option("--target", default=None, help="Use the bench results of this target [default: the newest].")
+@handle_errors
+def report_cmd(run_dirs, out_dir, target):
+    """Join training metrics, parity and benchmarks into report.md + report.json + PNG plots.
+
+    Plots: latency distribution per artifact and runtime; accuracy vs latency vs size (the deployment
+    trade-off at a glance). Give several run directories to compare models on one page.
+    """
+    from .report import build_report
+
+    res = build_report(run_dirs, out_dir=out_dir, target=target)
+    click.echo(res["markdown"])
+    click.echo("wrote " + ", ".join(res["paths"].values()))
+
+
+# ----------------------------------------------------------------------------- boards
+
+
+@main.command("boards")
+@click.option("--json", "as_json", is_flag=True, help="Print the profiles as JSON.")
+@handle_errors
+def boards_cmd(as_json):
+    """List board profiles (packaged ones and yours from $EDGERNN_BOARDS_DIR)."""
+    from dataclasses import asdict
+
+    from .boards import list_boards
+
+    boards = list_boards()
+    if as_json:
+        echo_json([asdict(b) for b in boards])
+        return
+    click.echo(f"{'name':<14} {'arch':<8} {'cores':>5} {'RAM MB':>7} {'transport':<9} {'threads':>7}  cpu / runtimes")
+    for b in boards:
+        click.echo(f"{b.name:<14} {b.arch:<8} {b.cores:>5} {b.ram_mb:>7} {b.transport:<9} {b.default_threads:>7}  "
+                   f"{b.cpu} / {', '.join(b.runtimes)}")

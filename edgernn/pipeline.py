@@ -1,22 +1,25 @@
 """
-The main job: train a GRU and an LSTM on a dataset, then export, check parity, benchmark and report.
+The main job: train a GRU and an LSTM on a dataset, export every format and precision (full-sequence
+and streaming), check parity, benchmark on the desktop and write the report.
 
     edgernn pipeline --out runs/demo                    # bundled basic-motions, hidden 32
     run_pipeline(PipelineConfig(out="runs/demo"))       # same, from Python
 
-Each stage writes into the per-model run directory (runs/demo/gru, runs/demo/lstm); the summary of
-the whole job goes to runs/demo/summary.json.
+Each model gets a run directory (runs/demo/gru, runs/demo/lstm); the joined report goes to
+runs/demo/report.md (+ report.json, plots/) and a summary of the whole job to runs/demo/summary.json.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from .rundir import atomic_write_json
 from .train import TrainConfig, train
+
+STAGES = ("train", "export", "parity", "bench", "report")
 
 
 @dataclass
@@ -27,21 +30,64 @@ class PipelineConfig:
     hidden: int = 32
     seed: int = 0
     progress: bool = True
-    stages: tuple = ("train",)  # later stages are added as they land
-    extra: dict = field(default_factory=dict)
+    stages: tuple = STAGES
+    formats: tuple = ("onnx", "ort", "tflite")
+    precisions: tuple = ("float", "int8", "dynamic")
+    runs: int = 200
+    repeat: int = 1
 
 
 def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
+    from .errors import ParityError
+
     out = Path(cfg.out)
     summary = {"dataset": cfg.dataset, "hidden": cfg.hidden, "models": {}}
+    run_dirs = []
+    failed = []
     for cell in cfg.cells:
         run_dir = out / cell
-        echo(f"== {cell}: train on {cfg.dataset} -> {run_dir}")
-        m = train(TrainConfig(dataset=cfg.dataset, cell=cell, hidden=cfg.hidden, seed=cfg.seed), run_dir,
-                  progress=cfg.progress)
-        key = m["headline_metric"]
-        echo(f"   test {key} {m['test'][key]:.4f} ({m['parameters']} params, {m['train_time_s']:.1f} s)")
-        summary["models"][cell] = {"run_dir": str(run_dir), "train": m}
+        run_dirs.append(run_dir)
+        entry = summary["models"][cell] = {"run_dir": str(run_dir)}
+        if "train" in cfg.stages:
+            echo(f"== {cell}: train on {cfg.dataset} -> {run_dir}")
+            m = train(TrainConfig(dataset=cfg.dataset, cell=cell, hidden=cfg.hidden, seed=cfg.seed), run_dir,
+                      progress=cfg.progress)
+            key = m["headline_metric"]
+            echo(f"   test {key} {m['test'][key]:.4f} ({m['parameters']} params, {m['train_time_s']:.1f} s)")
+            entry["train"] = m
+        if "export" in cfg.stages:
+            from .export import export_run
+
+            echo(f"== {cell}: export {', '.join(cfg.formats)} x {', '.join(cfg.precisions)}, full-sequence + streaming")
+            results = export_run(run_dir, formats=cfg.formats, precisions=cfg.precisions, streaming=True,
+                                 progress=cfg.progress)
+            made = [r for r in results if r.path]
+            echo(f"   {len(made)} artifacts in {run_dir / 'artifacts'} "
+                 f"({sum(r.seconds for r in made):.1f} s)")
+            entry["export"] = [r.to_dict() for r in results]
+        if "parity" in cfg.stages:
+            from .parity import check_parity, format_table
+
+            echo(f"== {cell}: parity")
+            rep = check_parity(run_dir, progress=cfg.progress)
+            echo(format_table(rep))
+            entry["parity_passed"] = rep["passed"]
+            failed += [f"{cell}/{a}" for a in rep["failed"]]
+        if "bench" in cfg.stages:
+            from .bench import bench_run, format_table as bench_table
+
+            echo(f"== {cell}: bench on desktop")
+            rep = bench_run(run_dir, target="desktop", runs=cfg.runs, repeat=cfg.repeat, progress=cfg.progress)
+            echo(bench_table(rep))
+    if "report" in cfg.stages:
+        from .report import build_report
+
+        res = build_report(run_dirs, out_dir=out)
+        echo(res["markdown"])
+        summary["report"] = res["paths"]
+        echo("report: " + ", ".join(res["paths"].values()))
     atomic_write_json(out / "summary.json", summary)
     echo(f"summary: {out / 'summary.json'}")
+    if failed:
+        raise ParityError(f"parity gate failed for: {', '.join(failed)} (see the parity tables above)")
     return summary

@@ -133,10 +133,7 @@ def score_outputs(out: np.ndarray, y: np.ndarray, lengths: np.ndarray, task: str
 
 def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset: Dataset | None = None) -> dict:
     """Train a model per cfg and write a run directory at out_dir. Returns metrics (also metrics.json)."""
-    import io
-
-    import click
-
+    from .progress import progressbar
     from .rundir import save_run
 
     torch = require("torch", "train")
@@ -183,9 +180,8 @@ def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset:
     best = (float("inf"), -1.0)
     best_state, best_epoch, since_best, epoch = None, 0, 0, 0
     history = []
-    bar = click.progressbar(length=cfg.epochs, label=f"train {cfg.cell} h{cfg.hidden} on {ds.name}",
-                            file=None if progress else io.StringIO(),
-                            item_show_func=lambda s: s, show_eta=True)
+    bar = progressbar(length=cfg.epochs, label=f"train {cfg.cell} h{cfg.hidden} on {ds.name}", enabled=progress,
+                      show=lambda s: s)
     with bar:
         for epoch in range(1, cfg.epochs + 1):
             model.train()

@@ -1,0 +1,209 @@
+"""
+Benchmark orchestration: every artifact of a run, each in a fresh process, on a target
+(desktop, a Raspberry Pi over SSH, an Android phone over adb).
+
+    report = bench_run("runs/gru", target="desktop", runs=300, repeat=3)
+    edgernn bench runs/gru --target rpi4 --host pi@raspberrypi.local
+
+The per-artifact measurement is done by edgernn.runtimes.bench (the worker: load time, first
+inference, warm latency percentiles, streaming per-frame latency, peak RSS per phase). This module
+builds the jobs, hands them to a target, aggregates repeats (spread across repeats, warning above
+5%), adds MACs -> achieved MAC/s and the machine fingerprint, optionally checks on-device parity, and
+writes RUN_DIR/bench-<target>.json.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .models import ModelConfig
+from .rundir import atomic_write_json, load_run
+
+SPREAD_WARN_PCT = 5.0
+
+
+def _macs(manifest: dict, seq_len: int) -> int:
+    cfg = ModelConfig.from_dict(manifest["model"])
+    if manifest["mode"] == "step":
+        return cfg.step_macs()
+    return cfg.macs(manifest.get("sequence_length") or seq_len)
+
+
+def _spread_pct(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    med = statistics.median(values)
+    return 100.0 * (max(values) - min(values)) / med if med else 0.0
+
+
+def aggregate(results: list[dict], macs: int | None) -> dict:
+    """Join the repeats of one artifact: the median repeat's numbers, plus spread across repeats."""
+    p50s = [r["latency_us"]["p50"] for r in results]
+    order = sorted(range(len(results)), key=lambda i: p50s[i])
+    mid = results[order[len(order) // 2]]
+    out = dict(mid)
+    out["repeats"] = len(results)
+    out["repeat_p50_us"] = p50s
+    out["spread_pct"] = round(_spread_pct(p50s), 2)
+    out["warnings"] = list(mid.get("warnings", []))
+    if out["spread_pct"] > SPREAD_WARN_PCT:
+        out["warnings"].append(
+            f"p50 varies {out['spread_pct']:.1f}% across {len(results)} repeats (> {SPREAD_WARN_PCT:g}%): "
+            "the machine is noisy (other load, frequency scaling); close other work or raise --runs")
+    if macs:
+        out["macs"] = macs
+        out["mac_per_s"] = macs / (mid["latency_us"]["p50"] * 1e-6) if mid["latency_us"]["p50"] else None
+    return out
+
+
+def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtimes=None, artifacts=None,
+              threads: int | None = None, runs: int = 200, warmup: int = 20, repeat: int = 1,
+              stream_frames: int = 200, include_torch: bool = True, on_device_parity: bool | None = None,
+              tool: str | None = None, target_opts: dict | None = None, progress: bool = True,
+              write: bool = True) -> dict:
+    from .boards import load_board
+    from .parity import check_parity, find_artifacts
+    from .runtimes.manifest import read_manifest
+    from .targets import BenchJob, get_target
+
+    if runs < 1 or warmup < 0 or repeat < 1:
+        raise ConfigError(f"need runs >= 1, warmup >= 0, repeat >= 1 (got {runs}, {warmup}, {repeat})")
+    run = load_run(run_dir)
+    board = load_board(target)
+    threads = threads or board.default_threads
+    paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
+    manifests = {}
+    for p in paths:
+        try:
+            manifests[p] = read_manifest(p)
+        except Exception as exc:
+            from .errors import ArtifactError
+
+            raise ArtifactError(str(exc)) from None
+    if runtimes:
+        wanted = set(runtimes)
+        paths = [p for p in paths if manifests[p]["runtime"] in wanted]
+        if not paths:
+            raise ConfigError(f"no artifacts for runtime(s) {', '.join(sorted(wanted))} in {run.artifacts_dir}")
+    remote = board.transport != "local"
+    if on_device_parity is None:
+        on_device_parity = board.transport == "ssh"
+
+    tgt = get_target(board, host=host, tool=tool, **(target_opts or {}))
+    d = run.data()
+    with tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
+        inp = Path(tmp) / "windows.npy"
+        np.save(inp, d["X_test"][:32].astype(np.float32))
+        parity_inp = None
+        if on_device_parity:
+            parity_inp = Path(tmp) / "parity_windows.npy"
+            np.save(parity_inp, d["X_test"].astype(np.float32))
+        jobs, keys = [], []
+        for p in paths:
+            for k in range(repeat):
+                jobs.append(BenchJob(artifact=p, input=inp, runs=runs, warmup=warmup, threads=threads,
+                                     stream_frames=stream_frames,
+                                     parity_input=parity_inp if (k == 0 and manifests[p]["mode"] == "sequence")
+                                     else None))
+                keys.append(p)
+        if include_torch and not remote:
+            for _ in range(repeat):
+                jobs.append(BenchJob(artifact=None, input=inp, runs=runs, warmup=warmup, threads=threads,
+                                     stream_frames=0, torch_run=run.path))
+                keys.append(None)
+        t0 = time.perf_counter()
+        raw = tgt.run(jobs, progress=progress)
+        wall = time.perf_counter() - t0
+
+    by_key: dict = {}
+    for key, res in zip(keys, raw):
+        by_key.setdefault(key, []).append(res)
+    results, device_outputs = [], {}
+    for p in paths:
+        agg = aggregate(by_key[p], _macs(manifests[p], run.seq_len))
+        agg["size_bytes"] = manifests[p]["size_bytes"]
+        agg["fully_int8"] = manifests[p].get("quantization", {}).get("fully_int8", False)
+        out = next((r.get("parity_output") for r in by_key[p] if r.get("parity_output") is not None), None)
+        agg.pop("parity_output", None)
+        if out is not None:
+            device_outputs[p.name] = out
+        results.append(agg)
+    torch_eager = None
+    if None in by_key:
+        torch_eager = aggregate(by_key[None], run.config.macs(run.seq_len))
+    warnings = []
+    for r in raw:
+        for w in r.get("warnings", []):
+            if w not in warnings:
+                warnings.append(w)
+    first = raw[0] if raw else {}
+    report = {
+        "run": str(run.path),
+        "target": board.name,
+        "board": board.to_dict() if hasattr(board, "to_dict") else {"name": board.name},
+        "host": host,
+        "machine": first.get("target") or tgt.fingerprint(),
+        "machine_after": first.get("fingerprint_after"),
+        "settings": {"runs": runs, "warmup": warmup, "threads": threads, "repeat": repeat,
+                     "stream_frames": stream_frames, "batch": 1, "window_length": run.seq_len},
+        "results": results,
+        "torch_eager": torch_eager,
+        "warnings": warnings + [w for r in results for w in r.get("warnings", []) if w not in warnings],
+        "wall_s": round(wall, 2),
+    }
+    if device_outputs:
+        parity = check_parity(run.path, artifacts=[p for p in paths if p.name in device_outputs],
+                              outputs=device_outputs, write=False)
+        report["device_parity"] = parity
+    if write:
+        atomic_write_json(run.path / f"bench-{board.name}.json", _jsonable(report))
+    return report
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def format_table(report: dict) -> str:
+    m = report.get("machine") or {}
+    s = report["settings"]
+    lines = [f"target {report['target']}: {m.get('cpu_model', '?')} ({m.get('cores', '?')} cores, "
+             f"{m.get('arch', m.get('machine', '?'))}), threads {s['threads']}, batch 1, T={s['window_length']}, "
+             f"{s['runs']} runs x {s['repeat']} repeat(s)",
+             f"{'artifact':<26} {'runtime':<11} {'p50 us':>9} {'p90':>9} {'p99':>9} {'std':>8} {'frame p50':>9} "
+             f"{'load ms':>8} {'RSS MB':>7} {'KB':>7} {'MMAC/s':>8} {'spread':>6}"]
+    rows = list(report["results"])
+    if report.get("torch_eager"):
+        t = dict(report["torch_eager"])
+        t["artifact"] = "(torch eager reference)"
+        t.setdefault("size_bytes", 0)
+        rows.append(t)
+    for r in rows:
+        lat = r["latency_us"]
+        stream = r.get("stream_us") or {}
+        rss = (r.get("rss_mb") or {}).get("inference_peak")
+        lines.append(
+            f"{r['artifact']:<26} {r.get('runtime', 'torch'):<11} {lat['p50']:>9.1f} {lat['p90']:>9.1f} "
+            f"{lat['p99']:>9.1f} {lat['std']:>8.1f} {stream.get('p50', float('nan')):>9.1f} "
+            f"{r.get('load_s', 0) * 1e3:>8.1f} {rss if rss is not None else float('nan'):>7.1f} "
+            f"{r.get('size_bytes', 0) / 1024:>7.1f} {(r.get('mac_per_s') or 0) / 1e6:>8.1f} "
+            f"{r.get('spread_pct', 0):>5.1f}%")
+    for w in report.get("warnings", []):
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
