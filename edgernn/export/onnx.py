@@ -1,0 +1,463 @@
+"""
+ONNX export (float and int8, full-sequence and streaming) and the ORT format for mobile builds.
+
+    path = export_onnx(run, run.artifacts_dir, precision="int8", mode="sequence")  # sequence-int8.onnx
+    ort_path = export_ort(path)                                               # sequence-int8.ort
+    onnx_op_types(path)   # ['Shape', ..., 'com.microsoft::DynamicQuantizeLSTM', ..., 'MatMulInteger', ...]
+
+Sequence artifacts take "x" [batch, time, C] (normalized input) with batch AND time dynamic and return
+"y" ([batch, K], or [batch, time, K] for the tag head). Step artifacts take one frame "x" [batch, C]
+plus the state "h" [layers, batch, H] (and "c" for LSTM) and return "y", "h_out" (, "c_out"); feed
+h_out back as h on the next frame, starting from zeros. Bidirectional models cannot stream.
+
+How: the TorchScript exporter (torch.onnx.export(dynamo=False), opset 17). Measured with torch 2.13:
+it emits one native ONNX LSTM/GRU/RNN node per layer, keeps the time axis dynamic across repeated
+exports in one process and takes ~0.05 s; the dynamo exporter took 3-14 s per export, froze the time
+axis on the 2nd export of an RNN type in a process (the _dispatch_cache bug in TOOLCHAIN.md) and
+unrolled nn.RNN into hundreds of nodes with a fixed time axis. Every export is checked by onnxruntime
+against torch (max|diff| <= 1e-4 at the example length, a shorter and a longer one, and other batch
+sizes); on failure ExportError is raised and no file is left behind.
+
+int8 = onnxruntime dynamic quantization (quant_pre_process, then quantize_dynamic, int8 weights):
+LSTM becomes com.microsoft::DynamicQuantizeLSTM and the head MatMulInteger. onnxruntime has no integer
+GRU or RNN, so those stay float and the manifest's "quantization" block says so (computed from the
+quantized graph, not assumed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError, ConfigError, ExportError, require
+
+PRECISIONS = ("float", "int8")
+MODES = ("sequence", "step")
+OPSET = 17
+TOLERANCE = 1e-4  # max|diff| allowed between the exported graph and torch (float) / .ort and .onnx
+EXAMPLE_BATCH = 2
+
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
+# ops that do the multiply-accumulate work; everything else is shape plumbing or elementwise
+FLOAT_COMPUTE_OPS = RECURRENT_OPS + ("MatMul", "Gemm", "Conv")
+INT8_COMPUTE_OPS = ("DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul",
+                    "QGemm", "QLinearMatMul", "ConvInteger", "MatMulIntegerToFloat", "QLinearConv")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------------------------------------
+def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "sequence") -> Path:
+    """Export run.load_model() to out_dir/f"{mode}-{precision}.onnx" + manifest; returns the artifact path.
+    precision: "float" | "int8". mode: "sequence" | "step"."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown ONNX precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if mode not in MODES:
+        raise ConfigError(f"unknown export mode {mode!r}; choose one of: {', '.join(MODES)}")
+    from ..models import StepModel
+
+    torch = require("torch", "train")
+    require("onnx", "onnx")
+    require("onnxruntime", "onnx")
+    cfg = run.config
+    model = run.load_model()
+    net = StepModel(model) if mode == "step" else model  # ConfigError for bidirectional step: propagate
+    out_dir = Path(out_dir)
+    final = out_dir / f"{mode}-{precision}.onnx"
+    tmpdir = _make_tmpdir(out_dir)
+    try:
+        float_path = tmpdir / "float.onnx"
+        _torch_export(torch, net, cfg, mode, float_path, run.seq_len)
+        ops = onnx_op_types(float_path)
+        n_rnn = sum(op in RECURRENT_OPS for op in ops)
+        if n_rnn != cfg.layers:
+            raise ExportError(
+                f"ONNX export of {_describe(cfg, mode)} produced {n_rnn} native recurrent nodes for "
+                f"{cfg.layers} layer(s) (the exporter unrolled the recurrence); no file written"
+            )
+        _validate_against_torch(torch, net, model, cfg, mode, float_path, run.seq_len)
+        artifact = float_path
+        if precision == "int8":
+            artifact = _quantize(float_path, tmpdir)
+            _check_runs(artifact, cfg, mode, run.seq_len)
+        quantization = quantization_block(onnx_op_types(artifact), precision, cfg.cell)
+        os.replace(artifact, final)
+    except OSError as exc:
+        raise ExportError(f"cannot write {final}: {exc.strerror or exc}; choose another output directory") from None
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    fields = {
+        "format": "onnx",
+        "runtime": "onnxruntime",
+        "precision": precision,
+        "mode": mode,
+        "task": run.task,
+        "model": cfg.to_dict(),
+        "quantization": quantization,
+        "inputs": _io_inputs(cfg, mode),
+        "outputs": _io_outputs(cfg, mode),
+        "sequence_length": None,
+        "preprocessing": run.preprocessing(),
+        "labels": list(run.labels),
+        "source": {"run": Path(run.path).name},
+    }
+    if mode == "step":
+        fields["state_layout"] = _state_layout(cfg)
+    _write_manifest_or_remove(final, fields)
+    return final
+
+
+def export_ort(onnx_artifact: Path) -> Path:
+    """Convert an exported .onnx (with manifest) into the ORT format (.ort, what mobile/minimal ORT
+    builds load) beside it: f"{mode}-{precision}.ort" + its own manifest (format "ort", same fields)."""
+    from ..runtimes.manifest import ManifestError, read_manifest
+
+    ort = require("onnxruntime", "ort")
+    src = Path(onnx_artifact)
+    try:
+        m = read_manifest(src)
+    except ManifestError as exc:
+        raise ArtifactError(str(exc)) from None
+    if m.get("format") != "onnx":
+        raise ArtifactError(f"{src} is a {m.get('format')!r} artifact; export_ort needs an .onnx artifact")
+    final = src.with_suffix(".ort")
+    tmpdir = _make_tmpdir(final.parent)
+    try:
+        tmp = tmpdir / final.name
+        so = _session_options(ort)
+        # basic = provider-independent rewrites only (constant folding, dead nodes), so the .ort file
+        # stays portable to other execution providers and mobile builds
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(tmp)
+        so.add_session_config_entry("session.save_model_format", "ORT")
+        try:
+            ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+            sess_ort = _session(ort, tmp)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ExportError(f"onnxruntime could not convert {src} to the ORT format: "
+                              f"{str(exc).splitlines()[0]}; no file written") from None
+        sess_onnx = _session(ort, src)
+        T = int(m["preprocessing"].get("max_length") or 16)
+        for batch, length in ((1, T), (3, max(2, T // 2 + 1))):
+            feeds = _random_feeds(sess_onnx, batch, length, seed=batch)
+            names = [o.name for o in sess_onnx.get_outputs()]
+            for name, a, b in zip(names, sess_onnx.run(None, feeds), sess_ort.run(None, feeds)):
+                d = _max_diff(a, b)
+                if not d <= TOLERANCE:
+                    raise ExportError(
+                        f"ORT-format model of {src.name} differs from the .onnx: output {name} max|diff| "
+                        f"{d:.3g} at batch {batch}, T={length} (limit {TOLERANCE:g}); no file written"
+                    )
+        quantization = quantization_block(onnx_op_types(tmp), m["precision"], m["model"].get("cell", ""))
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise ExportError(f"cannot write {final}: {exc.strerror or exc}; choose another output directory") from None
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    skip = {"schema", "artifact", "sha256", "size_bytes", "versions", "created", "_artifact_path"}
+    fields = {k: v for k, v in m.items() if k not in skip}
+    fields["format"] = "ort"
+    fields["runtime"] = "onnxruntime"
+    fields["quantization"] = quantization
+    _write_manifest_or_remove(final, fields)
+    return final
+
+
+def onnx_op_types(path) -> list[str]:
+    """Op types of the graph's nodes, in graph order (one entry per node, so duplicates count layers).
+    Ops outside the default ONNX domain are qualified: "com.microsoft::DynamicQuantizeLSTM".
+    Reads .onnx files with the onnx package and .ort files with onnxruntime's flatbuffer schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path} does not exist")
+    if path.suffix == ".ort":
+        return _ort_op_types(path)
+    onnx = require("onnx", "onnx")
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as exc:
+        raise ArtifactError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+    return [_qualify(n.domain, n.op_type) for n in graph.node]
+
+
+def quantization_block(op_types: list[str], precision: str, cell: str) -> dict:
+    """The manifest's honest "quantization" block, computed from the op types actually in the graph."""
+    bare = [op.split("::")[-1] for op in op_types]
+    float_ops = sorted({op for op in bare if op in FLOAT_COMPUTE_OPS})
+    if precision == "float":
+        return {"scheme": "none", "int8_ops": [], "float_ops": float_ops, "fully_int8": False, "note": ""}
+    int8_ops = sorted({op for op in bare if op in INT8_COMPUTE_OPS})
+    recurrent_float = [op for op in float_ops if op in RECURRENT_OPS]
+    fully = "DynamicQuantizeLSTM" in int8_ops and not float_ops
+    note = ("onnxruntime dynamic quantization: int8 weights, activations quantized per call at run time, "
+            "gate nonlinearities and I/O in float")
+    if recurrent_float:
+        kinds = "/".join(recurrent_float)
+        note = (f"{kinds} int8 for ONNX is weights-only for the head: onnxruntime has no integer {kinds}, "
+                f"so the recurrence runs in float; use --format tflite for full int8")
+    return {"scheme": "dynamic", "int8_ops": int8_ops, "float_ops": float_ops, "fully_int8": fully, "note": note}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# export + validation
+# ----------------------------------------------------------------------------------------------------------
+def _describe(cfg, mode) -> str:
+    bi = " bidirectional" if cfg.bidirectional else ""
+    return f"{cfg.cell} h{cfg.hidden} x{cfg.layers}{bi} {mode}"
+
+
+def _state_names(cfg):
+    return ("h", "c") if cfg.cell == "lstm" else ("h",)
+
+
+def _torch_export(torch, net, cfg, mode, path: Path, seq_len: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    if mode == "sequence":
+        args = (torch.randn(EXAMPLE_BATCH, seq_len, cfg.input_size, generator=g),)
+        inames, onames = ["x"], ["y"]
+        y_axes = {0: "batch", 1: "time"} if cfg.head == "tag" else {0: "batch"}
+        dyn = {"x": {0: "batch", 1: "time"}, "y": y_axes}
+    else:
+        x = torch.randn(EXAMPLE_BATCH, cfg.input_size, generator=g)
+        states = tuple(torch.zeros(cfg.layers, EXAMPLE_BATCH, cfg.hidden) for _ in _state_names(cfg))
+        args = (x,) + states
+        inames = ["x", *_state_names(cfg)]
+        onames = ["y", *[f"{s}_out" for s in _state_names(cfg)]]
+        dyn = {"x": {0: "batch"}, "y": {0: "batch"}}
+        dyn.update({n: {1: "batch"} for n in inames[1:] + onames[1:]})
+    with warnings.catch_warnings():
+        # the TorchScript exporter is "legacy" in torch 2.13 but is the one that keeps RNNs dynamic
+        warnings.simplefilter("ignore")
+        try:
+            with torch.no_grad():
+                torch.onnx.export(net, args, str(path), dynamo=False, opset_version=OPSET, input_names=inames,
+                                  output_names=onames, dynamic_axes=dyn, do_constant_folding=True)
+        except Exception as exc:
+            raise ExportError(f"torch.onnx.export failed for {_describe(cfg, mode)}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _max_diff(a, b) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a - b)))
+
+
+def _session_options(ort):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
+
+
+def _session(ort, path):
+    return ort.InferenceSession(str(path), _session_options(ort), providers=["CPUExecutionProvider"])
+
+
+def _check_sizes(seq_len: int) -> list[tuple[int, int]]:
+    """(batch, time) pairs to validate: the example shape, then shorter and longer, other batch sizes."""
+    return [(EXAMPLE_BATCH, seq_len), (3, max(2, seq_len // 2 - 3)), (1, 2 * seq_len + 3)]
+
+
+def _validate_against_torch(torch, net, model, cfg, mode, path: Path, seq_len: int) -> None:
+    ort = require("onnxruntime", "onnx")
+    try:
+        sess = _session(ort, path)
+    except Exception as exc:
+        raise ExportError(f"onnxruntime cannot load the exported {_describe(cfg, mode)} graph: "
+                          f"{str(exc).splitlines()[0]}; no file written") from None
+    rng = np.random.default_rng(1)
+    for batch, T in _check_sizes(seq_len):
+        x = rng.standard_normal((batch, T, cfg.input_size)).astype(np.float32)
+        if mode == "sequence":
+            with torch.no_grad():
+                want = {"y": model(torch.from_numpy(x)).numpy()}
+            _compare(_run(sess, {"x": x}, cfg, mode, batch, T), want, cfg, mode, batch, T)
+            continue
+        # step: frame by frame vs the torch stepper (output and states at every frame); the last
+        # frame must also equal the full-sequence model (classify/forecast) or its last step (tag)
+        states = {n: np.zeros((cfg.layers, batch, cfg.hidden), np.float32) for n in _state_names(cfg)}
+        for t in range(T):
+            feeds = {"x": np.ascontiguousarray(x[:, t]), **states}
+            with torch.no_grad():
+                ref = net(*[torch.from_numpy(feeds[k]) for k in ["x", *_state_names(cfg)]])
+            want = {"y": ref[0].numpy(), **{f"{n}_out": r.numpy() for n, r in zip(_state_names(cfg), ref[1:])}}
+            got = _run(sess, feeds, cfg, mode, batch, T)
+            _compare(got, want, cfg, mode, batch, T)
+            states = {n: got[f"{n}_out"] for n in _state_names(cfg)}
+        with torch.no_grad():
+            full = model(torch.from_numpy(x)).numpy()
+        _compare({"y": got["y"]}, {"y": full[:, -1] if cfg.head == "tag" else full}, cfg, mode, batch, T)
+
+
+def _run(sess, feeds, cfg, mode, batch, T) -> dict:
+    try:
+        outs = sess.run(None, feeds)
+    except Exception as exc:
+        raise ExportError(f"exported {_describe(cfg, mode)} graph fails in onnxruntime at batch {batch}, T={T} "
+                          f"(axes not dynamic?): {str(exc).splitlines()[0]}; no file written") from None
+    return {o.name: v for o, v in zip(sess.get_outputs(), outs)}
+
+
+def _compare(got: dict, want: dict, cfg, mode, batch, T) -> None:
+    bad = []
+    for name, ref in want.items():
+        d = _max_diff(got[name], ref)
+        if not d <= TOLERANCE:
+            bad.append(f"{name} max|diff| {d:.3g} (shape {list(np.shape(got[name]))} vs {list(np.shape(ref))})")
+    if bad:
+        raise ExportError(
+            f"ONNX export of {_describe(cfg, mode)} does not match torch at batch {batch}, T={T}: "
+            f"{'; '.join(bad)} (limit {TOLERANCE:g}); no file written"
+        )
+
+
+def _quantize(float_path: Path, tmpdir: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = tmpdir / "pre.onnx"
+    out = tmpdir / "int8.onnx"
+    try:
+        # pre-processing (shape inference + folding) first: without it large LSTMs can stay float
+        quant_pre_process(str(float_path), str(pre))
+        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ExportError(f"onnxruntime int8 quantization failed: {first}; no file written") from None
+    return out
+
+
+def _check_runs(path: Path, cfg, mode, seq_len: int) -> None:
+    """The int8 graph must load and give finite outputs of the right shape at every checked size."""
+    ort = require("onnxruntime", "onnx")
+    try:
+        sess = _session(ort, path)
+    except Exception as exc:
+        raise ExportError(f"onnxruntime cannot load the int8 {_describe(cfg, mode)} graph: "
+                          f"{str(exc).splitlines()[0]}; no file written") from None
+    for batch, T in _check_sizes(seq_len):
+        got = _run(sess, _random_feeds(sess, batch, T, seed=T), cfg, mode, batch, T)
+        y = got["y"]
+        expect = _expected_y_shape(cfg, mode, batch, T)
+        if list(y.shape) != expect or not np.all(np.isfinite(y)):
+            raise ExportError(f"int8 {_describe(cfg, mode)} graph gives y of shape {list(y.shape)} (expected "
+                              f"{expect}) or non-finite values at batch {batch}, T={T}; no file written")
+
+
+def _expected_y_shape(cfg, mode, batch, T):
+    if mode == "sequence" and cfg.head == "tag":
+        return [batch, T, cfg.num_outputs]
+    return [batch, cfg.num_outputs]
+
+
+def _random_feeds(sess, batch: int, T: int, seed: int) -> dict:
+    """Random float inputs for a session: symbolic dims named like time get T, other symbolic dims
+    get batch, fixed dims stay."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for inp in sess.get_inputs():
+        shape = []
+        for d in inp.shape:
+            if isinstance(d, int):
+                shape.append(d)
+            elif isinstance(d, str) and "time" in d:
+                shape.append(T)
+            else:
+                shape.append(batch)
+        scale = 1.0 if inp.name == "x" else 0.5
+        feeds[inp.name] = (scale * rng.standard_normal(shape)).astype(np.float32)
+    return feeds
+
+
+# ----------------------------------------------------------------------------------------------------------
+# manifest pieces
+# ----------------------------------------------------------------------------------------------------------
+def _tensor(name, shape, role, nxt=None, output=False) -> dict:
+    d = {"name": name, "shape": shape, "dtype": "float32", "role": role, "quant": None}
+    if output:
+        d["next"] = nxt
+    return d
+
+
+def _io_inputs(cfg, mode) -> list[dict]:
+    if mode == "sequence":
+        return [_tensor("x", [None, None, cfg.input_size], "x")]
+    return [_tensor("x", [None, cfg.input_size], "x")] + [
+        _tensor(n, [cfg.layers, None, cfg.hidden], "state") for n in _state_names(cfg)
+    ]
+
+
+def _io_outputs(cfg, mode) -> list[dict]:
+    if mode == "sequence":
+        shape = [None, None, cfg.num_outputs] if cfg.head == "tag" else [None, cfg.num_outputs]
+        return [_tensor("y", shape, "y", output=True)]
+    return [_tensor("y", [None, cfg.num_outputs], "y", output=True)] + [
+        _tensor(f"{n}_out", [cfg.layers, None, cfg.hidden], "state", nxt=n, output=True) for n in _state_names(cfg)
+    ]
+
+
+def _state_layout(cfg) -> str:
+    torch_name = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}[cfg.cell]
+    text = (f"h: [layers, batch, hidden] = [{cfg.layers}, batch, {cfg.hidden}], layer 0 (closest to the input) "
+            f"first, as torch nn.{torch_name} h_n; start every sequence from zeros and feed h_out back as h on "
+            "the next frame")
+    if cfg.cell == "lstm":
+        text += "; c: the LSTM cell state, same layout, fed back from c_out the same way"
+    return text
+
+
+def _write_manifest_or_remove(final: Path, fields: dict) -> None:
+    from .manifest import write_manifest
+
+    try:
+        write_manifest(final, fields)
+    except BaseException as exc:
+        final.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ExportError(f"cannot write the manifest for {final}: {exc.strerror or exc}") from None
+        raise
+
+
+def _make_tmpdir(out_dir: Path) -> Path:
+    """A private scratch dir inside out_dir (same filesystem, so os.replace is atomic)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=".edgernn-onnx-", dir=out_dir))
+    except OSError as exc:
+        raise ExportError(f"output directory {out_dir} is not writable ({exc.strerror or exc}); "
+                          "choose another with --out") from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# op types of .onnx / .ort graphs
+# ----------------------------------------------------------------------------------------------------------
+def _qualify(domain: str, op_type: str) -> str:
+    return op_type if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
+
+
+def _ort_op_types(path: Path) -> list[str]:
+    try:
+        import onnxruntime.tools.ort_format_model  # noqa: F401  (puts ort_flatbuffers_py on sys.path)
+        import ort_flatbuffers_py.fbs as fbs
+    except ImportError as exc:
+        raise ArtifactError(f"cannot read ORT-format op types: {exc}; pip install flatbuffers onnxruntime") from None
+    buf = bytearray(path.read_bytes())
+    if not fbs.InferenceSession.InferenceSession.InferenceSessionBufferHasIdentifier(buf, 0):
+        raise ArtifactError(f"{path} is not an ORT-format model; re-run `edgernn export --format ort`")
+    graph = fbs.InferenceSession.InferenceSession.GetRootAsInferenceSession(buf, 0).Model().Graph()
+    out = []
+    for i in range(graph.NodesLength()):
+        node = graph.Nodes(i)
+        out.append(_qualify((node.Domain() or b"").decode(), node.OpType().decode()))
+    return out
