@@ -34,6 +34,8 @@ def handle_errors(fn):
             return fn(*args, **kwargs)
         except EdgernnError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # disk full, permission denied, ...: the environment, not a bug
+            raise click.ClickException(f"{exc.strerror or exc} ({exc.filename or 'file system'})") from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -41,6 +41,7 @@ def _build_run(path: Path, cell: str, hidden: int, layers: int, bidirectional: b
     from edgernn.models import ModelConfig, build_model
     from edgernn.rundir import save_run
 
+    torch.set_num_threads(1)  # 2 threads on a loaded 2-core box made a GRU forward 400x slower
     X, y = synthetic_windows(240, seed=seed)
     Xte, yte = synthetic_windows(80, seed=seed + 1)
     mean = X.reshape(-1, X.shape[-1]).mean(0)

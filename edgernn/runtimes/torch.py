@@ -1,0 +1,89 @@
+"""
+PyTorch eager reference session: the float model of a run directory behind the same API as the
+deployable runtimes. The benchmark uses it as the baseline; it imports torch and edgernn.rundir, so it
+is never embedded on a device (and load() never returns it).
+
+    s = TorchSession("runs/gru", threads=1)
+    s.predict(window)             # raw window [T, C] or [B, T, C]; run normalization applied
+    st = s.stream()               # unidirectional models: StepModel frame by frame
+    y = st.step(frame)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError, require
+from . import Session, _Tensor
+
+
+def _manifest(run, mode: str) -> dict:
+    cfg = run.config
+    C, H = cfg.input_size, cfg.hidden
+    model_pt = run.path / "model.pt"
+    if mode == "sequence":
+        inputs = [{"name": "x", "shape": [None, None, C], "role": "x"}]
+        outputs = [{"name": "y", "shape": None, "role": "y"}]
+    else:
+        names = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+        inputs = [{"name": "x", "shape": [1, C], "role": "x"}]
+        inputs += [{"name": n, "shape": [cfg.layers, 1, H], "role": "state"} for n in names]
+        outputs = [{"name": "y", "shape": [1, cfg.num_outputs], "role": "y"}]
+        outputs += [{"name": f"{n}_out", "shape": [cfg.layers, 1, H], "role": "state", "next": n} for n in names]
+    return {
+        "artifact": "torch-eager", "format": "torch", "runtime": "torch", "precision": "float", "mode": mode,
+        "task": run.task, "model": cfg.to_dict(), "inputs": inputs, "outputs": outputs,
+        "sequence_length": None, "preprocessing": run.preprocessing(), "labels": list(run.labels),
+        "size_bytes": model_pt.stat().st_size if model_pt.is_file() else 0,
+        "quantization": {"scheme": "none", "int8_ops": [], "float_ops": [], "fully_int8": False,
+                         "note": "PyTorch eager float32 reference"},
+        "source": {"run": run.path.name},
+    }
+
+
+class TorchSession(Session):
+    runtime_name = "torch"
+
+    def __init__(self, run_dir, threads: int = 1, mode: str = "sequence"):
+        from ..rundir import load_run
+
+        if mode not in ("sequence", "step"):
+            raise ConfigError(f"unknown mode {mode!r}; choose sequence or step")
+        self.run = load_run(run_dir)
+        if mode == "step" and self.run.config.bidirectional:
+            raise ConfigError("bidirectional models cannot stream: the backward direction needs the whole "
+                              "future sequence; use predict(window)")
+        super().__init__(self.run.path / "model.pt", _manifest(self.run, mode), threads)
+
+    def _open(self, threads: int) -> None:
+        torch = require("torch", "train")
+        self._torch = torch
+        self.runtime_version = torch.__version__
+        self.runtime_package = "torch"
+        torch.set_num_threads(threads)
+        model = self.run.load_model()
+        if self.mode == "step":
+            from ..models import StepModel
+
+            model = StepModel(model)
+        self._model = model
+        self.inputs = [_Tensor(s, np.float32) for s in self.manifest["inputs"]]
+        self.outputs = [_Tensor(s, np.float32) for s in self.manifest["outputs"]]
+
+    def _invoke(self, feeds: list) -> list:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._model(*[torch.from_numpy(np.ascontiguousarray(f)) for f in feeds])
+        if not isinstance(out, tuple):
+            out = (out,)
+        return [o.numpy() for o in out]
+
+    def stream(self):
+        if self.mode == "step":
+            return super().stream()
+        if not hasattr(self, "_stepper"):
+            self._stepper = TorchSession(self.run.path, self.threads, mode="step")
+        return self._stepper.stream()
+
+    def close(self) -> None:
+        self._model = None
