@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgernn.cli import main
+from edgernn.errors import ExportError
 from edgernn.export.manifest import write_manifest
 from edgernn.parity import check_parity, format_table
 
@@ -138,7 +139,7 @@ def test_failed_export_leaves_no_half_file(run_copy, monkeypatch):
         raise OSError(28, "No space left on device (simulated)")
 
     monkeypatch.setattr(manifest_mod, "write_manifest", boom)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ExportError, match="No space left"):
         export_run(run, formats="onnx", precisions="float")
     assert [p.name for p in (run / "artifacts").iterdir()] == []
 
