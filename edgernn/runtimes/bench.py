@@ -241,6 +241,8 @@ def measure(artifact=None, windows=None, runs: int = 200, warmup: int = 20, thre
         "runtime_package": session.runtime_package, "threads": threads,
         "load_s": load_s, "first_inference_s": first_s,
         "latency_us": lat, "latency_unit": "frame" if step_mode else "window",
+        # raw samples (every k-th, at most 500, 0.1 us) so reports can draw the distribution
+        "samples_us": [round(float(v) / 1e3, 1) for v in samples[:: max(1, runs // 500)]],
         "window_shape": [int(d) for d in windows.shape[1:]],
         "throughput_per_s": 1e6 / lat["mean"] if lat["mean"] > 0 else None,
         "stream_us": stream_us,
