@@ -93,7 +93,7 @@ def markdown(runs: list[dict], plots: dict) -> str:
             lat = b.get("latency_us") or {}
             stream = b.get("stream_us") or {}
             rss = (b.get("rss_mb") or {}).get("inference_peak")
-            int8 = "full" if a.get("fully_int8") else ("partial" if a["precision"] != "float" else "-")
+            int8 = "all RNN ops" if a.get("fully_int8") else ("head only" if a["precision"] != "float" else "-")
             lines.append(
                 f"| {a['artifact']} | {a['runtime']} | {_fmt(p.get(mkey), '.4f')} "
                 f"| {_fmt(p.get(mkey + '_change'), '+.4f')} "
@@ -184,9 +184,9 @@ def build_report(run_dirs, out_dir=None, target: str | None = None) -> dict:
     run_dirs = [Path(p) for p in run_dirs]
     if not run_dirs:
         raise ConfigError("give at least one run directory")
+    runs = [collect(p, target) for p in run_dirs]  # validates every run before anything is written
     out_dir = Path(out_dir) if out_dir else run_dirs[0]
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = [collect(p, target) for p in run_dirs]
     plots = plot(runs, out_dir)
     md = markdown(runs, plots)
     atomic_write_text(out_dir / "report.md", md)
