@@ -44,8 +44,11 @@ def _spread_pct(values: list[float]) -> float:
 
 def aggregate(results: list[dict], macs: int | None) -> dict:
     """Join the repeats of one artifact: the median repeat's numbers, plus spread across repeats."""
-    p50s = [r["latency_us"]["p50"] for r in results]
-    order = sorted(range(len(results)), key=lambda i: p50s[i])
+    # some tools (Android benchmark_model) print only a mean: fall back to it for ordering and spread
+    p50s = [r["latency_us"].get("p50") if r["latency_us"].get("p50") is not None else r["latency_us"].get("mean")
+            for r in results]
+    p50s = [v for v in p50s if v is not None] or [0.0]
+    order = sorted(range(len(p50s)), key=lambda i: p50s[i])
     mid = results[order[len(order) // 2]]
     out = dict(mid)
     out["repeats"] = len(results)
@@ -58,7 +61,8 @@ def aggregate(results: list[dict], macs: int | None) -> dict:
             "the machine is noisy (other load, frequency scaling); close other work or raise --runs")
     if macs:
         out["macs"] = macs
-        out["mac_per_s"] = macs / (mid["latency_us"]["p50"] * 1e-6) if mid["latency_us"]["p50"] else None
+        p50 = mid["latency_us"].get("p50")
+        out["mac_per_s"] = macs / (p50 * 1e-6) if p50 else None
     return out
 
 
@@ -95,7 +99,11 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     if on_device_parity is None:
         on_device_parity = board.transport == "ssh"
 
-    tgt = get_target(board, host=host, tool=tool, **(target_opts or {}))
+    try:
+        tgt = get_target(board, host=host, tool=tool, **(target_opts or {}))
+    except TypeError:
+        raise ConfigError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in target_opts or {})} do not "
+                          f"apply to target {board.name} (transport {board.transport})") from None
     d = run.data()
     with tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
         inp = Path(tmp) / "windows.npy"
@@ -194,15 +202,20 @@ def format_table(report: dict) -> str:
         t["artifact"] = "(torch eager reference)"
         t.setdefault("size_bytes", 0)
         rows.append(t)
+    def f(v, width, spec=".1f"):
+        return f"{'-':>{width}}" if v is None else f"{v:>{width}{spec}}"
+
     for r in rows:
         lat = r["latency_us"]
         stream = r.get("stream_us") or {}
         rss = (r.get("rss_mb") or {}).get("inference_peak")
+        load = r.get("load_s")
+        mps = r.get("mac_per_s")
         lines.append(
-            f"{r['artifact']:<26} {r.get('runtime', 'torch'):<11} {lat['p50']:>9.1f} {lat['p90']:>9.1f} "
-            f"{lat['p99']:>9.1f} {lat['std']:>8.1f} {stream.get('p50', float('nan')):>9.1f} "
-            f"{r.get('load_s', 0) * 1e3:>8.1f} {rss if rss is not None else float('nan'):>7.1f} "
-            f"{r.get('size_bytes', 0) / 1024:>7.1f} {(r.get('mac_per_s') or 0) / 1e6:>8.1f} "
+            f"{r['artifact']:<26} {r.get('runtime', 'torch'):<11} {f(lat.get('p50'), 9)} {f(lat.get('p90'), 9)} "
+            f"{f(lat.get('p99'), 9)} {f(lat.get('std'), 8)} {f(stream.get('p50'), 9)} "
+            f"{f(load * 1e3 if load is not None else None, 8)} {f(rss, 7)} "
+            f"{r.get('size_bytes', 0) / 1024:>7.1f} {f(mps / 1e6 if mps else None, 8)} "
             f"{r.get('spread_pct', 0):>5.1f}%")
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")

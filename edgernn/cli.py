@@ -303,11 +303,16 @@ def parity_cmd(run_dir, min_accuracy_ratio, float_tol, artifacts, threads, as_js
               help="Frames timed one by one for streaming (step) artifacts.")
 @click.option("--no-torch", is_flag=True, help="Skip the PyTorch eager reference (desktop only).")
 @click.option("--tool", default=None, help="Android: path to TFLite's benchmark_model or onnxruntime_perf_test.")
+@click.option("--remote-python", default=None,
+              help="SSH: the device's Python with numpy + a runtime [default: the board profile's].")
+@click.option("--remote-tmp", default=None, help="SSH: base directory for the remote temporary directory.")
+@click.option("--port", type=int, default=None, help="SSH port (else ~/.ssh/config or 22).")
+@click.option("--identity", "-i", default=None, help="SSH identity file (else ~/.ssh/config or the agent).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full JSON instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup, repeat, stream_frames,
-              no_torch, tool, as_json, quiet):
+              no_torch, tool, remote_python, remote_tmp, port, identity, as_json, quiet):
     """Benchmark every artifact of a run: latency percentiles, memory, size.
 
     Each artifact runs in a fresh process: load time, first inference, warm latency p50/p90/p99/mean/std,
@@ -320,6 +325,8 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
     report = bench_run(run_dir, target=target, host=host, runtimes=list(runtimes) or None,
                        artifacts=list(artifacts) or None, threads=threads, runs=runs, warmup=warmup,
                        repeat=repeat, stream_frames=stream_frames, include_torch=not no_torch, tool=tool,
+                       target_opts={k: v for k, v in {"remote_python": remote_python, "remote_tmp": remote_tmp,
+                                                      "port": port, "identity": identity}.items() if v is not None},
                        progress=not quiet)
     if as_json:
         from .bench import _jsonable
