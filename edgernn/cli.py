@@ -176,9 +176,14 @@ def format_train_summary(cell, hidden, m, out) -> str:
               help="Comma-separated stages to run (later stages reuse what earlier runs wrote).")
 @click.option("--runs", type=click.IntRange(1), default=200, show_default=True, help="Timed runs per artifact.")
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Benchmark repeats.")
+@click.option("--format", "formats", default="onnx,ort,tflite", show_default=True, help="Export formats.")
+@click.option("--precision", "precisions", default="float,int8,dynamic", show_default=True,
+              help="Export precisions (see `edgernn export --help`).")
+@click.option("--epochs", type=click.IntRange(1), default=300, show_default=True, help="Maximum training epochs.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any artifact fails its parity gate.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @handle_errors
-def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, quiet):
+def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, formats, precisions, epochs, strict, quiet):
     """The main job: train GRU and LSTM, export, check parity, benchmark, report."""
     from .models import CELLS
     from .pipeline import PipelineConfig, run_pipeline
@@ -193,7 +198,9 @@ def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, quiet)
     if not stage_list or any(x not in STAGES for x in stage_list):
         raise click.BadParameter(f"choose stages from {', '.join(STAGES)}", param_hint="--stages")
     run_pipeline(PipelineConfig(out=out, dataset=dataset, cells=cell_list, hidden=hidden, seed=seed,
-                                progress=not quiet, stages=stage_list, runs=runs, repeat=repeat))
+                                progress=not quiet, stages=stage_list, runs=runs, repeat=repeat,
+                                formats=tuple(formats.split(",")), precisions=tuple(precisions.split(",")),
+                                epochs=epochs, strict=strict))
 
 
 # ----------------------------------------------------------------------------- export

@@ -35,6 +35,8 @@ class PipelineConfig:
     precisions: tuple = ("float", "int8", "dynamic")
     runs: int = 200
     repeat: int = 1
+    epochs: int = 300
+    strict: bool = False  # exit non-zero when an artifact fails its parity gate (the report says so either way)
 
 
 def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
@@ -50,8 +52,8 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
         entry = summary["models"][cell] = {"run_dir": str(run_dir)}
         if "train" in cfg.stages:
             echo(f"== {cell}: train on {cfg.dataset} -> {run_dir}")
-            m = train(TrainConfig(dataset=cfg.dataset, cell=cell, hidden=cfg.hidden, seed=cfg.seed), run_dir,
-                      progress=cfg.progress)
+            tcfg = TrainConfig(dataset=cfg.dataset, cell=cell, hidden=cfg.hidden, seed=cfg.seed, epochs=cfg.epochs)
+            m = train(tcfg, run_dir, progress=cfg.progress)
             key = m["headline_metric"]
             echo(f"   test {key} {m['test'][key]:.4f} ({m['parameters']} params, {m['train_time_s']:.1f} s)")
             entry["train"] = m
@@ -86,8 +88,13 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
         echo(res["markdown"])
         summary["report"] = res["paths"]
         echo("report: " + ", ".join(res["paths"].values()))
+    summary["parity_failed"] = failed
     atomic_write_json(out / "summary.json", summary)
     echo(f"summary: {out / 'summary.json'}")
     if failed:
-        raise ParityError(f"parity gate failed for: {', '.join(failed)} (see the parity tables above)")
+        msg = (f"parity gate failed for: {', '.join(failed)} (see the parity tables above and the report; "
+               "`edgernn parity RUN_DIR` is the gate to use in CI)")
+        if cfg.strict:
+            raise ParityError(msg)
+        echo(f"WARNING: {msg}")
     return summary
