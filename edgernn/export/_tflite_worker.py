@@ -1,0 +1,347 @@
+"""
+TFLite conversion worker: runs in its own process so that a converter segfault cannot kill the caller.
+
+    python -m edgernn.export._tflite_worker SPEC.json
+
+SPEC.json (written by edgernn.export.tflite) names: the ModelConfig dict, mode, precision, int8_io,
+seq_len, a weights .npz (torch state_dict as numpy), a data .npz (normalized calibration and check
+inputs plus torch reference outputs), the output .tflite path and the report .json path. The worker
+rebuilds the model in legacy Keras, converts it, inspects the flatbuffer (op types, tensor dtypes,
+variable tensors, I/O names and quantization) and runs the result with the LiteRT interpreter on the
+check inputs. It writes a JSON report; the parent decides whether the artifact passes and writes the
+manifest. Exit code 0 = converted (see report), 1 = Python error (report["error"]), <0 = crashed.
+
+Test hook: EDGERNN_TFLITE_WORKER_CRASH=1 makes the worker os.abort() right before converting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"  # before TensorFlow is imported anywhere
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+
+INT_TYPES = ("int8", "int16", "uint8")
+
+
+def interpreter(model_content: bytes, delegates: bool = True):
+    """LiteRT interpreter (ai_edge_litert, else tf.lite). delegates=False disables XNNPACK so that
+    op inspection sees the real builtin ops instead of DELEGATE nodes."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:  # pragma: no cover - fallback when ai-edge-litert is missing
+        import tensorflow as tf
+
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    kw = {} if delegates else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    it = Interpreter(model_content=model_content, num_threads=1, **kw)
+    it.allocate_tensors()
+    return it
+
+
+# ---------------------------------------------------------------- conversion
+
+def convert(spec: dict, weights: dict, data: dict, seq_len) -> bytes:
+    import tensorflow as tf
+
+    from . import keras_build as kb
+
+    cfg, mode, precision = spec["cfg"], spec["mode"], spec["precision"]
+    if mode == "step":
+        model = kb.build_step_model(cfg, weights)
+    else:
+        # the fused LSTM keeps a dynamic loop inside one op; GRU/RNN loops become WHILE (int8 segfaults) -> unroll
+        unroll = cfg["cell"] != "lstm" or bool(spec.get("unroll_lstm"))
+        model = kb.build_sequence_model(cfg, weights, seq_len, unroll=unroll)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision == "int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        calib = calibration_samples(spec, data)
+        conv.representative_dataset = lambda: iter(calib)
+        if spec["int8_io"] == "int8":
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+    elif precision == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if cfg["cell"] == "lstm":
+            # measured (TF 2.21): the MLIR dynamic-range quantizer leaves the fused LSTM's weights float;
+            # the legacy one stores them int8 (DEQUANTIZE at load).
+            conv.experimental_new_dynamic_range_quantizer = False
+    if os.environ.get("EDGERNN_TFLITE_WORKER_CRASH") == "1":
+        os.abort()
+    return conv.convert()
+
+
+def remove_float_cell_clip(fb: bytes) -> tuple[bytes, list]:
+    """Set cell_clip to 0 (= no clipping) on every float UNIDIRECTIONAL_SEQUENCE_LSTM, patching the 4
+    bytes in place. The Keras->TFLite LSTM fusion hard-codes cell_clip=10.0, which torch and Keras do
+    not have: measured on a trained h16 LSTM, 5 of 64 windows run to 80 steps ended up to 0.72 away
+    from torch (cell state past 10) while the unclipped graph matched to 5e-5. Returns the new bytes and
+    the original clip values. Integer LSTMs keep their clip: their int16 cell-state scale is tied to it."""
+    import struct
+
+    m = _model(fb)
+    s = _schema()
+    buf = bytearray(fb)
+    found = []
+    for g in range(m.SubgraphsLength()):
+        sg = m.Subgraphs(g)
+        for k in range(sg.OperatorsLength()):
+            op = sg.Operators(k)
+            code = m.OperatorCodes(op.OpcodeIndex())
+            if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != s.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM:
+                continue
+            if np.dtype(_tensor_type(s, sg.Tensors(op.Inputs(0)).Type())) != np.float32:
+                continue
+            table = op.BuiltinOptions()
+            opts = s.UnidirectionalSequenceLSTMOptions()
+            opts.Init(table.Bytes, table.Pos)
+            off = opts._tab.Offset(6)  # cell_clip; 0 = absent = already no clipping
+            if off and opts.CellClip() > 0:
+                found.append(float(opts.CellClip()))
+                struct.pack_into("<f", buf, opts._tab.Pos + off, 0.0)
+    return bytes(buf), found
+
+
+def _tensor_type(s, code: int) -> str:
+    names = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
+    return {"FLOAT32": "float32", "INT8": "int8", "INT16": "int16", "UINT8": "uint8", "INT32": "int32"}.get(
+        names.get(code, ""), "object")
+
+
+def calibration_samples(spec: dict, data: dict) -> list:
+    """Representative dataset: one sample per window (sequence) or per (frame, states) pair (step), as
+    dicts keyed by signature input name (the converted graph orders its inputs by name, not as built)."""
+    from .keras_build import X_NAME, state_names
+
+    X = data["calib_x"]
+    if spec["mode"] == "sequence":
+        return [{X_NAME: X[i:i + 1]} for i in range(len(X))]
+    names, states = state_names(spec["cfg"]), data["calib_states"]  # states [N, S, H] in state_names order
+    return [{X_NAME: X[i:i + 1], **{n: states[i, s][None] for s, n in enumerate(names)}} for i in range(len(X))]
+
+
+# ---------------------------------------------------------------- inspection
+
+def _dtype(d) -> str:
+    return np.dtype(d).name
+
+
+def _shape(detail) -> list:
+    sig = detail.get("shape_signature")
+    sig = detail["shape"] if sig is None or len(sig) == 0 else sig
+    return [None if int(v) < 0 else int(v) for v in sig]
+
+
+def _quant(detail):
+    if _dtype(detail["dtype"]) not in INT_TYPES:
+        return None
+    scale, zp = detail["quantization"]
+    return {"scale": float(scale), "zero_point": int(zp)}
+
+
+def io_details(it, cfg: dict, mode: str) -> tuple[list, list]:
+    """Manifest inputs/outputs in get_input_details()/get_output_details() order, with the logical
+    signature key of each tensor (x, h0, c0 / y, h0_next, ...)."""
+    sig = it._get_full_signature_list()["serving_default"]
+    in_key = {idx: k for k, idx in sig["inputs"].items()}
+    out_key = {idx: k for k, idx in sig["outputs"].items()}
+    inputs, outputs = [], []
+    for d in it.get_input_details():
+        key = in_key[d["index"]]
+        inputs.append({"name": d["name"], "shape": _shape(d), "dtype": _dtype(d["dtype"]),
+                       "role": "x" if key == "x" else "state", "quant": _quant(d), "signature_key": key})
+    names = {e["signature_key"]: e["name"] for e in inputs}
+    for d in it.get_output_details():
+        key = out_key[d["index"]]
+        e = {"name": d["name"], "shape": _shape(d), "dtype": _dtype(d["dtype"]),
+             "role": "y" if key == "y" else "state", "quant": _quant(d), "signature_key": key}
+        if key != "y":
+            e["next"] = names[key[: -len("_next")]]
+        outputs.append(e)
+    return inputs, outputs
+
+
+def inspect_ops(fb: bytes) -> dict:
+    """Op types by how they compute: integer (int8/int16 activations), hybrid (float activations, int8
+    weights), weight-only DEQUANTIZE of constants, shape (int32 index arithmetic only), float; plus the
+    number of variable tensors (state kept inside the interpreter)."""
+    it = interpreter(fb, delegates=False)
+    details = {t["index"]: t for t in it.get_tensor_details()}
+    const = _constant_tensors(fb)
+    integer, hybrid, flt, weight_deq, boundary, shape = [], [], [], [], [], []
+    for op in it._get_ops_details():
+        name = op["op_name"]
+        outs = [_dtype(details[i]["dtype"]) for i in op["outputs"] if i >= 0]
+        ins = [(i, _dtype(details[i]["dtype"])) for i in op["inputs"] if i >= 0]
+        if name == "QUANTIZE" and any(dt == "float32" for _, dt in ins):
+            boundary.append(name)  # float input -> int8 (float I/O variant)
+        elif name == "DEQUANTIZE":
+            (weight_deq if any(i in const for i, _ in ins) else boundary).append(name)
+        elif outs and all(o in INT_TYPES + ("int32",) for o in outs) and any(o in INT_TYPES for o in outs):
+            integer.append(name)
+        elif name == "SHAPE" or (outs and all(o in ("int32", "int64", "bool") for o in outs)
+                                 and all(dt in ("int32", "int64", "bool") for _, dt in ins)):
+            shape.append(name)  # index/shape arithmetic (dynamic-length reshapes), no activations
+        elif any(dt in INT_TYPES for i, dt in ins if i in const) and all(o == "float32" for o in outs):
+            hybrid.append(name)
+        else:
+            flt.append(name)
+    uniq = lambda xs: sorted(set(xs))  # noqa: E731
+    return {"integer": uniq(integer), "hybrid": uniq(hybrid), "float": uniq(flt), "shape": uniq(shape),
+            "weight_dequantize":
+            len(weight_deq), "boundary": uniq(boundary), "all": uniq(op["op_name"] for op in it._get_ops_details()),
+            "op_count": len(it._get_ops_details()), "variables": _variable_count(fb)}
+
+
+def _schema():
+    try:
+        from ai_edge_litert import schema_py_generated as s
+    except ImportError:  # pragma: no cover
+        from tensorflow.lite.python import schema_py_generated as s
+    return s
+
+
+def _model(fb: bytes):
+    return _schema().Model.GetRootAsModel(fb, 0)
+
+
+def _constant_tensors(fb: bytes) -> set:
+    m = _model(fb)
+    sg = m.Subgraphs(0)
+    return {i for i in range(sg.TensorsLength()) if m.Buffers(sg.Tensors(i).Buffer()).DataLength() > 0}
+
+
+def _variable_count(fb: bytes) -> int:
+    m = _model(fb)
+    return sum(1 for g in range(m.SubgraphsLength()) for i in range(m.Subgraphs(g).TensorsLength())
+               if m.Subgraphs(g).Tensors(i).IsVariable())
+
+
+# ---------------------------------------------------------------- running
+
+def _q(detail, x: np.ndarray) -> np.ndarray:
+    dt = np.dtype(detail["dtype"])
+    if dt.name in INT_TYPES:
+        scale, zp = detail["quantization"]
+        info = np.iinfo(dt)
+        return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dt)
+    return x.astype(dt)
+
+
+def _dq(detail, y: np.ndarray) -> np.ndarray:
+    if np.dtype(detail["dtype"]).name in INT_TYPES:
+        scale, zp = detail["quantization"]
+        return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+    return y.astype(np.float32)
+
+
+def run_sequence(it, X: np.ndarray) -> np.ndarray:
+    """Outputs for windows X [N, T, C] one at a time (batch 1), resetting interpreter state between
+    windows; resizes the input if T differs from the allocated shape."""
+    din = it.get_input_details()[0]
+    if list(din["shape"]) != [1, *X.shape[1:]]:
+        it.resize_tensor_input(din["index"], [1, *X.shape[1:]], strict=True)
+        it.allocate_tensors()
+        din = it.get_input_details()[0]
+    dout = it.get_output_details()[0]
+    outs = []
+    for x in X:
+        it.reset_all_variables()
+        it.set_tensor(din["index"], _q(din, x[None]))
+        it.invoke()
+        outs.append(_dq(dout, it.get_tensor(dout["index"]))[0])
+    return np.stack(outs)
+
+
+def run_step(it, X: np.ndarray, inputs: list, outputs: list) -> np.ndarray:
+    """Stream windows X [N, T, C] frame by frame through a step artifact: states start at zero and each
+    state output is fed (requantized if its scale differs) into the input named by its "next"."""
+    din = {d["name"]: d for d in it.get_input_details()}
+    dout = {d["name"]: d for d in it.get_output_details()}
+    x_name = next(e["name"] for e in inputs if e["role"] == "x")
+    y_name = next(e["name"] for e in outputs if e["role"] == "y")
+    res = []
+    for window in X:
+        state = {e["name"]: np.zeros(din[e["name"]]["shape"], np.float32) for e in inputs if e["role"] == "state"}
+        frames = []
+        for frame in window:
+            it.set_tensor(din[x_name]["index"], _q(din[x_name], frame[None]))
+            for name, val in state.items():
+                it.set_tensor(din[name]["index"], _q(din[name], val))
+            it.invoke()
+            frames.append(_dq(dout[y_name], it.get_tensor(dout[y_name]["index"]))[0])
+            for e in outputs:
+                if e["role"] == "state":
+                    state[e["next"]] = _dq(dout[e["name"]], it.get_tensor(dout[e["name"]]["index"]))
+        res.append(np.stack(frames))
+    return np.stack(res)
+
+
+def _compare(out: np.ndarray, ref: np.ndarray) -> dict:
+    d = {"max_abs_diff": float(np.abs(out - ref).max()), "mean_abs_diff": float(np.abs(out - ref).mean())}
+    if out.shape[-1] > 1:
+        d["top1_agreement"] = float((out.argmax(-1) == ref.argmax(-1)).mean())
+    return d
+
+
+def check(spec: dict, fb: bytes, data: dict, inputs: list, outputs: list) -> dict:
+    it = interpreter(fb)
+    if spec["mode"] == "step":
+        return {"frames": _compare(run_step(it, data["check_x"], inputs, outputs), data["check_ref_frames"])}
+    res = {"nominal": _compare(run_sequence(it, data["check_x"]), data["check_ref"])}
+    if int(it.get_input_details()[0]["shape_signature"][1]) >= 0:
+        return res  # fixed-length graph: other lengths cannot run
+    for key in sorted(k for k in data if k.startswith("check_x_T")):
+        t = key[len("check_x_T"):]
+        try:
+            res[f"T{t}"] = _compare(run_sequence(it, data[key]), data[f"check_ref_T{t}"])
+        except Exception as exc:  # a fixed-length graph refuses the resize: that is the answer
+            msg = str(exc).split(". ")[0] if str(exc) else ""
+            res[f"T{t}"] = {"error": f"{type(exc).__name__}: {msg}"[:200]}
+    return res
+
+
+# ---------------------------------------------------------------- main
+
+def main(spec_path: str) -> int:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    report = {"ok": False}
+    try:
+        with np.load(spec["weights"]) as z:
+            weights = {k: z[k] for k in z.files}
+        with np.load(spec["data"]) as z:
+            data = {k: z[k] for k in z.files}
+        seq_len = None if spec.get("dynamic_time") else int(spec["seq_len"])
+        t0 = time.perf_counter()
+        fb = convert(spec, weights, data, seq_len)
+        report["convert_seconds"] = round(time.perf_counter() - t0, 2)
+        fb, report["cell_clip_removed"] = remove_float_cell_clip(fb)
+        probe = interpreter(fb)
+        inputs, outputs = io_details(probe, spec["cfg"], spec["mode"])
+        report.update(inputs=inputs, outputs=outputs, ops=inspect_ops(fb), size_bytes=len(fb))
+        report["check"] = check(spec, fb, data, inputs, outputs)
+        report["check_windows"] = int(len(data["check_x"]))
+        with open(spec["out"], "wb") as f:
+            f.write(fb)
+        report["ok"] = True
+    except Exception as exc:
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        report["error"] = f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:600]
+        report["traceback"] = traceback.format_exc()[-4000:]
+    with open(spec["report"], "w") as f:
+        json.dump(report, f)
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,323 @@
+"""
+TFLite export: float / full-int8 / dynamic-range, sequence and step, for GRU and LSTM.
+
+Every artifact is run here by the LiteRT interpreter independently of the exporter's own check: inputs
+and outputs are bound by the names and roles the manifest records, int8 tensors are (de)quantized with
+the manifest's scale/zero_point, and results are compared with the float PyTorch model on X_test.
+Conversions are slow (~5-15 s each), so artifacts are built once per module and shared.
+
+    .venv/bin/pytest tests/test_export_tflite.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgernn.errors import ConfigError, ExportError
+from edgernn.rundir import load_run
+from edgernn.runtimes.manifest import read_manifest
+
+pytestmark = [pytest.mark.export, pytest.mark.slow]
+
+INT_TYPES = ("int8", "int16", "uint8")
+
+
+# ---------------------------------------------------------------- helpers (independent of the exporter)
+
+def interpreter(path: Path, delegates: bool = True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kw = {} if delegates else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+    it = Interpreter(model_path=str(path), **kw)
+    it.allocate_tensors()
+    return it
+
+
+def quantize(entry: dict, x: np.ndarray) -> np.ndarray:
+    if entry["quant"] is None:
+        return np.asarray(x, np.float32)
+    q = np.round(x / entry["quant"]["scale"]) + entry["quant"]["zero_point"]
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def dequantize(entry: dict, y: np.ndarray) -> np.ndarray:
+    if entry["quant"] is None:
+        return np.asarray(y, np.float32)
+    return ((y.astype(np.float32) - entry["quant"]["zero_point"]) * entry["quant"]["scale"]).astype(np.float32)
+
+
+def run_sequence(path: Path, m: dict, X: np.ndarray) -> np.ndarray:
+    it = interpreter(path)
+    (xin,), (yout,) = m["inputs"], m["outputs"]
+    idx = {d["name"]: d["index"] for d in it.get_input_details() + it.get_output_details()}
+    if list(it.get_input_details()[0]["shape"]) != [1, *X.shape[1:]]:
+        assert m["sequence_length"] is None, "fixed-length artifact asked to run another length"
+        it.resize_tensor_input(idx[xin["name"]], [1, *X.shape[1:]], strict=True)
+        it.allocate_tensors()
+    outs = []
+    for x in X:
+        if m["stateful_interpreter"]:
+            it.reset_all_variables()
+        it.set_tensor(idx[xin["name"]], quantize(xin, x[None]))
+        it.invoke()
+        outs.append(dequantize(yout, it.get_tensor(idx[yout["name"]]))[0])
+    return np.stack(outs)
+
+
+def run_stream(path: Path, m: dict, X: np.ndarray) -> np.ndarray:
+    """Last-frame output of streaming each window frame by frame, wiring states by the manifest."""
+    it = interpreter(path)
+    idx = {d["name"]: d["index"] for d in it.get_input_details() + it.get_output_details()}
+    ins = {e["name"]: e for e in m["inputs"]}
+    x_in = next(e for e in m["inputs"] if e["role"] == "x")
+    y_out = next(e for e in m["outputs"] if e["role"] == "y")
+    states = [e for e in m["outputs"] if e["role"] == "state"]
+    last = []
+    for window in X:
+        state = {e["next"]: np.zeros(ins[e["next"]]["shape"], np.float32) for e in states}
+        for frame in window:
+            it.set_tensor(idx[x_in["name"]], quantize(x_in, frame[None]))
+            for name, val in state.items():
+                it.set_tensor(idx[name], quantize(ins[name], val))
+            it.invoke()
+            y = dequantize(y_out, it.get_tensor(idx[y_out["name"]]))[0]
+            state = {e["next"]: dequantize(e, it.get_tensor(idx[e["name"]])) for e in states}
+        last.append(y)
+    return np.stack(last)
+
+
+def torch_out(run, X: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return run.load_model()(torch.from_numpy(X)).numpy()
+
+
+def op_table(path: Path) -> list[tuple[str, list[str]]]:
+    """(op name, output dtypes) for every op, read from the interpreter without delegates."""
+    it = interpreter(path, delegates=False)
+    dt = {t["index"]: np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
+    return [(op["op_name"], [dt[i] for i in op["outputs"] if i >= 0]) for op in it._get_ops_details()]
+
+
+def lstm_cell_clips(path: Path) -> list[float]:
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(path.read_bytes(), 0))
+    return [op.builtinOptions.cellClip for op in m.subgraphs[0].operators
+            if m.operatorCodes[op.opcodeIndex].builtinCode == s.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM]
+
+
+# ---------------------------------------------------------------- shared artifacts
+
+@pytest.fixture(scope="module")
+def exported(make_run, tmp_path_factory):
+    """exported(cell, precision, mode, int8_io="int8") -> (run, artifact path, manifest), built once."""
+    from edgernn.export.tflite import export_tflite
+
+    cache = {}
+
+    def _get(cell, precision, mode, int8_io="int8"):
+        key = (cell, precision, mode, int8_io)
+        if key not in cache:
+            run = load_run(make_run(cell=cell, hidden=16))
+            out = tmp_path_factory.mktemp(f"tfl-{cell}-{int8_io}io")
+            path = export_tflite(run, out, precision=precision, mode=mode, int8_io=int8_io)
+            cache[key] = (run, path, read_manifest(path))
+        return cache[key]
+
+    return _get
+
+
+def xtest(run):
+    return run.normalize(run.data()["X_test"])
+
+
+# ---------------------------------------------------------------- sequence mode
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_float_sequence_matches_torch(exported, cell):
+    run, path, m = exported(cell, "float", "sequence")
+    assert path.name == "sequence-float.tflite" and path.is_file()
+    assert (m["format"], m["runtime"], m["precision"], m["mode"], m["task"]) == \
+        ("tflite", "litert", "float", "sequence", "classify")
+    assert m["quantization"]["scheme"] == "none" and m["quantization"]["fully_int8"] is False
+    assert m["preprocessing"]["mean"] == pytest.approx(list(run.mean))
+    assert m["labels"] == run.labels and m["model"]["cell"] == cell
+    it = interpreter(path)
+    assert [e["name"] for e in m["inputs"]] == [d["name"] for d in it.get_input_details()]
+    assert [e["name"] for e in m["outputs"]] == [d["name"] for d in it.get_output_details()]
+    assert m["inputs"][0]["dtype"] == "float32" and m["inputs"][0]["quant"] is None
+    X = xtest(run)
+    diff = np.abs(run_sequence(path, m, X) - torch_out(run, X)).max()
+    assert diff <= 1e-4, diff
+    ops = {name for name, _ in op_table(path)}
+    if cell == "lstm":
+        assert m["stateful_interpreter"] is True
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops, ops
+        assert lstm_cell_clips(path) == [0.0]  # the converter's clip 10 is gone: torch does not clip
+    else:  # unrolled: fixed length, no loop, no variables
+        assert m["sequence_length"] == run.seq_len and m["stateful_interpreter"] is False
+        assert "WHILE" not in ops
+
+
+def test_lstm_dynamic_time_axis_is_honest(exported):
+    """sequence_length null means the artifact really runs other lengths and matches torch there."""
+    run, path, m = exported("lstm", "float", "sequence")
+    X = xtest(run)[:16]
+    if m["sequence_length"] is None:
+        assert m["inputs"][0]["shape"][1] is None
+        for x in (X[:, 25:], np.concatenate([X, X], axis=1)):
+            x = np.ascontiguousarray(x)
+            diff = np.abs(run_sequence(path, m, x) - torch_out(run, x)).max()
+            assert diff <= 1e-3, (x.shape, diff)
+    else:
+        assert m["sequence_length"] == run.seq_len and "fixed" in m["sequence_length_note"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_int8_sequence_agrees_and_is_fully_integer(exported, cell):
+    run, path, m = exported(cell, "int8", "sequence")
+    assert path.name == "sequence-int8.tflite"
+    q = m["quantization"]
+    assert q["scheme"] == "full-integer int8 (int8 I/O)"
+    x, y = m["inputs"][0], m["outputs"][0]
+    assert x["dtype"] == "int8" and y["dtype"] == "int8"
+    it = interpreter(path)
+    d_in, d_out = it.get_input_details()[0], it.get_output_details()[0]
+    assert (x["quant"]["scale"], x["quant"]["zero_point"]) == pytest.approx(d_in["quantization"])
+    assert (y["quant"]["scale"], y["quant"]["zero_point"]) == pytest.approx(d_out["quantization"])
+    # the manifest's fully_int8 claim, checked against the graph itself
+    table = op_table(path)
+    really_int = all(outs and all(o in INT_TYPES + ("int32",) for o in outs) for _, outs in table)
+    assert q["fully_int8"] is really_int
+    assert really_int, [t for t in table if not all(o in INT_TYPES for o in t[1])]
+    assert q["float_ops"] == [] and set(q["int8_ops"]) == {name for name, _ in table}
+    if cell == "lstm":
+        assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in q["int8_ops"]
+    X = xtest(run)
+    agree = (run_sequence(path, m, X).argmax(-1) == torch_out(run, X).argmax(-1)).mean()
+    assert agree >= 0.95, agree
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_dynamic_range_sequence(exported, cell):
+    run, path, m = exported(cell, "dynamic", "sequence")
+    q = m["quantization"]
+    assert path.name == "sequence-dynamic.tflite" and q["scheme"] == "dynamic-range" and not q["fully_int8"]
+    assert m["inputs"][0]["dtype"] == "float32"
+    if not q["int8_ops"] and not q["weight_only_dequantize_ops"]:  # h16: every weight < 1024 elements
+        assert "nothing was quantized" in q["note"]
+    X = xtest(run)
+    agree = (run_sequence(path, m, X).argmax(-1) == torch_out(run, X).argmax(-1)).mean()
+    assert agree >= 0.95, agree
+
+
+def test_lstm_int8_is_smaller_than_float(exported):
+    _, f, _ = exported("lstm", "float", "sequence")
+    _, i, _ = exported("lstm", "int8", "sequence")
+    assert i.stat().st_size < f.stat().st_size, (i.stat().st_size, f.stat().st_size)
+
+
+def test_int8_float_io_variant(exported):
+    """int8_io="float": float32 tensors at the boundary (x and states), int8 inside."""
+    run, path, m = exported("gru", "int8", "step", int8_io="float")
+    q = m["quantization"]
+    assert q["scheme"] == "full-integer int8 (float I/O)" and q["fully_int8"] is True
+    it = interpreter(path)
+    assert all(np.dtype(d["dtype"]) == np.float32 for d in it.get_input_details() + it.get_output_details())
+    assert all(e["quant"] is None and e["dtype"] == "float32" for e in m["inputs"] + m["outputs"])
+    assert {name for name, _ in op_table(path)} >= {"QUANTIZE", "DEQUANTIZE"}
+    X = xtest(run)
+    agree = (run_stream(path, m, X).argmax(-1) == torch_out(run, X).argmax(-1)).mean()
+    assert agree >= 0.95, agree
+
+
+# ---------------------------------------------------------------- step mode
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_float_step_streams_like_torch(exported, cell):
+    run, path, m = exported(cell, "float", "step")
+    assert path.name == "step-float.tflite" and m["mode"] == "step" and m["sequence_length"] is None
+    assert m["stateful_interpreter"] is False
+    n_states = 2 if cell == "lstm" else 1
+    assert sum(e["role"] == "state" for e in m["inputs"]) == n_states
+    assert sum(e["role"] == "state" for e in m["outputs"]) == n_states
+    in_names = {e["name"] for e in m["inputs"]}
+    assert all(e["next"] in in_names for e in m["outputs"] if e["role"] == "state")
+    assert "h0" in m["state_layout"]
+    X = xtest(run)[:24]
+    diff = np.abs(run_stream(path, m, X) - torch_out(run, X)).max()
+    assert diff <= 1e-4, diff
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_int8_step_streams_in_agreement(exported, cell):
+    run, path, m = exported(cell, "int8", "step")
+    assert all(e["dtype"] == "int8" and e["quant"] for e in m["inputs"] + m["outputs"])
+    assert m["quantization"]["fully_int8"] is True
+    X = xtest(run)
+    agree = (run_stream(path, m, X).argmax(-1) == torch_out(run, X).argmax(-1)).mean()
+    assert agree >= 0.95, agree
+
+
+# ---------------------------------------------------------------- failures
+
+def test_converter_crash_becomes_export_error(make_run, tmp_path, monkeypatch):
+    from edgernn.export.tflite import export_tflite
+
+    run = load_run(make_run(cell="gru", hidden=16))
+    monkeypatch.setenv("EDGERNN_TFLITE_WORKER_CRASH", "1")  # the worker os.abort()s right before convert()
+    with pytest.raises(ExportError, match=r"TFLite converter crashed \(signal 6 SIGABRT\) converting gru int8 step"):
+        export_tflite(run, tmp_path / "out", precision="int8", mode="step")
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_float_gate_refuses_a_mismatch(make_run, tmp_path, monkeypatch):
+    """With a zero tolerance the (tiny, nonzero) float difference must stop the export: no file."""
+    import edgernn.export.tflite as tfl
+
+    run = load_run(make_run(cell="gru", hidden=16))
+    monkeypatch.setattr(tfl, "FLOAT_TOL", 0.0)
+    with pytest.raises(ExportError, match=r"does not match PyTorch: max \|diff\| .* > 0"):
+        tfl.export_tflite(run, tmp_path / "out", precision="float", mode="step")
+    assert os.listdir(tmp_path / "out") == []
+
+
+def test_unwritable_out_dir(make_run, tmp_path):
+    from edgernn.export.tflite import export_tflite
+
+    run = load_run(make_run(cell="gru", hidden=16))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ExportError, match="cannot write TFLite artifacts to"):
+        export_tflite(run, blocker / "out")
+
+
+def test_bad_arguments(make_run, tmp_path):
+    from edgernn.export.tflite import export_tflite
+
+    run = load_run(make_run(cell="gru", hidden=16))
+    with pytest.raises(ConfigError, match="unknown TFLite precision 'int4'; choose from: float, int8, dynamic"):
+        export_tflite(run, tmp_path, precision="int4")
+    with pytest.raises(ConfigError, match="unknown TFLite mode"):
+        export_tflite(run, tmp_path, mode="batch")
+
+
+def test_bidirectional_stack(make_run, tmp_path):
+    """2-layer bidirectional LSTM: sequence float matches torch (fused op, or its unrolled fallback);
+    step mode is refused with the shared streaming message."""
+    from edgernn.export.tflite import export_tflite
+
+    run = load_run(make_run(cell="lstm", hidden=8, layers=2, bidirectional=True, steps=60))
+    with pytest.raises(ConfigError, match="bidirectional models cannot stream"):
+        export_tflite(run, tmp_path, mode="step")
+    path = export_tflite(run, tmp_path, precision="float", mode="sequence")
+    m = read_manifest(path)
+    X = xtest(run)[:24]
+    diff = np.abs(run_sequence(path, m, X) - torch_out(run, X)).max()
+    assert diff <= 1e-4, diff
