@@ -45,13 +45,20 @@ else:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         from tensorflow.lite import Interpreter
-    it = Interpreter(model_path=art, num_threads=threads); it.allocate_tensors()
+    it = Interpreter(model_path=art, num_threads=threads)
+    d = it.get_input_details()[0]
+    if list(d["shape"][1:]) != list(Xn.shape[1:]):  # dynamic time axis: size it to the window once
+        it.resize_tensor_input(d["index"], [1, *Xn.shape[1:]])
+    it.allocate_tensors()
     d = it.get_input_details()[0]; o = it.get_output_details()[0]
+    stateful = m.get("stateful_interpreter", False)
     scale, zp = d["quantization"]
     def call(x):
         v = x[None]
         if d["dtype"] != np.float32:
             v = np.clip(np.round(v / scale + zp), -128, 127).astype(d["dtype"])
+        if stateful:
+            it.reset_all_variables()  # the fused LSTM keeps state between invokes: a device app must reset too
         it.set_tensor(d["index"], v); it.invoke(); return it.get_tensor(o["index"])
 for i in range(warm):
     call(Xn[i % len(Xn)])
