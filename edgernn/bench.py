@@ -72,8 +72,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
               tool: str | None = None, target_opts: dict | None = None, progress: bool = True,
               write: bool = True) -> dict:
     from .boards import load_board
-    from .parity import check_parity, find_artifacts
-    from .runtimes.manifest import read_manifest
+    from .parity import check_parity, find_artifacts, verified_manifest
     from .targets import BenchJob, get_target
 
     if runs < 1 or warmup < 0 or repeat < 1:
@@ -82,14 +81,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     board = load_board(target)
     threads = threads or board.default_threads
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
-    manifests = {}
-    for p in paths:
-        try:
-            manifests[p] = read_manifest(p)
-        except Exception as exc:
-            from .errors import ArtifactError
-
-            raise ArtifactError(str(exc)) from None
+    manifests = {p: verified_manifest(p) for p in paths}
     if runtimes:
         wanted = set(runtimes)
         paths = [p for p in paths if manifests[p]["runtime"] in wanted]

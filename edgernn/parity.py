@@ -38,6 +38,16 @@ def find_artifacts(run: Run, artifacts_dir: Path | None = None) -> list[Path]:
     return paths
 
 
+def verified_manifest(path: Path) -> dict:
+    """The artifact's manifest, with size and sha256 checked; a mismatch is an ArtifactError."""
+    from .runtimes.manifest import ManifestError, read_manifest
+
+    try:
+        return read_manifest(path)
+    except ManifestError as exc:  # corrupt, truncated, swapped
+        raise ArtifactError(str(exc)) from None
+
+
 def torch_reference(run: Run, X_raw: np.ndarray) -> np.ndarray:
     """Float PyTorch outputs (normalized units for forecast) on raw windows."""
     from .errors import require
@@ -122,7 +132,6 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
     `outputs` may map artifact name -> precomputed outputs (e.g. pulled back from a device)."""
     from .progress import progressbar
     from .runtimes import load
-    from .runtimes.manifest import read_manifest
 
     if not 0.0 < min_accuracy_ratio <= 1.0:
         raise ConfigError(f"--min-accuracy-ratio must be in (0, 1], got {min_accuracy_ratio}")
@@ -137,10 +146,7 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
     with progressbar(paths, label=f"parity {run.path.name}", enabled=progress,
                      show=lambda p: p.name if p else "") as bar:
         for path in bar:
-            try:
-                manifest = read_manifest(path)
-            except Exception as exc:  # ManifestError: corrupt, truncated, swapped
-                raise ArtifactError(str(exc)) from None
+            manifest = verified_manifest(path)
             if outputs is not None and path.name in outputs:
                 out, secs = np.asarray(outputs[path.name], np.float32), 0.0
             else:
