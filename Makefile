@@ -7,7 +7,7 @@ PIP     = $(VENV)/bin/pip
 STAMP   = $(VENV)/.edgernn-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test test-fast system-deps lint clean
+.PHONY: install demo test test-fast wheel-check system-deps lint clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ test: install system-deps
 
 test-fast: install
 	$(VENV)/bin/pytest -q -m "not slow"
+
+# build the wheel, install it into a clean venv with only numpy + onnxruntime, run the CLI and one artifact
+wheel-check: install
+	.ci/wheel_check.sh $(VENV)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -23,7 +23,9 @@ import numpy as np
 
 from .errors import ConfigError
 from .models import ModelConfig
-from .rundir import atomic_write_json, load_run
+from .rundir import load_run
+from .runtimes.files import atomic_write_json
+from .runtimes.manifest import compute_label
 
 SPREAD_WARN_PCT = 5.0
 
@@ -44,12 +46,17 @@ def _spread_pct(values: list[float]) -> float:
 
 def aggregate(results: list[dict], macs: int | None) -> dict:
     """Join the repeats of one artifact: the median repeat's numbers, plus spread across repeats."""
-    # some tools (Android benchmark_model) print only a mean: fall back to it for ordering and spread
-    p50s = [r["latency_us"].get("p50") if r["latency_us"].get("p50") is not None else r["latency_us"].get("mean")
-            for r in results]
-    p50s = [v for v in p50s if v is not None] or [0.0]
-    order = sorted(range(len(p50s)), key=lambda i: p50s[i])
-    mid = results[order[len(order) // 2]]
+    # some tools (Android benchmark_model) print only a mean: fall back to it for ordering and spread.
+    # Keep each value paired with its repeat, so dropping a repeat without numbers never shifts the index.
+    timed = []
+    for r in results:
+        lat = r["latency_us"]
+        v = lat.get("p50") if lat.get("p50") is not None else lat.get("mean")
+        if v is not None:
+            timed.append((v, r))
+    timed.sort(key=lambda t: t[0])
+    mid = timed[len(timed) // 2][1] if timed else results[0]
+    p50s = [v for v, _ in timed]
     out = dict(mid)
     out["repeats"] = len(results)
     out["repeat_p50_us"] = p50s
@@ -72,7 +79,8 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
               tool: str | None = None, target_opts: dict | None = None, progress: bool = True,
               write: bool = True) -> dict:
     from .boards import load_board
-    from .parity import check_parity, find_artifacts, verified_manifest
+    from .parity import check_parity, find_artifacts
+    from .runtimes.manifest import read_manifest
     from .targets import BenchJob, get_target
 
     if runs < 1 or warmup < 0 or repeat < 1:
@@ -81,7 +89,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     board = load_board(target)
     threads = threads or board.default_threads
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
-    manifests = {p: verified_manifest(p) for p in paths}
+    manifests = {p: read_manifest(p) for p in paths}
     if runtimes:
         wanted = set(runtimes)
         paths = [p for p in paths if manifests[p]["runtime"] in wanted]
@@ -91,11 +99,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     if on_device_parity is None:
         on_device_parity = board.transport == "ssh"
 
-    try:
-        tgt = get_target(board, host=host, tool=tool, **(target_opts or {}))
-    except TypeError:
-        raise ConfigError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in target_opts or {})} do not "
-                          f"apply to target {board.name} (transport {board.transport})") from None
+    tgt = get_target(board, host=host, tool=tool, **(target_opts or {}))
     d = run.data()
     with tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
         inp = Path(tmp) / "windows.npy"
@@ -128,7 +132,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     for p in paths:
         agg = aggregate(by_key[p], _macs(manifests[p], run.seq_len))
         agg["size_bytes"] = manifests[p]["size_bytes"]
-        agg["fully_int8"] = manifests[p].get("quantization", {}).get("fully_int8", False)
+        agg["compute_label"] = compute_label(manifests[p]["quantization"])
         out = next((r.get("parity_output") for r in by_key[p] if r.get("parity_output") is not None), None)
         agg.pop("parity_output", None)
         if out is not None:

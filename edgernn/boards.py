@@ -158,12 +158,12 @@ def read_board_file(path) -> Board:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read board profile {p}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read board profile {p}: {exc.strerror or exc}") from exc
     toml = _toml()
     try:
         data = toml.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, toml.TOMLDecodeError) as exc:
-        raise ConfigError(f"board profile {p} is not valid TOML ({exc}); see docs/targets.md for the format") from None
+        raise ConfigError(f"board profile {p} is not valid TOML ({exc}); see docs/targets.md for the format") from exc
     return _check(data, str(p), p.stem)
 
 

@@ -21,26 +21,78 @@ import click
 
 from . import __version__
 from .errors import EdgernnError
+from .export import FORMATS, INT8_IO
+from .runtimes.manifest import PRECISIONS
+from .runtimes.registry import RUNTIMES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def debug_enabled() -> bool:
+    return os.environ.get("EDGERNN_DEBUG", "").strip() not in ("", "0")
+
+
+def print_debug(exc: BaseException) -> None:
+    """EDGERNN_DEBUG=1: the chained traceback (and a child process's saved traceback) on stderr, before
+    the usual one-line error."""
+    import traceback
+
+    click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    detail = getattr(exc, "detail", "")
+    if detail:
+        click.echo(detail.rstrip(), err=True)
+
+
 def handle_errors(fn):
-    """Turn EdgernnError into a one-line click error (exit 1) and Ctrl-C into exit 130."""
+    """Turn EdgernnError into a one-line click error (exit 1) and Ctrl-C into exit 130. With
+    EDGERNN_DEBUG=1 the chained traceback is printed first (the one-line error still ends the output)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except EdgernnError as exc:
+            if debug_enabled():
+                print_debug(exc)
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # disk full, permission denied, ...: the environment, not a bug
+            if debug_enabled():
+                print_debug(exc)
             raise click.ClickException(f"{exc.strerror or exc} ({exc.filename or 'file system'})") from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
 
     return wrapper
+
+
+class CommaChoice(click.ParamType):
+    """A comma-separated list of choices ("onnx,tflite"), validated; usage error (exit 2) otherwise."""
+
+    name = "list"
+
+    def __init__(self, choices):
+        self.choices = tuple(choices)
+
+    def get_metavar(self, param, ctx=None):
+        return "[" + "|".join(self.choices) + "],..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        items = [v.strip() for v in str(value).split(",") if v.strip()]
+        bad = [v for v in items if v not in self.choices]
+        if bad or not items:
+            self.fail(f"{', '.join(map(repr, bad)) or 'nothing'} given; choose from {', '.join(self.choices)} "
+                      "(comma-separated)", param, ctx)
+        return tuple(dict.fromkeys(items))
+
+
+def _format_help() -> str:
+    from .export import FORMATS
+
+    return "Comma-separated formats: " + "; ".join(
+        f"{f.name} ({f.help}; precisions {'/'.join(f.precisions)})" for f in FORMATS.values()) + "."
 
 
 def echo_json(obj) -> None:
@@ -176,9 +228,10 @@ def format_train_summary(cell, hidden, m, out) -> str:
               help="Comma-separated stages to run (later stages reuse what earlier runs wrote).")
 @click.option("--runs", type=click.IntRange(1), default=200, show_default=True, help="Timed runs per artifact.")
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Benchmark repeats.")
-@click.option("--format", "formats", default="onnx,ort,tflite", show_default=True, help="Export formats.")
-@click.option("--precision", "precisions", default="float,int8,dynamic", show_default=True,
-              help="Export precisions (see `edgernn export --help`).")
+@click.option("--format", "formats", type=CommaChoice(FORMATS), default="onnx,ort,tflite", show_default=True,
+              help="Export formats (see `edgernn export --help`).")
+@click.option("--precision", "precisions", type=CommaChoice(PRECISIONS), default="float,int8,dynamic",
+              show_default=True, help="Export precisions (see `edgernn export --help`).")
 @click.option("--epochs", type=click.IntRange(1), default=300, show_default=True, help="Maximum training epochs.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any artifact fails its parity gate.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
@@ -199,7 +252,7 @@ def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, format
         raise click.BadParameter(f"choose stages from {', '.join(STAGES)}", param_hint="--stages")
     run_pipeline(PipelineConfig(out=out, dataset=dataset, cells=cell_list, hidden=hidden, seed=seed,
                                 progress=not quiet, stages=stage_list, runs=runs, repeat=repeat,
-                                formats=tuple(formats.split(",")), precisions=tuple(precisions.split(",")),
+                                formats=formats, precisions=precisions,
                                 epochs=epochs, strict=strict))
 
 
@@ -208,17 +261,16 @@ def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, format
 
 @main.command("export")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--format", "formats", default="onnx,ort,tflite", show_default=True,
-              help="Comma-separated formats: onnx (onnxruntime), ort (ORT format for mobile/minimal "
-                   "onnxruntime builds), tflite (LiteRT / TFLite).")
-@click.option("--precision", "precisions", default="float,int8", show_default=True,
-              help="Comma-separated: float; int8 (TFLite: full-integer, calibrated on training windows; "
-                   "ONNX: onnxruntime dynamic quantization - GRU stays float there, see the manifest); "
-                   "dynamic (TFLite dynamic-range: int8 weights, float activations).")
+@click.option("--format", "formats", type=CommaChoice(FORMATS), default="onnx,ort,tflite", show_default=True,
+              help=_format_help())
+@click.option("--precision", "precisions", type=CommaChoice(PRECISIONS), default="float,int8", show_default=True,
+              help="Comma-separated: float; int8 (the most-integer variant each format offers: TFLite "
+                   "full-int8 calibrated on training windows, ONNX onnxruntime dynamic-int8 - a GRU "
+                   "recurrence stays float there, see the manifest); dynamic (TFLite dynamic range).")
 @click.option("--streaming/--no-streaming", default=False, show_default=True,
               help="Also write step artifacts (one frame + recurrent state in, output + new state out) "
                    "for frame-by-frame inference at sensor rate. Not possible for bidirectional models.")
-@click.option("--int8-io", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
+@click.option("--int8-io", type=click.Choice(INT8_IO), default="int8", show_default=True,
               help="TFLite full-int8 only: int8 input/output tensors, or float I/O around int8 internals.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: RUN_DIR/artifacts].")
@@ -295,7 +347,7 @@ def parity_cmd(run_dir, min_accuracy_ratio, float_tol, artifacts, threads, as_js
                    "Its transport decides how: local, ssh (needs --host) or adb.")
 @click.option("--host", default=None, help="SSH destination for ssh targets, e.g. pi@raspberrypi.local "
                                            "(your ~/.ssh/config, agent and jump hosts apply).")
-@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(["onnxruntime", "litert"]),
+@click.option("--runtime", "runtimes", multiple=True, type=click.Choice(tuple(RUNTIMES)),
               help="Only artifacts for this runtime (repeatable) [default: all].")
 @click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
               help="Only these artifact files (repeatable) [default: all in RUN_DIR/artifacts].")

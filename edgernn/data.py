@@ -138,7 +138,7 @@ def _uea(name: str, folder: str, description: str) -> Dataset:
         tr_x, tr_y, declared = read_ts(d / f"{folder}_TRAIN.ts")
         te_x, te_y, _ = read_ts(d / f"{folder}_TEST.ts")
     except FileNotFoundError as exc:
-        raise DataError(f"{exc.filename} not found in the installed sktime; reinstall 'edgernn[data]'") from None
+        raise DataError(f"{exc.filename} not found in the installed sktime; reinstall 'edgernn[data]'") from exc
     labels = declared or sorted(set(tr_y))
     T = max(max(len(s) for s in tr_x), max(len(s) for s in te_x))
     Xtr, ltr = pad_sequences(tr_x, T)
@@ -288,7 +288,7 @@ def load_npz(path: Path | str, test_fraction: float = 0.25, seed: int = 0) -> Da
         raise DataError(f"{path}: file not found") from None
     except Exception as exc:
         raise DataError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]}); expected np.savez "
-                        "with X [N, T, C] and y [N]") from None
+                        "with X [N, T, C] and y [N]") from exc
     with z:
         keys = set(z.files)
         if not keys:

@@ -2,12 +2,18 @@
 Errors edgernn raises for problems a user can fix.
 
 Library code raises these; only cli.py turns them into click exceptions (one line, exit code 1 or 2).
-Every message says what failed, the numbers involved, and the fix.
+Every message says what failed, the numbers involved, and the fix. Raise them `from exc` (never
+`from None`) so that EDGERNN_DEBUG=1 can show the chained traceback; `detail` carries text from a
+child process (e.g. the TFLite converter worker's own traceback) that only the debug output prints.
 """
 
 
 class EdgernnError(Exception):
     """Base class: a user-fixable problem. The CLI prints str(err) without a traceback."""
+
+    def __init__(self, *args, detail: str = ""):
+        super().__init__(*args)
+        self.detail = detail
 
 
 class DataError(EdgernnError):
@@ -24,6 +30,10 @@ class ExportError(EdgernnError):
 
 class ArtifactError(EdgernnError):
     """An exported artifact or its manifest is missing, corrupt or does not match."""
+
+
+class ManifestError(ArtifactError):
+    """An artifact's manifest is missing, not valid JSON, fails the schema, or does not match the file."""
 
 
 class MissingDependencyError(EdgernnError):
@@ -51,4 +61,4 @@ def require(module: str, extra: str):
     except ImportError as exc:  # pragma: no cover - exercised via tests that hide modules
         raise MissingDependencyError(
             f"{module} is not installed ({exc}); install it with: pip install 'edgernn[{extra}]'"
-        ) from None
+        ) from exc

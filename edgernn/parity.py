@@ -23,7 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtifactError, ConfigError
-from .rundir import Run, atomic_write_json, load_run
+from .export import FORMATS
+from .reference import torch_outputs
+from .rundir import Run, load_run
+from .runtimes.files import atomic_write_json
+from .runtimes.manifest import compute_label, read_manifest
 from .train import score_outputs
 
 
@@ -31,31 +35,12 @@ def find_artifacts(run: Run, artifacts_dir: Path | None = None) -> list[Path]:
     d = Path(artifacts_dir) if artifacts_dir else run.artifacts_dir
     if not d.is_dir():
         raise ConfigError(f"no artifacts in {d}; run `edgernn export {run.path}` first")
+    exts = {f.ext for f in FORMATS.values()}
     paths = sorted(p.with_name(p.name[: -len(".json")]) for p in d.glob("*.json")
-                   if p.name.rsplit(".", 2)[-2] in ("onnx", "ort", "tflite"))
+                   if p.name.rsplit(".", 2)[-2] in exts)
     if not paths:
         raise ConfigError(f"no artifacts in {d}; run `edgernn export {run.path}` first")
     return paths
-
-
-def verified_manifest(path: Path) -> dict:
-    """The artifact's manifest, with size and sha256 checked; a mismatch is an ArtifactError."""
-    from .runtimes.manifest import ManifestError, read_manifest
-
-    try:
-        return read_manifest(path)
-    except ManifestError as exc:  # corrupt, truncated, swapped
-        raise ArtifactError(str(exc)) from None
-
-
-def torch_reference(run: Run, X_raw: np.ndarray) -> np.ndarray:
-    """Float PyTorch outputs (normalized units for forecast) on raw windows."""
-    from .errors import require
-
-    torch = require("torch", "train")
-    model = run.load_model()
-    with torch.no_grad():
-        return model(torch.from_numpy(run.normalize(X_raw))).numpy()
 
 
 def _denorm(run: Run, out: np.ndarray) -> np.ndarray:
@@ -139,14 +124,14 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
     d = run.data()
     X = d["X_test"]
-    ref = _denorm(run, torch_reference(run, X))
+    ref = _denorm(run, torch_outputs(run, X))
     ref_metrics = score_outputs(ref, d["y_test"], d.get("len_test", np.full(len(X), run.seq_len)), run.task,
                                 denormalized=True)
     rows = []
     with progressbar(paths, label=f"parity {run.path.name}", enabled=progress,
                      show=lambda p: p.name if p else "") as bar:
         for path in bar:
-            manifest = verified_manifest(path)
+            manifest = read_manifest(path)
             if outputs is not None and path.name in outputs:
                 out, secs = np.asarray(outputs[path.name], np.float32), 0.0
             else:
@@ -155,9 +140,10 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
             row = {"artifact": path.name, "format": manifest["format"], "precision": manifest["precision"],
                    "mode": manifest["mode"], "runtime": manifest["runtime"],
                    "size_bytes": manifest["size_bytes"],
-                   "fully_int8": manifest.get("quantization", {}).get("fully_int8", False),
-                   "int8_ops": manifest.get("quantization", {}).get("int8_ops", []),
-                   "float_ops": manifest.get("quantization", {}).get("float_ops", []),
+                   "compute": manifest["quantization"]["compute"],
+                   "compute_label": compute_label(manifest["quantization"]),
+                   "int8_ops": manifest["quantization"]["int8_ops"],
+                   "float_ops": manifest["quantization"]["float_ops"],
                    "seconds": round(secs, 3)}
             row.update(compare(run, manifest, out, ref, ref_metrics, float_tol, min_accuracy_ratio))
             if manifest["mode"] == "step":

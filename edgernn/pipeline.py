@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from .rundir import atomic_write_json
+from .runtimes.files import atomic_write_json
 from .train import TrainConfig, train
 
 STAGES = ("train", "export", "parity", "bench", "report")

@@ -22,8 +22,6 @@ to another machine.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,44 +29,9 @@ import numpy as np
 
 from .errors import ConfigError
 from .models import ModelConfig
+from .runtimes.files import atomic_save_npz, atomic_write_bytes, atomic_write_json
 
 REQUIRED = ("model.pt", "config.json", "normalization.json", "labels.json", "data.npz")
-
-
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write text to path via a temp file in the same directory + rename: never a half file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_json(path: Path | str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def atomic_save_npz(path: Path | str, **arrays) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -103,7 +66,7 @@ class Run:
                 with np.load(self.path / "data.npz") as z:
                     self._data = {k: z[k] for k in z.files}
             except Exception as exc:
-                raise ConfigError(f"{self.path}/data.npz is unreadable ({exc}); re-run `edgernn train`") from None
+                raise ConfigError(f"{self.path}/data.npz is unreadable ({exc}); re-run `edgernn train`") from exc
         return self._data
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
@@ -135,7 +98,7 @@ class Run:
             raise ConfigError(
                 f"{self.path}/model.pt does not load into a {self.config.cell} h{self.config.hidden} "
                 f"model ({str(exc).splitlines()[0]}); re-run `edgernn train`"
-            ) from None
+            ) from exc
         return model.eval()
 
 
@@ -157,7 +120,7 @@ def load_run(path: Path | str) -> Run:
         metrics_path = path / "metrics.json"
         metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} has a corrupt JSON file ({exc}); re-run `edgernn train`") from None
+        raise ConfigError(f"{path} has a corrupt JSON file ({exc}); re-run `edgernn train`") from exc
     try:
         model_cfg = ModelConfig.from_dict(cfg["model"])
         mean = np.asarray(norm["mean"], dtype=np.float32)
@@ -165,7 +128,7 @@ def load_run(path: Path | str) -> Run:
         dataset = cfg["dataset"]
         int(dataset["seq_len"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}/config.json or normalization.json is missing a field ({exc})") from None
+        raise ConfigError(f"{path}/config.json or normalization.json is missing a field ({exc})") from exc
     if mean.shape != (model_cfg.input_size,) or std.shape != (model_cfg.input_size,):
         raise ConfigError(
             f"{path}/normalization.json has {mean.shape[0]} channels but the model expects "
@@ -208,10 +171,7 @@ def save_run(
     path.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
-    fd, tmp = tempfile.mkstemp(prefix=".model.pt.", dir=path)
-    with os.fdopen(fd, "wb") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path / "model.pt")
+    atomic_write_bytes(path / "model.pt", buf.getvalue())
     atomic_write_json(path / "config.json", {"model": config.to_dict(), "train": train_config, "dataset": dataset})
     atomic_write_json(
         path / "normalization.json",

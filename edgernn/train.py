@@ -145,7 +145,7 @@ def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create run directory {out_dir}: {exc.strerror}") from None
+        raise ConfigError(f"cannot create run directory {out_dir}: {exc.strerror}") from exc
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -256,7 +256,7 @@ def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset:
               "len_test": ds.len_test},
         metrics=metrics,
     )
-    from .rundir import atomic_write_json
+    from .runtimes.files import atomic_write_json
 
     atomic_write_json(out_dir / "history.json", history)
     return metrics

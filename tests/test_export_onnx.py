@@ -75,8 +75,8 @@ def test_float_sequence_matches_torch(run_copy, tmp_path, cell):
     assert m["mode"] == "sequence" and m["task"] == "classify" and m["sequence_length"] is None
     assert m["inputs"] == [{"name": "x", "shape": [None, None, 6], "dtype": "float32", "role": "x", "quant": None}]
     assert m["outputs"][0]["name"] == "y" and m["outputs"][0]["shape"] == [None, 4]
-    assert m["quantization"]["scheme"] == "none" and m["quantization"]["int8_ops"] == []
-    assert m["quantization"]["fully_int8"] is False
+    assert m["quantization"]["recipe"] == "none" and m["quantization"]["int8_ops"] == []
+    assert m["quantization"]["compute"] == {"recurrent": "float", "head": "float"}
     assert m["model"]["cell"] == cell and m["labels"] == ["f1", "f2", "f3", "f4"]
     assert m["preprocessing"]["mean"] == pytest.approx(run.mean.tolist())
     assert m["source"] == {"run": run.path.name}
@@ -132,7 +132,8 @@ def test_int8_lstm_runs_dynamicquantizelstm_and_says_so(run_copy, tmp_path):
     assert "com.microsoft::DynamicQuantizeLSTM" in ops and "LSTM" not in ops
     assert "MatMulInteger" in ops  # the head is quantized too
     q = json.loads((tmp_path / "sequence-int8.onnx.json").read_text())["quantization"]
-    assert q["scheme"] == "dynamic"
+    assert q["recipe"] == "onnxruntime-dynamic"
+    assert q["compute"] == {"recurrent": "dynamic-int8", "head": "dynamic-int8"}
     assert "DynamicQuantizeLSTM" in q["int8_ops"] and "MatMulInteger" in q["int8_ops"]
     assert "LSTM" not in q["float_ops"]
 
@@ -146,7 +147,7 @@ def test_int8_gru_manifest_is_honest_about_float_gru(run_copy, tmp_path):
     q = json.loads((tmp_path / "sequence-int8.onnx.json").read_text())["quantization"]
     assert q["float_ops"] == ["GRU"]
     assert q["int8_ops"] == ["DynamicQuantizeLinear", "MatMulInteger"]
-    assert q["fully_int8"] is False
+    assert q["compute"] == {"recurrent": "float", "head": "dynamic-int8"}
     assert "no integer GRU" in q["note"] and "tflite" in q["note"]
 
 
@@ -167,12 +168,13 @@ def test_int8_top1_agrees_with_float(run_copy, tmp_path, cell):
 
 @pytest.mark.parametrize("precision,mode", [("float", "sequence"), ("int8", "sequence"), ("int8", "step")])
 def test_ort_format_loads_and_matches_onnx(run_copy, tmp_path, precision, mode):
+    from edgernn.export import ExportOptions
     from edgernn.export.onnx import export_onnx, export_ort, onnx_op_types
     from edgernn.runtimes.manifest import read_manifest
 
     run = _load(run_copy(cell="lstm"))
     src = export_onnx(run, tmp_path, precision=precision, mode=mode)
-    ort_path = export_ort(src)
+    ort_path = export_ort(run, tmp_path, precision, mode, ExportOptions(source=src))
     assert ort_path == tmp_path / f"{mode}-{precision}.ort"
     assert ort_path.read_bytes()[4:8] == b"ORTM"  # flatbuffer file identifier of the ORT format
     m = read_manifest(ort_path)
@@ -267,23 +269,25 @@ def test_failed_validation_leaves_no_file(run_copy, tmp_path, monkeypatch):
 
 def test_failed_ort_check_leaves_no_file(run_copy, tmp_path, monkeypatch):
     import edgernn.export.onnx as mod
+    from edgernn.export import ExportOptions
 
     run = _load(run_copy(cell="gru"))
     src = mod.export_onnx(run, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     monkeypatch.setattr(mod, "_max_diff", lambda a, b: 0.5)
     with pytest.raises(ExportError, match="differs from the .onnx"):
-        mod.export_ort(src)
+        mod.export_ort(run, tmp_path, "float", "sequence", ExportOptions(source=src))
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_export_ort_needs_an_exported_onnx(tmp_path):
+def test_export_ort_needs_an_exported_onnx(run_copy, tmp_path):
+    from edgernn.export import ExportOptions
     from edgernn.export.onnx import export_ort
 
-    bogus = tmp_path / "model.onnx"
+    bogus = tmp_path / "sequence-float.onnx"
     bogus.write_bytes(b"not a model")
     with pytest.raises(ArtifactError, match="manifest"):
-        export_ort(bogus)
+        export_ort(_load(run_copy(cell="gru")), tmp_path, "float", "sequence", ExportOptions(source=bogus))
 
 
 def test_bad_options_and_unwritable_out_dir(run_copy, tmp_path):
@@ -324,5 +328,5 @@ def test_int8_rnn_manifest_lists_rnn_as_float(run_copy, tmp_path):
     run = _load(run_copy(cell="rnn", steps=60))
     export_onnx(run, tmp_path, precision="int8", mode="step")
     q = json.loads((tmp_path / "step-int8.onnx.json").read_text())["quantization"]
-    assert q["float_ops"] == ["RNN"] and q["fully_int8"] is False and "no integer RNN" in q["note"]
+    assert q["float_ops"] == ["RNN"] and q["compute"]["recurrent"] == "float" and "no integer RNN" in q["note"]
     assert "MatMulInteger" in q["int8_ops"]

@@ -80,12 +80,13 @@ def gru(make_run, run):
 @pytest.fixture(scope="module")
 def tflite_dir(gru, tmp_path_factory):
     """Real exporter output (about 10 s per artifact): GRU float / int8 (int8 I/O), sequence / step."""
+    from edgernn.export import ExportOptions
     from edgernn.export.tflite import export_tflite
 
     out = tmp_path_factory.mktemp("tflite-artifacts")
     for precision in ("float", "int8"):
         for mode in ("sequence", "step"):
-            export_tflite(gru[0], out, precision=precision, mode=mode, int8_io="int8")
+            export_tflite(gru[0], out, precision=precision, mode=mode, options=ExportOptions(int8_io="int8"))
     return out
 
 
@@ -163,11 +164,12 @@ def test_onnx_int8_batch_equals_one_window_at_a_time(onnx_dir, X, ref):
     assert (batch.argmax(-1) == ref.argmax(-1)).mean() >= 0.9
 
 
-def test_ort_format_artifact_loads(onnx_dir, X, ref):
+def test_ort_format_artifact_loads(run, onnx_dir, X, ref):
+    from edgernn.export import ExportOptions
     from edgernn.export.onnx import export_ort
     from edgernn.runtimes import load
 
-    s = load(export_ort(onnx_dir / "sequence-float.onnx"))
+    s = load(export_ort(run, onnx_dir, "float", "sequence", ExportOptions(source=onnx_dir / "sequence-float.onnx")))
     assert s.manifest["format"] == "ort" and s.runtime_name == "onnxruntime"
     assert np.abs(s.predict(X) - ref).max() <= 1e-4
 
@@ -351,7 +353,7 @@ def test_forecast_outputs_are_denormalized(onnx_dir, tmp_path, X):
 
 # ---- torch reference -------------------------------------------------------------------------------------
 def test_torch_session_is_the_same_api(run, X, ref):
-    from edgernn.runtimes.torch import TorchSession
+    from edgernn.reference import TorchSession
 
     s = TorchSession(run.path, threads=1)
     assert s.runtime_name == "torch"
@@ -386,7 +388,7 @@ def test_missing_onnxruntime_names_extra_and_pip_line(onnx_dir, monkeypatch):
 
 def test_missing_litert_names_extra_and_pip_line(onnx_dir, tmp_path, monkeypatch):
     """No ai_edge_litert, no tflite_runtime, no tensorflow -> one clear error (before the file is read)."""
-    from edgernn.runtimes import litert
+    from edgernn.runtimes import litert_backend as litert
 
     for mod in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter",
                 "tensorflow"):

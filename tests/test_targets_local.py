@@ -154,8 +154,10 @@ def test_fingerprint_script_runs_with_a_python_that_has_no_numpy(tmp_path):
 
 
 def test_fingerprint_script_does_not_shadow_onnxruntime(tmp_path):
-    """Run as a script from edgernn/runtimes/, `import onnxruntime` must find the real package, not
-    edgernn/runtimes/onnxruntime.py next to it."""
+    """Run as a script from edgernn/runtimes/ (sys.path[0] is that directory), `import onnxruntime` must
+    find the real package: no file there is named after a package it wraps (no sys.path workaround)."""
+    names = {p.stem for p in (ROOT / "edgernn" / "runtimes").glob("*.py")}
+    assert not names & {"onnxruntime", "torch", "tensorflow", "numpy", "ai_edge_litert", "tflite_runtime", "litert"}
     proc = subprocess.run([sys.executable, str(ROOT / "edgernn" / "runtimes" / "fingerprint.py"),
                            "--require", "onnxruntime"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -1,42 +1,94 @@
 """
-Export a trained run to deployable artifacts: a registry of formats, one module per format.
+Export a trained run to deployable artifacts: ONE table of formats, one module per format.
 
-    from edgernn.export import export_run
-    paths = export_run("runs/gru", formats=["onnx", "tflite"], precisions=["float", "int8"], streaming=True)
+    from edgernn.export import export_run, FORMATS
+    results = export_run("runs/gru", formats=["onnx", "tflite"], precisions=["float", "int8"], streaming=True)
 
-Formats (name -> "module:function", imported on first use):
-    onnx    float | int8 (onnxruntime dynamic quantization; LSTM runs int8, GRU stays float: ORT has no int GRU)
-    ort     the ORT flatbuffer format that mobile/minimal onnxruntime builds load (converted from onnx)
-    tflite  float | int8 (full-integer, calibrated on training windows) | dynamic (dynamic-range)
-Modes: "sequence" (whole window in) always; "step" (one frame + state) with streaming=True.
-Each artifact gets a manifest (docs/manifest.md). Artifacts go to RUN_DIR/artifacts/ by default.
+FORMATS is the registry (in the style of Optimum's exporters): per format its exporter
+("module:function", imported on first use), file extension, runtime, precisions, modes, the Python
+modules it needs (with the pip extra that provides them) and the format it is converted from. The
+CLI's choices and --help are generated from it. Every exporter has one signature:
+
+    exporter(run, out_dir: Path, precision: str, mode: str, options: ExportOptions) -> Path
+
+and writes out_dir/f"{mode}-{precision}.{ext}" plus its manifest atomically. A format converted from
+another (ort from onnx) gets the source artifact in options.source; when the source format was not
+asked for, it is built in a scratch directory and removed, so asking for `ort` alone writes only .ort.
+Names (formats, precisions, modes) come from edgernn.runtimes.manifest, the schema devices embed.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, ExportError
+from ..errors import ConfigError, ExportError, MissingDependencyError
+from ..runtimes.manifest import FORMAT_RUNTIME, MODES, PRECISIONS
 
-FORMATS = {
-    "onnx": "edgernn.export.onnx:export_onnx",
-    "ort": "edgernn.export.onnx:export_ort",
-    "tflite": "edgernn.export.tflite:export_tflite",
-}
-PRECISIONS = ("float", "int8", "dynamic")
-# which precisions each format supports; onnx "int8" already *is* dynamic quantization in ORT
-SUPPORTED = {"onnx": ("float", "int8"), "ort": ("float", "int8"), "tflite": ("float", "int8", "dynamic")}
-INT8_IO = ("int8", "float")
+INT8_IO = ("int8", "float")  # TFLite full-int8: int8 input/output tensors, or float I/O around int8 internals
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    exporter: str  # "module:function"
+    ext: str
+    precisions: tuple
+    modes: tuple
+    requires: tuple  # importable modules the exporter needs
+    extra: str  # pip extra that installs them
+    help: str
+    built_from: str | None = None  # format this one is converted from (its artifact arrives in options.source)
+
+    @property
+    def runtime(self) -> str:
+        return FORMAT_RUNTIME[self.name]
+
+
+FORMATS = {f.name: f for f in (
+    Format("onnx", "edgernn.export.onnx:export_onnx", "onnx", ("float", "int8"), MODES,
+           ("torch", "onnx", "onnxruntime"), "onnx",
+           "ONNX for onnxruntime; int8 = onnxruntime dynamic quantization (an LSTM runs dynamic-int8, a GRU/RNN "
+           "recurrence stays float: onnxruntime has no integer GRU)"),
+    Format("ort", "edgernn.export.onnx:export_ort", "ort", ("float", "int8"), MODES,
+           ("onnxruntime",), "onnx",
+           "the ORT flatbuffer format that mobile/minimal onnxruntime builds load (converted from onnx)",
+           built_from="onnx"),
+    Format("tflite", "edgernn.export.tflite:export_tflite", "tflite", ("float", "int8", "dynamic"), MODES,
+           ("torch", "tensorflow", "tf_keras"), "tflite",
+           "TFLite for LiteRT; int8 = full integer, calibrated on training windows; dynamic = dynamic range"),
+)}
+assert set(FORMATS) == set(FORMAT_RUNTIME), "export registry and manifest schema disagree on formats"
+assert all(set(f.precisions) <= set(PRECISIONS) and set(f.modes) <= set(MODES) for f in FORMATS.values())
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    int8_io: str = "int8"
+    source: Path | None = None  # for a converted format: the artifact it is converted from
 
 
 def get_exporter(fmt: str):
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
-    module, func = FORMATS[fmt].split(":")
+    module, func = FORMATS[fmt].exporter.split(":")
     return getattr(importlib.import_module(module), func)
+
+
+def check_combination(fmt: str, precision: str, mode: str) -> "Format":
+    """The registry entry for fmt, after checking that it offers precision and mode (ConfigError if not)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose from: {', '.join(FORMATS)}")
+    f = FORMATS[fmt]
+    for value, valid, what in ((precision, f.precisions, "precision"), (mode, f.modes, "mode")):
+        if value not in valid:
+            raise ConfigError(f"unknown {fmt} {what} {value!r}; choose from: {', '.join(valid)}")
+    return f
 
 
 def parse_list(value, valid, what: str) -> list[str]:
@@ -47,6 +99,21 @@ def parse_list(value, valid, what: str) -> list[str]:
     if bad or not items:
         raise ConfigError(f"unknown {what} {', '.join(bad) or '(empty)'}; choose from: {', '.join(valid)}")
     return list(dict.fromkeys(items))
+
+
+def check_prerequisites(formats) -> None:
+    """Every module the formats need is importable (looked up, not imported), else one error naming the
+    pip extras to install."""
+    missing = {}
+    for name in formats:
+        f = FORMATS[name]
+        for mod in f.requires:
+            if importlib.util.find_spec(mod) is None:
+                missing.setdefault(f.extra, []).append(f"{mod} (for {name})")
+    if missing:
+        mods = "; ".join(", ".join(v) for v in missing.values())
+        extras = ",".join(missing)
+        raise MissingDependencyError(f"export needs {mods}; install with: pip install 'edgernn[{extras}]'")
 
 
 @dataclass
@@ -66,19 +133,22 @@ class ExportResult:
 
 def plan(formats, precisions, streaming: bool, bidirectional: bool):
     """The (format, precision, mode) combinations to build, plus skipped ones with a reason."""
-    modes = ["sequence"] + (["step"] if streaming else [])
-    todo, skipped = [], []
     if streaming and bidirectional:
         raise ConfigError(
             "bidirectional models cannot stream: the backward direction needs the whole future sequence. "
             "Export without --streaming, or retrain with --no-bidirectional for a streaming artifact."
         )
+    modes = ["sequence"] + (["step"] if streaming else [])
+    todo, skipped = [], []
     for fmt in formats:
+        f = FORMATS[fmt]
         for prec in precisions:
             for mode in modes:
-                if prec not in SUPPORTED[fmt]:
-                    skipped.append((fmt, prec, mode, f"{fmt} has no separate '{prec}' variant: its int8 export "
-                                    "is already dynamic quantization"))
+                if prec not in f.precisions:
+                    skipped.append((fmt, prec, mode, f"{fmt} has no '{prec}' variant (it offers "
+                                    f"{', '.join(f.precisions)}; its int8 is already dynamic quantization)"))
+                elif mode not in f.modes:
+                    skipped.append((fmt, prec, mode, f"{fmt} has no {mode} mode"))
                 else:
                     todo.append((fmt, prec, mode))
     return todo, skipped
@@ -89,51 +159,41 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     """Export every requested combination; returns one ExportResult per combination (skipped ones too)."""
     from ..progress import progressbar
     from ..rundir import load_run
+    from ..runtimes.files import writable_dir_problem
 
     run = load_run(run_dir)
     formats = parse_list(formats, tuple(FORMATS), "format")
     precisions = parse_list(precisions, PRECISIONS, "precision")
     if int8_io not in INT8_IO:
         raise ConfigError(f"unknown int8 I/O {int8_io!r}; choose from: {', '.join(INT8_IO)}")
+    check_prerequisites(formats + [FORMATS[f].built_from for f in formats if FORMATS[f].built_from])
     out_dir = Path(out_dir) if out_dir is not None else run.artifacts_dir
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ExportError(f"cannot create output directory {out_dir}: {exc.strerror}") from None
-    if not _writable(out_dir):
-        raise ExportError(f"output directory {out_dir} is not writable; choose another with --out")
+    problem = writable_dir_problem(out_dir)
+    if problem:
+        raise ExportError(f"output directory {out_dir} is not writable ({problem}); choose another with --out")
     todo, skipped = plan(formats, precisions, streaming, run.config.bidirectional)
-    # ORT artifacts are converted from the ONNX ones: build those first even if not asked for
-    needs_onnx = {(p, m) for f, p, m in todo if f == "ort"}
     results = [ExportResult(f, p, m, None, 0.0, why) for f, p, m, why in skipped]
-    onnx_paths = {}
+    built: dict = {}  # (format, precision, mode) -> path, for formats converted from another
+    scratch = None
     label = f"export {run.config.cell} h{run.config.hidden}"
-    with progressbar(todo, label=label, enabled=progress, show=lambda t: f"{t[0]} {t[1]} {t[2]}" if t else "") as bar:
-        for fmt, prec, mode in bar:
-            t0 = time.perf_counter()
-            if fmt == "ort":
-                src = onnx_paths.get((prec, mode))
-                if src is None:
-                    src = get_exporter("onnx")(run, out_dir, precision=prec, mode=mode)
-                path = get_exporter("ort")(src)
-            elif fmt == "tflite":
-                path = get_exporter("tflite")(run, out_dir, precision=prec, mode=mode, int8_io=int8_io)
-            else:
-                path = get_exporter(fmt)(run, out_dir, precision=prec, mode=mode)
-                if (prec, mode) in needs_onnx:
-                    onnx_paths[(prec, mode)] = path
-            results.append(ExportResult(fmt, prec, mode, Path(path), time.perf_counter() - t0))
-    return results
-
-
-def _writable(d: Path) -> bool:
-    import os
-    import tempfile
-
     try:
-        fd, p = tempfile.mkstemp(dir=d, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(p)
-        return True
-    except OSError:
-        return False
+        with progressbar(todo, label=label, enabled=progress,
+                         show=lambda t: f"{t[0]} {t[1]} {t[2]}" if t else "") as bar:
+            for fmt, prec, mode in bar:
+                t0 = time.perf_counter()
+                opts = ExportOptions(int8_io=int8_io)
+                src_fmt = FORMATS[fmt].built_from
+                if src_fmt:
+                    src = built.get((src_fmt, prec, mode))
+                    if src is None:  # not asked for: build it aside, never next to the artifacts
+                        if scratch is None:
+                            scratch = Path(tempfile.mkdtemp(prefix=".edgernn-src-", dir=out_dir))
+                        src = get_exporter(src_fmt)(run, scratch, prec, mode, ExportOptions(int8_io=int8_io))
+                    opts = ExportOptions(int8_io=int8_io, source=src)
+                path = Path(get_exporter(fmt)(run, out_dir, prec, mode, opts))
+                built[(fmt, prec, mode)] = path
+                results.append(ExportResult(fmt, prec, mode, path, time.perf_counter() - t0))
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return results

@@ -29,6 +29,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import numpy as np  # noqa: E402
 
 INT_TYPES = ("int8", "int16", "uint8")
+# ops that carry the multiply-accumulate work (their compute kind labels the manifest's op families)
+MATMUL_OPS = ("FULLY_CONNECTED", "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
+              "BIDIRECTIONAL_SEQUENCE_LSTM")
 
 
 def interpreter(model_content: bytes, delegates: bool = True):
@@ -178,28 +181,40 @@ def inspect_ops(fb: bytes) -> dict:
     details = {t["index"]: t for t in it.get_tensor_details()}
     const = _constant_tensors(fb)
     integer, hybrid, flt, weight_deq, boundary, shape = [], [], [], [], [], []
+    dequantized = set()  # outputs of DEQUANTIZE ops applied to constant (weight) tensors
+    matmuls = []  # per matrix-product op, in execution order: how it computes and how many weights it has
     for op in it._get_ops_details():
         name = op["op_name"]
         outs = [_dtype(details[i]["dtype"]) for i in op["outputs"] if i >= 0]
         ins = [(i, _dtype(details[i]["dtype"])) for i in op["inputs"] if i >= 0]
         if name == "QUANTIZE" and any(dt == "float32" for _, dt in ins):
-            boundary.append(name)  # float input -> int8 (float I/O variant)
+            kind = "boundary"  # float input -> int8 (float I/O variant)
         elif name == "DEQUANTIZE":
-            (weight_deq if any(i in const for i, _ in ins) else boundary).append(name)
+            kind = "weight_dequantize" if any(i in const for i, _ in ins) else "boundary"
+            if kind == "weight_dequantize":
+                dequantized.update(i for i in op["outputs"] if i >= 0)
         elif outs and all(o in INT_TYPES + ("int32",) for o in outs) and any(o in INT_TYPES for o in outs):
-            integer.append(name)
+            kind = "integer"
         elif name == "SHAPE" or (outs and all(o in ("int32", "int64", "bool") for o in outs)
                                  and all(dt in ("int32", "int64", "bool") for _, dt in ins)):
-            shape.append(name)  # index/shape arithmetic (dynamic-length reshapes), no activations
+            kind = "shape"  # index/shape arithmetic (dynamic-length reshapes), no activations
         elif any(dt in INT_TYPES for i, dt in ins if i in const) and all(o == "float32" for o in outs):
-            hybrid.append(name)
+            kind = "hybrid"
         else:
-            flt.append(name)
+            kind = "float"
+        {"boundary": boundary, "weight_dequantize": weight_deq, "integer": integer, "shape": shape,
+         "hybrid": hybrid, "float": flt}[kind].append(name)
+        if name in MATMUL_OPS:
+            weights = [i for i, _ in ins if i in const or i in dequantized]
+            if kind == "float" and any(i in dequantized for i in weights):
+                kind = "weights"
+            matmuls.append({"op": name, "kind": kind,
+                            "weights": int(sum(np.prod(details[i]["shape"]) for i in weights))})
     uniq = lambda xs: sorted(set(xs))  # noqa: E731
     return {"integer": uniq(integer), "hybrid": uniq(hybrid), "float": uniq(flt), "shape": uniq(shape),
             "weight_dequantize":
             len(weight_deq), "boundary": uniq(boundary), "all": uniq(op["op_name"] for op in it._get_ops_details()),
-            "op_count": len(it._get_ops_details()), "variables": _variable_count(fb)}
+            "op_count": len(it._get_ops_details()), "variables": _variable_count(fb), "matmuls": matmuls}
 
 
 def _schema():

@@ -1,8 +1,9 @@
 """
-Writing artifact manifests (see docs/manifest.md; the reader lives in edgernn.runtimes.manifest so
-device apps need no exporter code).
+Writing artifact manifests (schema: edgernn.runtimes.manifest, which device apps embed; docs/manifest.md).
 
-    write_manifest(path, {"format": "onnx", "runtime": "onnxruntime", ...})  # adds sha256, size, versions
+    fields = base_fields(run, "onnx", "int8", "sequence")     # what every format records
+    fields.update(quantization=..., inputs=..., outputs=..., sequence_length=None)
+    publish(tmp_file, out_dir / "sequence-int8.onnx", fields)  # artifact + manifest, atomically, validated
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import importlib.metadata as _md
 import platform
 from pathlib import Path
 
-from ..rundir import atomic_write_json
-from ..runtimes.manifest import SCHEMA, manifest_path, sha256_file
+from ..errors import ExportError
+from ..runtimes.files import atomic_copy, atomic_write_json
+from ..runtimes.manifest import FORMAT_RUNTIME, SCHEMA, manifest_path, sha256_file, validate
 
 _TOOLS = ("edgernn", "torch", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow-cpu",
           "tensorflow", "tf-keras", "ai-edge-litert")
@@ -29,8 +31,15 @@ def tool_versions() -> dict:
     return out
 
 
-def write_manifest(artifact: Path | str, fields: dict) -> Path:
-    """Write `<artifact>.json` atomically with `fields` plus schema, sha256, size, versions, time."""
+def base_fields(run, fmt: str, precision: str, mode: str) -> dict:
+    """The fields every format's manifest has, from the run directory."""
+    return {"format": fmt, "runtime": FORMAT_RUNTIME[fmt], "precision": precision, "mode": mode,
+            "task": run.task, "model": run.config.to_dict(), "preprocessing": run.preprocessing(),
+            "labels": list(run.labels), "source": {"run": Path(run.path).name}}
+
+
+def manifest_for(artifact: Path, fields: dict) -> dict:
+    """The complete manifest for `artifact`: fields + schema, sha256, size, versions, time; validated."""
     artifact = Path(artifact)
     m = {"schema": SCHEMA, "artifact": artifact.name}
     m.update(fields)
@@ -38,6 +47,31 @@ def write_manifest(artifact: Path | str, fields: dict) -> Path:
     m["size_bytes"] = artifact.stat().st_size
     m["versions"] = tool_versions()
     m["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    problems = validate(m)
+    if problems:  # an exporter bug, not a user mistake: say which field
+        raise ExportError(f"manifest for {artifact.name} breaks the schema: {'; '.join(problems)}; no file written")
+    return m
+
+
+def write_manifest(artifact: Path | str, fields: dict) -> Path:
+    """Write `<artifact>.json` atomically (validated against the schema); returns its path."""
     path = manifest_path(artifact)
-    atomic_write_json(path, m)
+    atomic_write_json(path, manifest_for(Path(artifact), fields))
     return path
+
+
+def publish(src: Path, artifact: Path, fields: dict) -> Path:
+    """Put the checked file `src` in place as `artifact` atomically, then its manifest. On any failure
+    neither a partial artifact nor a stale manifest is left behind."""
+    artifact = Path(artifact)
+    try:
+        atomic_copy(src, artifact)
+        write_manifest(artifact, fields)
+    except BaseException as exc:
+        artifact.unlink(missing_ok=True)
+        manifest_path(artifact).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ExportError(f"could not write {artifact} or its manifest: {exc.strerror or exc}; "
+                              "choose another output directory") from exc
+        raise
+    return artifact

@@ -1,8 +1,8 @@
 """
 ONNX export (float and int8, full-sequence and streaming) and the ORT format for mobile builds.
 
-    path = export_onnx(run, run.artifacts_dir, precision="int8", mode="sequence")  # sequence-int8.onnx
-    ort_path = export_ort(path)                                               # sequence-int8.ort
+    path = export_onnx(run, run.artifacts_dir, "int8", "sequence")          # sequence-int8.onnx
+    ort_path = export_ort(run, run.artifacts_dir, "int8", "sequence", ExportOptions(source=path))
     onnx_op_types(path)   # ['Shape', ..., 'com.microsoft::DynamicQuantizeLSTM', ..., 'MatMulInteger', ...]
 
 Sequence artifacts take "x" [batch, time, C] (normalized input) with batch AND time dynamic and return
@@ -26,7 +26,6 @@ quantized graph, not assumed).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
@@ -34,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, ConfigError, ExportError, require
+from ..errors import ArtifactError, ExportError, require
+from ..runtimes.manifest import read_manifest
+from . import ExportOptions, check_combination
+from .manifest import base_fields, publish
 
-PRECISIONS = ("float", "int8")
-MODES = ("sequence", "step")
 OPSET = 17
 TOLERANCE = 1e-4  # max|diff| allowed between the exported graph and torch (float) / .ort and .onnx
 EXAMPLE_BATCH = 2
@@ -52,13 +52,11 @@ INT8_COMPUTE_OPS = ("DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLine
 # ----------------------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------------------
-def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "sequence") -> Path:
+def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "sequence",
+                options: ExportOptions | None = None) -> Path:
     """Export run.load_model() to out_dir/f"{mode}-{precision}.onnx" + manifest; returns the artifact path.
     precision: "float" | "int8". mode: "sequence" | "step"."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown ONNX precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if mode not in MODES:
-        raise ConfigError(f"unknown export mode {mode!r}; choose one of: {', '.join(MODES)}")
+    check_combination("onnx", precision, mode)
     from ..models import StepModel
 
     torch = require("torch", "train")
@@ -85,47 +83,29 @@ def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "seque
         if precision == "int8":
             artifact = _quantize(float_path, tmpdir)
             _check_runs(artifact, cfg, mode, run.seq_len)
-        quantization = quantization_block(onnx_op_types(artifact), precision, cfg.cell)
-        os.replace(artifact, final)
-    except OSError as exc:
-        raise ExportError(f"cannot write {final}: {exc.strerror or exc}; choose another output directory") from None
+        fields = base_fields(run, "onnx", precision, mode)
+        fields.update(quantization=quantization_block(onnx_op_types(artifact), precision, cfg.cell),
+                      inputs=_io_inputs(cfg, mode), outputs=_io_outputs(cfg, mode), sequence_length=None)
+        if mode == "step":
+            fields["state_layout"] = _state_layout(cfg)
+        return publish(artifact, final, fields)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-    fields = {
-        "format": "onnx",
-        "runtime": "onnxruntime",
-        "precision": precision,
-        "mode": mode,
-        "task": run.task,
-        "model": cfg.to_dict(),
-        "quantization": quantization,
-        "inputs": _io_inputs(cfg, mode),
-        "outputs": _io_outputs(cfg, mode),
-        "sequence_length": None,
-        "preprocessing": run.preprocessing(),
-        "labels": list(run.labels),
-        "source": {"run": Path(run.path).name},
-    }
-    if mode == "step":
-        fields["state_layout"] = _state_layout(cfg)
-    _write_manifest_or_remove(final, fields)
-    return final
 
 
-def export_ort(onnx_artifact: Path) -> Path:
-    """Convert an exported .onnx (with manifest) into the ORT format (.ort, what mobile/minimal ORT
-    builds load) beside it: f"{mode}-{precision}.ort" + its own manifest (format "ort", same fields)."""
-    from ..runtimes.manifest import ManifestError, read_manifest
-
+def export_ort(run, out_dir: Path, precision: str, mode: str, options: ExportOptions) -> Path:
+    """Convert the .onnx artifact options.source (with manifest) into the ORT format (what mobile/minimal
+    ORT builds load): out_dir/f"{mode}-{precision}.ort" + its own manifest (format "ort", same fields)."""
+    check_combination("ort", precision, mode)
     ort = require("onnxruntime", "ort")
-    src = Path(onnx_artifact)
-    try:
-        m = read_manifest(src)
-    except ManifestError as exc:
-        raise ArtifactError(str(exc)) from None
-    if m.get("format") != "onnx":
-        raise ArtifactError(f"{src} is a {m.get('format')!r} artifact; export_ort needs an .onnx artifact")
-    final = src.with_suffix(".ort")
+    if options is None or options.source is None:
+        raise ArtifactError("the ORT format is converted from an .onnx artifact: pass ExportOptions(source=...)")
+    src = Path(options.source)
+    m = read_manifest(src)
+    if m["format"] != "onnx" or (m["precision"], m["mode"]) != (precision, mode):
+        raise ArtifactError(f"{src} is a {m['format']} {m['precision']} {m['mode']} artifact; the ORT {precision} "
+                            f"{mode} artifact needs the matching .onnx")
+    final = Path(out_dir) / f"{mode}-{precision}.ort"
     tmpdir = _make_tmpdir(final.parent)
     try:
         tmp = tmpdir / final.name
@@ -140,7 +120,7 @@ def export_ort(onnx_artifact: Path) -> Path:
             sess_ort = _session(ort, tmp)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ExportError(f"onnxruntime could not convert {src} to the ORT format: "
-                              f"{str(exc).splitlines()[0]}; no file written") from None
+                              f"{str(exc).splitlines()[0]}; no file written") from exc
         sess_onnx = _session(ort, src)
         T = int(m["preprocessing"].get("max_length") or 16)
         for batch, length in ((1, T), (3, max(2, T // 2 + 1))):
@@ -153,19 +133,12 @@ def export_ort(onnx_artifact: Path) -> Path:
                         f"ORT-format model of {src.name} differs from the .onnx: output {name} max|diff| "
                         f"{d:.3g} at batch {batch}, T={length} (limit {TOLERANCE:g}); no file written"
                     )
-        quantization = quantization_block(onnx_op_types(tmp), m["precision"], m["model"].get("cell", ""))
-        os.replace(tmp, final)
-    except OSError as exc:
-        raise ExportError(f"cannot write {final}: {exc.strerror or exc}; choose another output directory") from None
+        fields = base_fields(run, "ort", precision, mode)
+        fields.update({k: m[k] for k in ("inputs", "outputs", "sequence_length", "state_layout") if k in m})
+        fields["quantization"] = quantization_block(onnx_op_types(tmp), precision, run.config.cell)
+        return publish(tmp, final, fields)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
-    skip = {"schema", "artifact", "sha256", "size_bytes", "versions", "created", "_artifact_path"}
-    fields = {k: v for k, v in m.items() if k not in skip}
-    fields["format"] = "ort"
-    fields["runtime"] = "onnxruntime"
-    fields["quantization"] = quantization
-    _write_manifest_or_remove(final, fields)
-    return final
 
 
 def onnx_op_types(path) -> list[str]:
@@ -181,26 +154,30 @@ def onnx_op_types(path) -> list[str]:
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as exc:
-        raise ArtifactError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+        raise ArtifactError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0]})") from exc
     return [_qualify(n.domain, n.op_type) for n in graph.node]
 
 
 def quantization_block(op_types: list[str], precision: str, cell: str) -> dict:
-    """The manifest's honest "quantization" block, computed from the op types actually in the graph."""
+    """The manifest's honest "quantization" block, computed from the op types actually in the graph:
+    per op family (recurrent cell, head) one of float | dynamic-int8 (edgernn.runtimes.manifest.COMPUTE)."""
     bare = [op.split("::")[-1] for op in op_types]
     float_ops = sorted({op for op in bare if op in FLOAT_COMPUTE_OPS})
+    int8_ops = sorted({op for op in bare if op in INT8_COMPUTE_OPS}) if precision != "float" else []
+    recurrent = "dynamic-int8" if "DynamicQuantizeLSTM" in int8_ops else "float"
+    head = "dynamic-int8" if set(int8_ops) - {"DynamicQuantizeLSTM", "DynamicQuantizeLinear"} else "float"
     if precision == "float":
-        return {"scheme": "none", "int8_ops": [], "float_ops": float_ops, "fully_int8": False, "note": ""}
-    int8_ops = sorted({op for op in bare if op in INT8_COMPUTE_OPS})
+        return {"recipe": "none", "compute": {"recurrent": "float", "head": "float"}, "int8_ops": [],
+                "float_ops": float_ops, "note": "float32 weights and activations"}
+    note = ("onnxruntime dynamic quantization (quantize_dynamic, int8 weights): activations are quantized per "
+            "call at run time for the integer matrix products; gate nonlinearities and I/O are float")
     recurrent_float = [op for op in float_ops if op in RECURRENT_OPS]
-    fully = "DynamicQuantizeLSTM" in int8_ops and not float_ops
-    note = ("onnxruntime dynamic quantization: int8 weights, activations quantized per call at run time, "
-            "gate nonlinearities and I/O in float")
     if recurrent_float:
         kinds = "/".join(recurrent_float)
-        note = (f"{kinds} int8 for ONNX is weights-only for the head: onnxruntime has no integer {kinds}, "
+        note = (f"{kinds} int8 for ONNX is dynamic-int8 for the head only: onnxruntime has no integer {kinds}, "
                 f"so the recurrence runs in float; use --format tflite for full int8")
-    return {"scheme": "dynamic", "int8_ops": int8_ops, "float_ops": float_ops, "fully_int8": fully, "note": note}
+    return {"recipe": "onnxruntime-dynamic", "compute": {"recurrent": recurrent, "head": head},
+            "int8_ops": int8_ops, "float_ops": float_ops, "note": note}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -239,7 +216,7 @@ def _torch_export(torch, net, cfg, mode, path: Path, seq_len: int) -> None:
                                   output_names=onames, dynamic_axes=dyn, do_constant_folding=True)
         except Exception as exc:
             raise ExportError(f"torch.onnx.export failed for {_describe(cfg, mode)}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
 
 
 def _max_diff(a, b) -> float:
@@ -275,7 +252,7 @@ def _validate_against_torch(torch, net, model, cfg, mode, path: Path, seq_len: i
         sess = _session(ort, path)
     except Exception as exc:
         raise ExportError(f"onnxruntime cannot load the exported {_describe(cfg, mode)} graph: "
-                          f"{str(exc).splitlines()[0]}; no file written") from None
+                          f"{str(exc).splitlines()[0]}; no file written") from exc
     rng = np.random.default_rng(1)
     for batch, T in _check_sizes(seq_len):
         x = rng.standard_normal((batch, T, cfg.input_size)).astype(np.float32)
@@ -305,7 +282,7 @@ def _run(sess, feeds, cfg, mode, batch, T) -> dict:
         outs = sess.run(None, feeds)
     except Exception as exc:
         raise ExportError(f"exported {_describe(cfg, mode)} graph fails in onnxruntime at batch {batch}, T={T} "
-                          f"(axes not dynamic?): {str(exc).splitlines()[0]}; no file written") from None
+                          f"(axes not dynamic?): {str(exc).splitlines()[0]}; no file written") from exc
     return {o.name: v for o, v in zip(sess.get_outputs(), outs)}
 
 
@@ -334,7 +311,7 @@ def _quantize(float_path: Path, tmpdir: Path) -> Path:
         quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8)
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExportError(f"onnxruntime int8 quantization failed: {first}; no file written") from None
+        raise ExportError(f"onnxruntime int8 quantization failed: {first}; no file written") from exc
     return out
 
 
@@ -345,7 +322,7 @@ def _check_runs(path: Path, cfg, mode, seq_len: int) -> None:
         sess = _session(ort, path)
     except Exception as exc:
         raise ExportError(f"onnxruntime cannot load the int8 {_describe(cfg, mode)} graph: "
-                          f"{str(exc).splitlines()[0]}; no file written") from None
+                          f"{str(exc).splitlines()[0]}; no file written") from exc
     for batch, T in _check_sizes(seq_len):
         got = _run(sess, _random_feeds(sess, batch, T, seed=T), cfg, mode, batch, T)
         y = got["y"]
@@ -417,18 +394,6 @@ def _state_layout(cfg) -> str:
     return text
 
 
-def _write_manifest_or_remove(final: Path, fields: dict) -> None:
-    from .manifest import write_manifest
-
-    try:
-        write_manifest(final, fields)
-    except BaseException as exc:
-        final.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ExportError(f"cannot write the manifest for {final}: {exc.strerror or exc}") from None
-        raise
-
-
 def _make_tmpdir(out_dir: Path) -> Path:
     """A private scratch dir inside out_dir (same filesystem, so os.replace is atomic)."""
     try:
@@ -436,7 +401,7 @@ def _make_tmpdir(out_dir: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix=".edgernn-onnx-", dir=out_dir))
     except OSError as exc:
         raise ExportError(f"output directory {out_dir} is not writable ({exc.strerror or exc}); "
-                          "choose another with --out") from None
+                          "choose another with --out") from exc
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -451,7 +416,7 @@ def _ort_op_types(path: Path) -> list[str]:
         import onnxruntime.tools.ort_format_model  # noqa: F401  (puts ort_flatbuffers_py on sys.path)
         import ort_flatbuffers_py.fbs as fbs
     except ImportError as exc:
-        raise ArtifactError(f"cannot read ORT-format op types: {exc}; pip install flatbuffers onnxruntime") from None
+        raise ArtifactError(f"cannot read ORT-format op types: {exc}; pip install flatbuffers onnxruntime") from exc
     buf = bytearray(path.read_bytes())
     if not fbs.InferenceSession.InferenceSession.InferenceSessionBufferHasIdentifier(buf, 0):
         raise ArtifactError(f"{path} is not an ORT-format model; re-run `edgernn export --format ort`")

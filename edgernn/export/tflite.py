@@ -3,7 +3,7 @@ TFLite (LiteRT) export: float, full-integer int8 and dynamic-range, full-sequenc
 
     from edgernn.rundir import load_run
     from edgernn.export.tflite import export_tflite
-    path = export_tflite(load_run("runs/gru"), Path("runs/gru/artifacts"), precision="int8", mode="step")
+    path = export_tflite(load_run("runs/gru"), Path("runs/gru/artifacts"), "int8", "step", ExportOptions())
     # -> runs/gru/artifacts/step-int8.tflite + step-int8.tflite.json (docs/manifest.md)
 
 Route (measured, see TOOLCHAIN.md): the torch model is rebuilt in legacy Keras with the same weights
@@ -35,11 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, ExportError
-from .manifest import write_manifest
+from . import INT8_IO, ExportOptions, check_combination, check_prerequisites
+from .manifest import base_fields, publish
 
-PRECISIONS = ("float", "int8", "dynamic")
-MODES = ("sequence", "step")
-INT8_IO = ("int8", "float")
 FLOAT_TOL = 1e-4
 MAX_CALIB = 200  # calibration windows (sequence) / (frame, state) pairs = 2x this (step)
 N_CHECK = 64  # normalized calibration windows run through every artifact before it is kept (8 missed
@@ -49,14 +47,15 @@ _NOISE = ("W0000", "I0000", "WARNING: All log messages", "INFO: Created TensorFl
 
 
 def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "sequence",
-                  int8_io: str = "int8", timeout: float = 600) -> Path:
+                  options: ExportOptions | None = None, timeout: float = 600) -> Path:
     """Write out_dir/f"{mode}-{precision}.tflite" + manifest; return the artifact path.
     precision: "float" | "int8" (full-integer, calibrated on run.normalize(run.data()["X_calib"]))
              | "dynamic" (dynamic-range: int8 weights, float activations).
     mode: "sequence" | "step". int8_io: "int8" (int8 input/output tensors) | "float" (float I/O around
     int8 internals) - only meaningful for precision int8."""
+    int8_io = (options or ExportOptions()).int8_io
     _validate_args(run, precision, mode, int8_io)
-    _check_dependencies()
+    check_prerequisites(["tflite"])
     out_dir = _prepare_out_dir(Path(out_dir))
     cfg = run.config
     what = f"{cfg.cell} {precision} {mode}"
@@ -68,8 +67,7 @@ def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "seq
         _gate(report, precision, mode, what)
         artifact = out_dir / f"{mode}-{precision}.tflite"
         fields = _manifest_fields(run, report, precision, mode, int8_io, time.perf_counter() - started)
-        _install(tmp / "model.tflite", artifact, fields)
-    return artifact
+        return publish(tmp / "model.tflite", artifact, fields)
 
 
 def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: str, deadline: float) -> dict:
@@ -99,62 +97,23 @@ def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: 
 # ---------------------------------------------------------------- arguments, paths
 
 def _validate_args(run, precision: str, mode: str, int8_io: str) -> None:
-    for value, valid, what in ((precision, PRECISIONS, "precision"), (mode, MODES, "mode"),
-                               (int8_io, INT8_IO, "int8 I/O")):
-        if value not in valid:
-            raise ConfigError(f"unknown TFLite {what} {value!r}; choose from: {', '.join(valid)}")
+    check_combination("tflite", precision, mode)
+    if int8_io not in INT8_IO:
+        raise ConfigError(f"unknown TFLite int8 I/O {int8_io!r}; choose from: {', '.join(INT8_IO)}")
     if mode == "step" and run.config.bidirectional:
         from ..models import StepModel
 
         StepModel(run.load_model())  # raises the shared ConfigError message for bidirectional models
 
 
-def _check_dependencies() -> None:
-    """The converter needs tensorflow + tf_keras (legacy Keras) and the checks need a LiteRT interpreter;
-    look for them without importing TensorFlow into the caller."""
-    import importlib.util
-
-    from ..errors import MissingDependencyError, require
-
-    require("torch", "train")
-    missing = [m for m in ("tensorflow", "tf_keras") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise MissingDependencyError(
-            f"TFLite export needs {' and '.join(missing)} (the converter; tf_keras is legacy Keras 2, required "
-            "because Keras 3 breaks int8 LSTM conversion); install them with: pip install 'edgernn[tflite]'")
-
-
 def _prepare_out_dir(out_dir: Path) -> Path:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ExportError(f"cannot write TFLite artifacts to {out_dir}: {exc.strerror or exc}; "
-                          "choose a writable directory with --out") from None
+    from ..runtimes.files import writable_dir_problem
+
+    problem = writable_dir_problem(out_dir)
+    if problem:
+        raise ExportError(f"cannot write TFLite artifacts to {out_dir}: {problem}; "
+                          "choose a writable directory with --out")
     return out_dir
-
-
-def _install(src: Path, artifact: Path, fields: dict) -> None:
-    """Copy the checked artifact into place atomically, then write its manifest; on any failure
-    neither a partial artifact nor a stale manifest is left behind."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{artifact.name}.", suffix=".tmp", dir=artifact.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(src.read_bytes())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; an artifact is meant to be copied and shared
-        os.replace(tmp, artifact)
-        write_manifest(artifact, fields)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        artifact.unlink(missing_ok=True)
-        raise ExportError(f"could not write {artifact} or its manifest: {exc.strerror or exc}") from None
-
-
-# ---------------------------------------------------------------- inputs for the worker
 
 def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict:
     import torch  # presence checked by _check_dependencies
@@ -252,7 +211,8 @@ def _run_worker(spec: dict, tmp: Path, extra: dict, what: str, deadline: float) 
             name = "unknown"
         raise ExportError(
             f"TFLite converter crashed (signal {sig} {name}) converting {what}; nothing was written. "
-            f"{_crash_hint(spec)}" + (f" Last converter output: {tail}" if tail else ""))
+            f"{_crash_hint(spec)}" + (f" Last converter output: {tail}" if tail else ""),
+            detail="TFLite worker stderr (tail):\n" + (proc.stderr or "")[-4000:])
     try:
         report = json.loads(Path(spec["report"]).read_text())
     except (OSError, json.JSONDecodeError):
@@ -260,7 +220,8 @@ def _run_worker(spec: dict, tmp: Path, extra: dict, what: str, deadline: float) 
                           + (f"; last output: {tail}" if tail else "")) from None
     if not report.get("ok"):
         raise ExportError(f"TFLite conversion of {what} failed: {report.get('error', 'unknown error')}"
-                          + (f" (converter output: {tail})" if tail else ""))
+                          + (f" (converter output: {tail})" if tail else ""),
+                          detail="TFLite worker traceback (tail):\n" + report.get("traceback", "(none saved)"))
     return report
 
 
@@ -311,14 +272,34 @@ def _gate(report: dict, precision: str, mode: str, what: str) -> None:
             "This is an exporter bug: report it with the run's config.json")
 
 
+_KIND_LABEL = {"integer": "full-int8", "hybrid": "dynamic-int8", "weights": "weights-int8", "float": "float"}
+
+
+def _family_compute(matmuls: list) -> str:
+    """The label of a family of matrix-product ops (from the worker's inspect_ops): the kind that holds
+    most of the family's weights, since that is where the multiply-accumulates are."""
+    if not matmuls:
+        return "float"
+    share: dict = {}
+    for m in matmuls:
+        share[m["kind"]] = share.get(m["kind"], 0) + max(1, m["weights"])
+    return _KIND_LABEL.get(max(share, key=share.get), "float")
+
+
 def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict:
     ops = report["ops"]
     integer, hybrid, flt = ops["integer"], ops["hybrid"], ops["float"]
     if precision == "float":
-        return {"scheme": "none", "int8_ops": [], "float_ops": ops["all"], "fully_int8": False,
-                "note": "float32 weights and activations"}
+        return {"recipe": "none", "compute": {"recurrent": "float", "head": "float"}, "int8_ops": [],
+                "float_ops": ops["all"], "note": "float32 weights and activations"}
+    # the head is the last matrix product in execution order; everything before it is the recurrence
+    # (the fused LSTM op, or an unrolled GRU's input and recurrent FULLY_CONNECTEDs)
+    mm = ops["matmuls"]
+    compute = {"recurrent": _family_compute(mm[:-1]), "head": _family_compute(mm[-1:])}
+    fully = not flt and not hybrid and not ops["weight_dequantize"]
+    if precision == "int8" and not fully:  # never call a graph with float kernels full-int8
+        compute = {k: ("dynamic-int8" if hybrid else "float") if v == "full-int8" else v for k, v in compute.items()}
     if precision == "int8":
-        fully = not flt and not hybrid and not ops["weight_dequantize"]
         note = (f"full-integer post-training quantization calibrated on training windows; "
                 f"{'int8' if int8_io == 'int8' else 'float32'} input/output tensors")
         if ops["boundary"]:
@@ -330,45 +311,39 @@ def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict
                      "are listed in neither op list")
         note += "; verified by inspecting every op's tensor dtypes" if fully else \
             f"; NOT fully int8: {', '.join(flt + hybrid)} still compute in float"
-        return {"scheme": f"full-integer int8 ({int8_io} I/O)", "int8_ops": integer, "float_ops": flt,
-                "fully_int8": fully, "note": note}
+        return {"recipe": f"tflite-full-int8 ({int8_io} I/O)", "compute": compute, "int8_ops": integer,
+                "float_ops": flt, "note": note}
     # dynamic range
     if hybrid:
         note = (f"int8 weights; {', '.join(hybrid)} quantize activations on the fly and multiply in int8 "
-                "(hybrid kernels); other ops and all activations are float")
-    elif ops["weight_dequantize"]:
-        note = (f"weight-only: {ops['weight_dequantize']} weight tensors are stored int8 and dequantized to "
-                f"float (DEQUANTIZE ops) before the float kernels run; compute is float")
+                "(hybrid kernels, dynamic-int8); other ops and all activations are float")
     else:
+        note = ""
+    if ops["weight_dequantize"]:
+        note += ("; " if note else "") + (
+            f"weights-int8: {ops['weight_dequantize']} weight tensors are stored int8 and dequantized to float "
+            "(DEQUANTIZE ops) before float kernels run")
+    if not note:
         note = ("nothing was quantized: the converter quantizes only weight tensors with >= 1024 elements and "
                 "this model has none (hidden too small); the file is the float model")
-    return {"scheme": "dynamic-range", "int8_ops": hybrid, "float_ops": flt, "fully_int8": False, "note": note,
-            "weight_only_dequantize_ops": ops["weight_dequantize"]}
-
+    return {"recipe": "tflite-dynamic-range", "compute": compute, "int8_ops": hybrid, "float_ops": flt,
+            "note": note, "weight_only_dequantize_ops": ops["weight_dequantize"]}
 
 def _manifest_fields(run, report: dict, precision: str, mode: str, int8_io: str, seconds: float) -> dict:
     cfg = run.config
     x = next(e for e in report["inputs"] if e["role"] == "x")
     seq_len = None if mode == "step" else x["shape"][1]
-    fields = {
-        "format": "tflite",
-        "runtime": "litert",
-        "precision": precision,
-        "mode": mode,
-        "task": run.task,
-        "model": cfg.to_dict(),
+    fields = base_fields(run, "tflite", precision, mode)
+    fields.update({
         "quantization": _quantization(report, precision, int8_io if precision == "int8" else "float", cfg.cell),
         "inputs": report["inputs"],
         "outputs": report["outputs"],
         "sequence_length": seq_len,
-        "preprocessing": run.preprocessing(),
-        "labels": list(run.labels),
-        "source": {"run": Path(run.path).name},
         "stateful_interpreter": report["ops"]["variables"] > 0,
         "export_check": _check_summary(report, mode),
         "graph": _graph(report),
         "convert_seconds": round(seconds, 2),
-    }
+    })
     if mode == "sequence":
         fields["sequence_length_note"] = _length_note(cfg, seq_len, report)
     if mode == "step":

@@ -24,15 +24,16 @@ Exit 0 with RESULT.json written atomically, or exit 1 with a one-line error on s
 from __future__ import annotations
 
 import argparse
-import json
+import gc
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .files import atomic_save_npy, atomic_write_json
 
 STATUS = "/proc/self/status"
 CLEAR_REFS = "/proc/self/clear_refs"
@@ -94,30 +95,6 @@ class PeakRSS:
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_json(path: Path, obj) -> None:
-    _atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    _atomic_write_bytes(path, buf.getvalue())
-
-
 def _load_windows(path, what: str) -> np.ndarray:
     from ..errors import RuntimeInputError
 
@@ -126,7 +103,7 @@ def _load_windows(path, what: str) -> np.ndarray:
     except FileNotFoundError:
         raise RuntimeInputError(f"{what} file {path} does not exist") from None
     except (ValueError, OSError) as exc:
-        raise RuntimeInputError(f"{what} file {path} is not a .npy array ({str(exc).splitlines()[0]})") from None
+        raise RuntimeInputError(f"{what} file {path} is not a .npy array ({str(exc).splitlines()[0]})") from exc
     if x.ndim != 3 or x.shape[0] < 1 or x.dtype.kind not in "fiu":
         raise RuntimeInputError(f"{what} {path} must be numeric windows [N, T, C] with N >= 1, got shape "
                                 f"{list(x.shape)} dtype {x.dtype}")
@@ -164,7 +141,7 @@ def measure(artifact=None, windows=None, runs: int = 200, warmup: int = 20, thre
     rss.start()
     t0 = time.perf_counter()
     if torch_run is not None:
-        from .torch import TorchSession
+        from ..reference import TorchSession
 
         session = TorchSession(torch_run, threads=threads)
         size = session.manifest["size_bytes"]
@@ -200,32 +177,16 @@ def measure(artifact=None, windows=None, runs: int = 200, warmup: int = 20, thre
             stream.reset()
         call(items[i % n])
     samples = np.empty(runs, dtype=np.int64)
-    if step_mode:
-        stream.reset()
-        for i in range(runs):
-            if i % T == 0 and i:
-                stream.reset()  # a new window: independent sequence (untimed)
-            x = items[i % n]
-            t0 = clock()
-            call(x)
-            samples[i] = clock() - t0
-    else:
-        for i in range(runs):
-            x = items[i % n]
-            t0 = clock()
-            call(x)
-            samples[i] = clock() - t0
-    stream_us = None
-    if step_mode and stream_frames > 0:
-        stream.reset()  # one continuous sensor stream, no resets
-        ss = np.empty(stream_frames, dtype=np.int64)
-        for i in range(stream_frames):
-            x = items[i % n]
-            t0 = clock()
-            call(x)
-            ss[i] = clock() - t0
-        full = summarize(ss)
-        stream_us = {k: full[k] for k in ("n", "p50", "p99", "mean")}
+    # garbage collection off inside the timed loops (as timeit does): a collection triggered by the
+    # harness's own allocations would land in a random sample
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        stream_us = _timed_loops(call, items, samples, step_mode, stream, T, stream_frames, clock)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     inference_peak = rss.peak()
 
     parity_out = None
@@ -241,8 +202,9 @@ def measure(artifact=None, windows=None, runs: int = 200, warmup: int = 20, thre
         "runtime_package": session.runtime_package, "threads": threads,
         "load_s": load_s, "first_inference_s": first_s,
         "latency_us": lat, "latency_unit": "frame" if step_mode else "window",
-        # raw samples (every k-th, at most 500, 0.1 us) so reports can draw the distribution
-        "samples_us": [round(float(v) / 1e3, 1) for v in samples[:: max(1, runs // 500)]],
+        # raw samples (every k-th with k = ceil(runs / 500), so at most 500; 0.1 us) for distribution plots
+        "samples_us": [round(float(v) / 1e3, 1) for v in samples[:: -(-runs // 500)]],
+        "gc": "disabled inside timed loops",
         "window_shape": [int(d) for d in windows.shape[1:]],
         "throughput_per_s": 1e6 / lat["mean"] if lat["mean"] > 0 else None,
         "stream_us": stream_us,
@@ -257,6 +219,38 @@ def measure(artifact=None, windows=None, runs: int = 200, warmup: int = 20, thre
                                   f"{lat['p50']:.2f} us: treat differences below that as noise")
     session.close()
     return result, parity_out
+
+
+def _timed_loops(call, items, samples, step_mode, stream, T, stream_frames, clock):
+    """The timed runs (filling `samples`, ns) and, for step artifacts, one continuous stream of
+    stream_frames frames; returns the stream summary or None."""
+    n = len(items)
+    if step_mode:
+        stream.reset()
+        for i in range(len(samples)):
+            if i % T == 0 and i:
+                stream.reset()  # a new window: independent sequence (untimed)
+            x = items[i % n]
+            t0 = clock()
+            call(x)
+            samples[i] = clock() - t0
+    else:
+        for i in range(len(samples)):
+            x = items[i % n]
+            t0 = clock()
+            call(x)
+            samples[i] = clock() - t0
+    if not (step_mode and stream_frames > 0):
+        return None
+    stream.reset()  # one continuous sensor stream, no resets
+    ss = np.empty(stream_frames, dtype=np.int64)
+    for i in range(stream_frames):
+        x = items[i % n]
+        t0 = clock()
+        call(x)
+        ss[i] = clock() - t0
+    full = summarize(ss)
+    return {k: full[k] for k in ("n", "p50", "p99", "mean")}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -297,9 +291,9 @@ def main(argv=None) -> int:
                                      threads=args.threads, stream_frames=args.stream_frames,
                                      torch_run=args.torch_run, parity_windows=parity, rss=rss)
         if parity_out is not None:
-            _atomic_save_npy(Path(args.parity_out), parity_out)
+            atomic_save_npy(Path(args.parity_out), parity_out)
             result["parity_out_path"] = str(args.parity_out)
-        _atomic_write_json(out, result)
+        atomic_write_json(out, result)
         return 0
     except Exception as exc:  # the worker always answers with one line, never a traceback
         from ..errors import EdgernnError
@@ -311,7 +305,7 @@ def main(argv=None) -> int:
         print(f"error: {msg}", file=sys.stderr)
         try:
             if out.parent.is_dir():
-                _atomic_write_json(out, {"error": msg, "artifact": Path(str(args.artifact or args.torch_run)).name,
+                atomic_write_json(out, {"error": msg, "artifact": Path(str(args.artifact or args.torch_run)).name,
                                          "pid": os.getpid()})
         except OSError:
             pass

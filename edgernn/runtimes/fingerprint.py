@@ -291,11 +291,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    # run as a script, sys.path[0] is edgernn/runtimes/, whose onnxruntime.py and torch.py would shadow
-    # the real packages in check_imports(): drop it
-    # (fed on stdin, `python3 - < fingerprint.py`, there is no __file__ and nothing to drop)
-    _file = globals().get("__file__")
-    if _file:
-        _here = os.path.dirname(os.path.abspath(_file))
-        sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _here]
     sys.exit(main())

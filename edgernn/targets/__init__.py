@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ArtifactError, ConfigError
+from ..errors import ConfigError
 
 __all__ = ["BenchJob", "Target", "get_target", "worker_args", "worker_time_s", "arch_warning",
            "throttle_warnings", "TRANSPORTS"]
@@ -142,7 +142,7 @@ class Target:
     def _check_jobs(jobs: list, allow_torch: bool = True) -> dict:
         """Validate jobs before touching any device: input files exist; artifacts exist and their
         manifests verify (size, sha256). Returns {artifact path: manifest}."""
-        from ..runtimes.manifest import ManifestError, read_manifest
+        from ..runtimes.manifest import read_manifest
 
         if not isinstance(jobs, (list, tuple)) or not all(isinstance(j, BenchJob) for j in jobs):
             raise ConfigError("run() takes a list of BenchJob")
@@ -160,10 +160,7 @@ class Target:
                 continue
             a = Path(j.artifact)
             if a not in manifests:
-                try:
-                    manifests[a] = read_manifest(a)
-                except ManifestError as exc:
-                    raise ArtifactError(str(exc)) from None
+                manifests[a] = read_manifest(a)
         return manifests
 
     @staticmethod
@@ -208,6 +205,7 @@ def get_target(board, host: str | None = None, tool: str | None = None, **opts) 
     opts go to the target class (e.g. ssh: port, identity, ssh_options, remote_python, remote_tmp,
     config, connect_timeout, job_timeout, multiplex; adb: serial, runner, adb)."""
     import importlib
+    import inspect
 
     from ..boards import Board, load_board
 
@@ -218,6 +216,11 @@ def get_target(board, host: str | None = None, tool: str | None = None, **opts) 
                           f"choose one of: {', '.join(TRANSPORTS)}")
     module, cls = TRANSPORTS[board.transport].split(":")
     klass = getattr(importlib.import_module(module), cls)
+    accepted = set(inspect.signature(klass.__init__).parameters) - {"self", "board", "host", "tool"}
+    foreign = [k for k in opts if k not in accepted]
+    if foreign:  # checked against the signature, so a TypeError inside a target is never read as this
+        raise ConfigError(f"option(s) {', '.join('--' + k.replace('_', '-') for k in foreign)} do not apply to "
+                          f"target {board.name} (transport {board.transport})")
     if board.transport == "local":
         if host:
             raise ConfigError(f"board {board.name} runs locally; --host {host} is for ssh boards "

@@ -379,7 +379,7 @@ class AdbTarget(Target):
                                  f"adb shell rm -rf {workdir}")
         if primary is not None:
             if cleanup_error:
-                raise TargetError(f"{primary}; {cleanup_error}") from None
+                raise TargetError(f"{primary}; {cleanup_error}") from primary
             raise primary
         for r in results:
             if cleanup_error:
@@ -392,7 +392,7 @@ class AdbTarget(Target):
         except ValueError as exc:
             tail = " | ".join(ln for ln in text.strip().splitlines()[-3:])
             raise TargetError(f"{self.kind} on {job.label} printed no timings ({exc}); its last lines: "
-                              f"{tail}") from None
+                              f"{tail}") from exc
         lat = parsed["latency_us"]
         step = manifest.get("mode") == "step"
         result = {

@@ -89,7 +89,7 @@ class LocalTarget(Target):
             raise TargetError(f"benchmark of {job.label} did not finish within {self.job_timeout:g} s; lower --runs "
                               "or raise the job timeout") from None
         except OSError as exc:
-            raise TargetError(f"cannot start {self.python}: {exc.strerror or exc}") from None
+            raise TargetError(f"cannot start {self.python}: {exc.strerror or exc}") from exc
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
@@ -101,11 +101,11 @@ class LocalTarget(Target):
             result = json.loads(out.read_text())
         except (OSError, ValueError) as exc:
             raise TargetError(f"benchmark of {job.label}: the worker exited 0 but left no readable result "
-                              f"({exc})") from None
+                              f"({exc})") from exc
         if job.parity_input is not None:
             try:
                 result["parity_output"] = np.load(pout, allow_pickle=False)
             except (OSError, ValueError) as exc:
-                raise TargetError(f"benchmark of {job.label}: parity outputs missing ({exc})") from None
+                raise TargetError(f"benchmark of {job.label}: parity outputs missing ({exc})") from exc
             result.pop("parity_out", None)
         return result, wall

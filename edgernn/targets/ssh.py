@@ -368,8 +368,8 @@ class SSHTarget(Target):
         if primary is not None:
             if cleanup_error:
                 if isinstance(primary, KeyboardInterrupt):
-                    raise TargetError(f"interrupted; {cleanup_error}") from None
-                raise TargetError(f"{primary}; {cleanup_error}") from None
+                    raise TargetError(f"interrupted; {cleanup_error}") from primary
+                raise TargetError(f"{primary}; {cleanup_error}") from primary
             raise primary
         if cleanup_error:
             for r in results:
@@ -479,7 +479,7 @@ class SSHTarget(Target):
                 result.pop("parity_out", None)
         except (KeyError, ValueError, tarfile.TarError, OSError) as exc:
             raise TargetError(f"the result of {job.label} came back from {self.host} unreadable ({exc}); "
-                              "re-run") from None
+                              "re-run") from exc
         return result, wall, pull_s
 
     def _cleanup(self, tmp: str):

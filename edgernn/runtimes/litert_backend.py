@@ -18,7 +18,9 @@ from __future__ import annotations
 import importlib.metadata as _md
 
 from ..errors import ArtifactError
-from . import Session, _Tensor, missing_dependency
+from .registry import missing_dependency
+from .session import Session
+from .tensor import Tensor
 
 
 def _ai_edge_litert():
@@ -75,7 +77,7 @@ class LiteRTSession(Session):
         except Exception as exc:
             raise ArtifactError(f"{pkg} {self.runtime_version} cannot load {self.path.name} "
                                 f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
-                                "re-run `edgernn export` or upgrade the runtime") from None
+                                "re-run `edgernn export` or upgrade the runtime") from exc
         self.inputs = self._match(self.manifest["inputs"], self._it.get_input_details(), "input")
         self.outputs = self._match(self.manifest["outputs"], self._it.get_output_details(), "output")
         self._in_idx = [t.index for t in self.inputs]
@@ -132,7 +134,7 @@ class LiteRTSession(Session):
                                     f"{sorted(by_name)} (signature {sorted(sig)}); re-run `edgernn export`")
             used.add(int(d["index"]))
             scale, zp = d.get("quantization", (0.0, 0))
-            out.append(_Tensor(s, d["dtype"], scale if scale else None, zp, index=int(d["index"])))
+            out.append(Tensor(s, d["dtype"], scale if scale else None, zp, index=int(d["index"])))
         return out
 
     def _invoke(self, feeds: list) -> list:

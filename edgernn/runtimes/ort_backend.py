@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ArtifactError
-from . import Session, _Tensor, missing_dependency
+from .registry import missing_dependency
+from .session import Session
+from .tensor import Tensor
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
            "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(double)": np.float64}
@@ -26,7 +28,7 @@ def _import_ort():
     try:
         import onnxruntime
     except ImportError as exc:
-        raise missing_dependency("onnxruntime", str(exc)) from None
+        raise missing_dependency("onnxruntime", str(exc)) from exc
     return onnxruntime
 
 
@@ -47,7 +49,7 @@ class OrtSession(Session):
         except Exception as exc:
             raise ArtifactError(f"onnxruntime {ort.__version__} cannot load {self.path.name} "
                                 f"({str(exc).splitlines()[0][:200]}); re-run `edgernn export` or upgrade "
-                                "onnxruntime") from None
+                                "onnxruntime") from exc
         self.inputs = self._match(self.manifest["inputs"], self._sess.get_inputs(), "input")
         self.outputs = self._match(self.manifest["outputs"], self._sess.get_outputs(), "output")
         self._in_names = [t.name for t in self.inputs]
@@ -60,6 +62,9 @@ class OrtSession(Session):
         if self._crun is None:
             self._crun = lambda names, feeds, _opts: self._sess.run(names, feeds)
         self._x_name = self._in_names[0] if len(self._in_names) == 1 else None
+        # dynamic int8 picks the activation scale from the whole input tensor, so a window's output would
+        # depend on the other windows of its batch: run batches one window at a time, as a device app does
+        self.batch_one_window = self.manifest["precision"] != "float"
 
     def _match(self, specs: list, io, what: str) -> list:
         by_name = {t.name: t for t in io}
@@ -72,7 +77,7 @@ class OrtSession(Session):
         for s in specs:
             q = s.get("quant") or {}
             dtype = _DTYPES.get(by_name[s["name"]].type, np.float32)
-            out.append(_Tensor(s, dtype, q.get("scale"), q.get("zero_point")))
+            out.append(Tensor(s, dtype, q.get("scale"), q.get("zero_point")))
         return out
 
     def _invoke(self, feeds: list) -> list:

@@ -1,7 +1,8 @@
 """
-PyTorch eager reference session: the float model of a run directory behind the same API as the
-deployable runtimes. The benchmark uses it as the baseline; it imports torch and edgernn.rundir, so it
-is never embedded on a device (and load() never returns it).
+The float PyTorch reference that parity and bench compare against. Imports torch and the run
+directory, so it lives outside edgernn.runtimes and is never pushed to a device.
+
+    ref = torch_outputs(load_run("runs/gru"), X_raw)   # float outputs on raw windows (parity)
 
     s = TorchSession("runs/gru", threads=1)
     s.predict(window)             # raw window [T, C] or [B, T, C]; run normalization applied
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError, require
-from . import Session, _Tensor
+from .errors import ConfigError, require
+from .runtimes.session import Session
+from .runtimes.tensor import Tensor
 
 
 def _manifest(run, mode: str) -> dict:
@@ -35,8 +37,8 @@ def _manifest(run, mode: str) -> dict:
         "task": run.task, "model": cfg.to_dict(), "inputs": inputs, "outputs": outputs,
         "sequence_length": None, "preprocessing": run.preprocessing(), "labels": list(run.labels),
         "size_bytes": model_pt.stat().st_size if model_pt.is_file() else 0,
-        "quantization": {"scheme": "none", "int8_ops": [], "float_ops": [], "fully_int8": False,
-                         "note": "PyTorch eager float32 reference"},
+        "quantization": {"recipe": "none", "compute": {"recurrent": "float", "head": "float"}, "int8_ops": [],
+                         "float_ops": [], "note": "PyTorch eager float32 reference"},
         "source": {"run": run.path.name},
     }
 
@@ -45,7 +47,7 @@ class TorchSession(Session):
     runtime_name = "torch"
 
     def __init__(self, run_dir, threads: int = 1, mode: str = "sequence"):
-        from ..rundir import load_run
+        from .rundir import load_run
 
         if mode not in ("sequence", "step"):
             raise ConfigError(f"unknown mode {mode!r}; choose sequence or step")
@@ -63,12 +65,12 @@ class TorchSession(Session):
         torch.set_num_threads(threads)
         model = self.run.load_model()
         if self.mode == "step":
-            from ..models import StepModel
+            from .models import StepModel
 
             model = StepModel(model)
         self._model = model
-        self.inputs = [_Tensor(s, np.float32) for s in self.manifest["inputs"]]
-        self.outputs = [_Tensor(s, np.float32) for s in self.manifest["outputs"]]
+        self.inputs = [Tensor(s, np.float32) for s in self.manifest["inputs"]]
+        self.outputs = [Tensor(s, np.float32) for s in self.manifest["outputs"]]
 
     def _invoke(self, feeds: list) -> list:
         torch = self._torch
@@ -87,3 +89,11 @@ class TorchSession(Session):
 
     def close(self) -> None:
         self._model = None
+
+
+def torch_outputs(run, X_raw: np.ndarray) -> np.ndarray:
+    """Float PyTorch outputs (normalized units for forecast) of the run's model on raw windows."""
+    torch = require("torch", "train")
+    model = run.load_model()
+    with torch.no_grad():
+        return model(torch.from_numpy(run.normalize(X_raw))).numpy()

@@ -1,0 +1,290 @@
+"""
+Session and Stream: run a loaded artifact on raw sensor windows or frame by frame. Standard library +
+numpy only; a backend subclass (ort_backend, litert_backend) supplies the runtime calls.
+
+    s = load("artifacts/sequence-int8.tflite")   # edgernn.runtimes.load returns a Session subclass
+    y = s.predict(window)        # raw window [T, C] (or batch [B, T, C]) -> float32 [K] (or [B, K])
+    st = load("artifacts/step-float.onnx").stream()
+    y = st.step(frame)           # raw frame [C]; st.reset() starts a new sequence
+
+predict() does what training did to the data: left-pads a short window with the manifest's pad_value
+(raw units) to the artifact's fixed length, normalizes (x - mean) / std, quantizes for int8 inputs,
+runs, dequantizes the outputs and (forecast) converts them back to raw units. On a step artifact,
+predict() streams the window frame by frame from a zero state and returns the last output ([T, K] for
+tag). Outputs are the model's raw outputs (logits for classify/tag: apply a softmax for probabilities).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError, RuntimeInputError
+from .tensor import F32
+
+_isfinite = math.isfinite
+_sum = np.add.reduce
+
+
+class Session:
+    """A loaded artifact. Backends implement _open() (setting self.inputs / self.outputs, lists of
+    Tensor in manifest order) and _invoke(); optionally _invoke1(), _reset() and close(), and set
+    `batch_one_window` when a batch must run one window at a time.
+    Public: manifest, runtime_name, runtime_version, runtime_package, threads, channels,
+    sequence_length, predict(), stream(), run_normalized(), close()."""
+
+    runtime_name = ""
+    # run a batch one window at a time (a fixed batch-1 graph, or a backend whose result for a window
+    # would otherwise depend on the other windows of its batch); backends set it in _open()
+    batch_one_window = False
+
+    def __init__(self, path, manifest: dict, threads: int = 1):
+        self.path = Path(path)
+        self.manifest = manifest
+        self.threads = int(threads)
+        self.runtime_version = ""
+        self.runtime_package = ""
+        self.mode = manifest.get("mode", "sequence")
+        self.task = manifest.get("task", "classify")
+        pre = manifest["preprocessing"]
+        try:
+            mean = np.asarray(pre["mean"], dtype=np.float32)
+            std = np.asarray(pre["std"], dtype=np.float32)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{self.path.name}.json has no usable preprocessing mean/std ({exc}); "
+                                "re-run `edgernn export`") from exc
+        if mean.ndim != 1 or mean.shape != std.shape or not (std > 0).all():
+            raise ArtifactError(f"{self.path.name}.json preprocessing mean/std are inconsistent "
+                                f"(shapes {list(mean.shape)} / {list(std.shape)}, std must be > 0); "
+                                "re-run `edgernn export`")
+        self.channels = int(mean.shape[0])
+        self._mean, self._std = mean[None], std[None]  # [1, C]: a frame [C] normalizes to [1, C]
+        self._pad_value = float(pre.get("pad_value", 0.0))
+        out_pre = pre.get("output") or None
+        self._out_mean = np.asarray(out_pre["mean"], np.float32) if out_pre else None
+        self._out_std = np.asarray(out_pre["std"], np.float32) if out_pre else None
+        seq_len = manifest.get("sequence_length")
+        self.sequence_length = int(seq_len) if seq_len else None
+        self._stateful = bool(manifest.get("stateful_interpreter", False))
+        self._open(threads)
+        xs = [t for t in self.inputs if t.role == "x"] or self.inputs[:1]
+        self._x = xs[0]
+        self._x_pos = self.inputs.index(self._x)
+        self._states = [t for t in self.inputs if t.role == "state"]
+        ys = [t for t in self.outputs if t.role in ("y", "x")] or [t for t in self.outputs if not t.next][:1]
+        self._y = ys[0] if ys else self.outputs[0]
+        self._y_pos = self.outputs.index(self._y)
+        by_name = {t.name: i for i, t in enumerate(self.inputs)}
+        # (state output position, state input position it feeds on the next frame)
+        self._feedback = [(i, by_name[t.next]) for i, t in enumerate(self.outputs) if t.next in by_name]
+        if self.mode == "step" and (not self._states or len(self._feedback) != len(self._states)):
+            raise ArtifactError(
+                f"{self.path.name}.json lists {len(self._states)} state inputs but {len(self._feedback)} state "
+                "outputs with a matching 'next'; re-run `edgernn export --streaming`")
+        shape = self._x.shape or []
+        if len(shape) >= 1 and shape[0] is not None:  # e.g. TFLite: batch 1 only
+            self.batch_one_window = True
+
+    # ---- backend interface -------------------------------------------------------------------------
+    def _open(self, threads: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _invoke(self, feeds: list) -> list:  # pragma: no cover - abstract
+        """Run once: feeds in self.inputs order (artifact dtypes) -> raw outputs in self.outputs order."""
+        raise NotImplementedError
+
+    def _invoke1(self, x: np.ndarray) -> list:
+        """Run a single-input model (sequence artifacts); backends may override with a faster call."""
+        return self._invoke([x])
+
+    def _reset(self) -> None:
+        """Clear runtime-internal state before an independent sequence (stateful interpreters)."""
+
+    def close(self) -> None:
+        """Release the runtime session (the object is unusable afterwards)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return (f"<{type(self).__name__} {self.path.name} {self.manifest.get('format')} "
+                f"{self.manifest.get('precision')} {self.mode} on {self.runtime_name} {self.runtime_version}>")
+
+    # ---- input checks ------------------------------------------------------------------------------
+    def _expect(self, what: str) -> str:
+        c = self.channels
+        if what == "frame":
+            return f"[{c}] or [1, {c}]"
+        t = self.sequence_length or "T"
+        return f"[{t}, {c}] or [B, {t}, {c}]"
+
+    def _as_float(self, data, what: str) -> np.ndarray:
+        if type(data) is np.ndarray and data.dtype == F32:
+            return data
+        try:
+            x = np.asarray(data)
+        except (ValueError, TypeError) as exc:
+            raise RuntimeInputError(f"{what} is not a numeric array ({str(exc).splitlines()[0]}); pass a "
+                                    f"float array of shape {self._expect(what)}") from exc
+        if x.dtype.kind not in "fiu":
+            raise RuntimeInputError(f"{what} has dtype {x.dtype}; expected numbers (float32 preferred) of shape "
+                                    f"{self._expect(what)}")
+        return x.astype(F32)
+
+    def _nonfinite(self, x: np.ndarray, what: str) -> RuntimeInputError:
+        x = np.asarray(x, dtype=np.float32)
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        call = "step()" if what == "frame" else "predict()"
+        if bad:
+            return RuntimeInputError(f"{what} contains {bad} NaN/inf value(s) of {x.size}; clean or interpolate "
+                                     f"the sensor data before {call}")
+        return RuntimeInputError(f"{what} values are too large to normalize (max |x| {float(np.abs(x).max()):.3g}); "
+                                 "check the sensor units")
+
+    def _normalize_window(self, window):
+        """Raw window -> (normalized float32 [B, T', C], batched, original T); pads to a fixed length."""
+        x = self._as_float(window, "window")
+        if x.ndim == 2:
+            x3, batched = x[None], False
+        elif x.ndim == 3:
+            x3, batched = x, True
+        else:
+            raise RuntimeInputError(f"window has shape {list(x.shape)} ({x.ndim}-D); expected {self._expect('window')}")
+        B, T, C = x3.shape
+        if C != self.channels:
+            raise RuntimeInputError(f"window has {C} channels (shape {list(x.shape)}); this model expects "
+                                    f"{self.channels}: {self._expect('window')}")
+        if T < 1 or B < 1:
+            raise RuntimeInputError(f"window is empty (shape {list(x.shape)}); expected {self._expect('window')}")
+        L = self.sequence_length
+        if L is not None and self.mode == "sequence" and T != L:
+            if T > L:
+                raise RuntimeInputError(
+                    f"window has {T} steps but this artifact is fixed at {L}; pass the last {L} steps "
+                    f"(window[-{L}:]) or export a model with a dynamic time axis")
+            pad = np.full((B, L - T, C), self._pad_value, dtype=np.float32)
+            x3 = np.concatenate([pad, x3], axis=1)
+        xn = x3 - self._mean
+        xn /= self._std
+        if not _isfinite(_sum(xn, None)):  # one reduction catches NaN, inf and overflow
+            raise self._nonfinite(x3, "window")
+        return xn, batched, T
+
+    def _denorm(self, y: np.ndarray) -> np.ndarray:
+        if self._out_mean is None:
+            return y
+        return (y * self._out_std + self._out_mean).astype(np.float32)
+
+    # ---- inference ---------------------------------------------------------------------------------
+    def predict(self, window) -> np.ndarray:
+        """Raw window [T, C] or batch [B, T, C] -> float32 output [K] / [B, K] (tag: [T, K] / [B, T, K])."""
+        xn, batched, T = self._normalize_window(window)
+        y = self._denorm(self._run(xn))
+        if self.task == "tag" and y.ndim == 3 and y.shape[1] != T:
+            y = y[:, -T:]  # drop the outputs of left padding
+        return y if batched else y[0]
+
+    def run_normalized(self, x) -> np.ndarray:
+        """Low level: already-normalized float input [T, C] or [B, T, C] -> dequantized model output (no
+        padding, no NaN check, no output de-normalization for forecast)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 2:
+            return self._run(x[None])[0]
+        if x.ndim != 3:
+            raise RuntimeInputError(f"run_normalized expects [T, C] or [B, T, C], got shape {list(x.shape)}")
+        return self._run(x)
+
+    def _run(self, xn: np.ndarray) -> np.ndarray:
+        """Normalized [B, T, C] -> dequantized output [B, ...]."""
+        if self.mode == "step":
+            return np.stack([self._step_window(w) for w in xn])
+        if self.batch_one_window and xn.shape[0] != 1:
+            return np.concatenate([self._run_one(xn[i:i + 1]) for i in range(xn.shape[0])])
+        return self._run_one(xn)
+
+    def _run_one(self, xn: np.ndarray) -> np.ndarray:
+        if self._stateful:
+            self._reset()
+        out = self._invoke1(self._x.quantize(np.ascontiguousarray(xn)))
+        return self._y.dequantize(out[self._y_pos])
+
+    def _zero_states(self) -> list:
+        return [np.zeros([1 if d is None else int(d) for d in (t.shape or [])], np.float32) for t in self._states]
+
+    def _step_window(self, xn: np.ndarray) -> np.ndarray:
+        """Stream one normalized window [T, C] from zero state: last output [K] (tag: [T, K])."""
+        st = Stream(self)
+        outs = [st._step_normalized(xn[t:t + 1]) for t in range(xn.shape[0])]
+        return np.stack(outs) if self.task == "tag" else outs[-1]
+
+    def stream(self) -> "Stream":
+        """A stateful stepper over a step artifact: step(frame) -> output, reset()."""
+        if self.mode != "step":
+            raise RuntimeInputError(
+                f"{self.path.name} is a {self.mode} artifact and cannot stream frame by frame; export with "
+                "--streaming and load the step-*.onnx / step-*.tflite artifact (or call predict(window))")
+        return Stream(self)
+
+
+class Stream:
+    """Frame-by-frame inference over a step artifact. State tensors (manifest role "state") start at
+    zero, are kept in float32, and are (de)quantized per tensor when the artifact's state is int8.
+
+        st = session.stream()
+        y = st.step(frame)      # raw frame [C] or [1, C] -> float32 output [K]
+        st.reset()              # next independent sequence
+        st.state                # {state input name: float32 array}
+    """
+
+    def __init__(self, session: Session):
+        s = self.session = session
+        self._feeds = [None] * len(s.inputs)
+        # (output position, input position, output tensor, input tensor) per recurrent state
+        self._loop = [(o, i, s.outputs[o], s.inputs[i]) for o, i in s._feedback]
+        self._fstate = [None] * len(self._loop)
+        self.reset()
+
+    @property
+    def state(self) -> dict:
+        return {t_in.name: v for (_, _, _, t_in), v in zip(self._loop, self._fstate)}
+
+    def reset(self) -> None:
+        """Start a new independent sequence: zero state."""
+        s = self.session
+        zeros = dict(zip((t.name for t in s._states), s._zero_states()))
+        for k, (_, i, _, t_in) in enumerate(self._loop):
+            z = zeros[t_in.name]
+            self._fstate[k] = z
+            self._feeds[i] = t_in.quantize(z)
+        if s._stateful:
+            s._reset()
+
+    def step(self, frame) -> np.ndarray:
+        """Raw frame [C] or [1, C] -> float32 output [K] after this frame (state advanced)."""
+        s = self.session
+        x = s._as_float(frame, "frame")
+        if x.shape != (s.channels,) and x.shape != (1, s.channels):
+            raise RuntimeInputError(f"frame has shape {list(x.shape)}; expected {s._expect('frame')}")
+        xn = x - s._mean
+        xn /= s._std
+        if not _isfinite(_sum(xn, None)):
+            raise s._nonfinite(x, "frame")
+        return s._denorm(self._step_normalized(xn))
+
+    def _step_normalized(self, xn: np.ndarray) -> np.ndarray:
+        """Normalized frame [1, C] -> dequantized output [K]; advances the state."""
+        s = self.session
+        feeds = self._feeds
+        feeds[s._x_pos] = s._x.quantize(xn)
+        outs = s._invoke(feeds)
+        for k, (o, i, t_out, t_in) in enumerate(self._loop):
+            v = t_out.dequantize(outs[o])
+            self._fstate[k] = v
+            feeds[i] = t_in.quantize(v)
+        y = s._y.dequantize(outs[s._y_pos])
+        return y[0] if y.ndim >= 2 and y.shape[0] == 1 else y
