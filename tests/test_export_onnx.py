@@ -330,3 +330,57 @@ def test_int8_rnn_manifest_lists_rnn_as_float(run_copy, tmp_path):
     q = json.loads((tmp_path / "step-int8.onnx.json").read_text())["quantization"]
     assert q["float_ops"] == ["RNN"] and q["compute"]["recurrent"] == "float" and "no integer RNN" in q["note"]
     assert "MatMulInteger" in q["int8_ops"]
+
+
+# ---- the format registry and the manifest schema ----------------------------------------------------
+def test_ort_alone_writes_no_stray_onnx(run_copy):
+    """ort is converted from onnx: when onnx is not asked for, its file is built aside and removed, so
+    parity and bench never pick up an artifact nobody asked for."""
+    from edgernn.export import export_run
+
+    run = run_copy(cell="gru")
+    results = export_run(run, formats="ort", precisions="float,int8", streaming=True)
+    names = sorted(p.name for p in (run / "artifacts").iterdir())
+    assert names == ["sequence-float.ort", "sequence-float.ort.json", "sequence-int8.ort", "sequence-int8.ort.json",
+                     "step-float.ort", "step-float.ort.json", "step-int8.ort", "step-int8.ort.json"]
+    assert [r.format for r in results] == ["ort"] * 4
+
+
+def test_registry_drives_plan_and_cli_choices():
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+    from edgernn.export import FORMATS, plan
+    from edgernn.runtimes.manifest import FORMAT_RUNTIME
+
+    assert {f.name: f.runtime for f in FORMATS.values()} == FORMAT_RUNTIME
+    todo, skipped = plan(["onnx", "tflite"], ["float", "dynamic"], streaming=False, bidirectional=False)
+    assert todo == [("onnx", "float", "sequence"), ("tflite", "float", "sequence"), ("tflite", "dynamic", "sequence")]
+    assert [s[:3] for s in skipped] == [("onnx", "dynamic", "sequence")]
+    help_text = CliRunner().invoke(main, ["export", "--help"]).output
+    for f in FORMATS.values():
+        assert f"{f.name} (" in help_text
+
+
+def test_manifest_schema_is_enforced_on_write_and_read(run_copy, tmp_path):
+    from edgernn.export.manifest import write_manifest
+    from edgernn.export.onnx import export_onnx
+    from edgernn.runtimes.manifest import ManifestError, read_manifest, validate
+
+    run = _load(run_copy(cell="gru"))
+    path = export_onnx(run, tmp_path, precision="float")
+    m = read_manifest(path)
+    assert validate({k: v for k, v in m.items() if k != "_artifact_path"}) == []
+    fields = {k: v for k, v in m.items() if k not in ("schema", "artifact", "sha256", "size_bytes", "versions",
+                                                       "created", "_artifact_path")}
+    bad = dict(fields, quantization=dict(fields["quantization"], compute={"recurrent": "int4"}))
+    with pytest.raises(ExportError, match=r"breaks the schema: quantization.compute recurrent='int4'"):
+        write_manifest(path, bad)
+    assert read_manifest(path)["sha256"] == m["sha256"]  # the good manifest was not replaced
+    old = json.loads(path.with_name(path.name + ".json").read_text())
+    old["schema"] = "edgernn.manifest/1"
+    old["quantization"] = {"scheme": "none", "fully_int8": False, "int8_ops": [], "float_ops": [], "note": ""}
+    path.with_name(path.name + ".json").write_text(json.dumps(old))
+    with pytest.raises(ManifestError, match=r"has schema 'edgernn.manifest/1', expected 'edgernn.manifest/2'"):
+        read_manifest(path)
+    assert issubclass(ManifestError, ArtifactError)
