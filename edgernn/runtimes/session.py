@@ -86,6 +86,8 @@ class Session:
         shape = self._x.shape or []
         if len(shape) >= 1 and shape[0] is not None:  # e.g. TFLite: batch 1 only
             self.batch_one_window = True
+        # float32 in and out, no output de-normalization: the hot loop skips every conversion call
+        self._plain = self._x.plain and self._y.plain and self._out_mean is None
 
     # ---- backend interface -------------------------------------------------------------------------
     def _open(self, threads: int) -> None:  # pragma: no cover - abstract
@@ -184,7 +186,9 @@ class Session:
     def predict(self, window) -> np.ndarray:
         """Raw window [T, C] or batch [B, T, C] -> float32 output [K] / [B, K] (tag: [T, K] / [B, T, K])."""
         xn, batched, T = self._normalize_window(window)
-        y = self._denorm(self._run(xn))
+        y = self._run(xn)
+        if self._out_mean is not None:
+            y = self._denorm(y)
         if self.task == "tag" and y.ndim == 3 and y.shape[1] != T:
             y = y[:, -T:]  # drop the outputs of left padding
         return y if batched else y[0]
@@ -192,7 +196,7 @@ class Session:
     def run_normalized(self, x) -> np.ndarray:
         """Low level: already-normalized float input [T, C] or [B, T, C] -> dequantized model output (no
         padding, no NaN check, no output de-normalization for forecast)."""
-        x = np.asarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim == 2:
             return self._run(x[None])[0]
         if x.ndim != 3:
@@ -208,10 +212,12 @@ class Session:
         return self._run_one(xn)
 
     def _run_one(self, xn: np.ndarray) -> np.ndarray:
+        """Normalized, C-contiguous [B, T, C] -> dequantized output."""
         if self._stateful:
             self._reset()
-        out = self._invoke1(self._x.quantize(np.ascontiguousarray(xn)))
-        return self._y.dequantize(out[self._y_pos])
+        if self._plain:
+            return self._invoke1(xn)[self._y_pos]
+        return self._y.dequantize(self._invoke1(self._x.quantize(xn))[self._y_pos])
 
     def _zero_states(self) -> list:
         return [np.zeros([1 if d is None else int(d) for d in (t.shape or [])], np.float32) for t in self._states]
@@ -247,6 +253,7 @@ class Stream:
         # (output position, input position, output tensor, input tensor) per recurrent state
         self._loop = [(o, i, s.outputs[o], s.inputs[i]) for o, i in s._feedback]
         self._fstate = [None] * len(self._loop)
+        self._frame_shapes = ((s.channels,), (1, s.channels))
         self.reset()
 
     @property
@@ -267,24 +274,28 @@ class Stream:
     def step(self, frame) -> np.ndarray:
         """Raw frame [C] or [1, C] -> float32 output [K] after this frame (state advanced)."""
         s = self.session
-        x = s._as_float(frame, "frame")
-        if x.shape != (s.channels,) and x.shape != (1, s.channels):
+        x = frame if type(frame) is np.ndarray and frame.dtype == F32 else s._as_float(frame, "frame")
+        if x.shape not in self._frame_shapes:
             raise RuntimeInputError(f"frame has shape {list(x.shape)}; expected {s._expect('frame')}")
         xn = x - s._mean
         xn /= s._std
         if not _isfinite(_sum(xn, None)):
             raise s._nonfinite(x, "frame")
-        return s._denorm(self._step_normalized(xn))
+        y = self._step_normalized(xn)
+        return y if s._out_mean is None else s._denorm(y)
 
     def _step_normalized(self, xn: np.ndarray) -> np.ndarray:
         """Normalized frame [1, C] -> dequantized output [K]; advances the state."""
         s = self.session
         feeds = self._feeds
-        feeds[s._x_pos] = s._x.quantize(xn)
+        x = s._x
+        feeds[s._x_pos] = xn if x.plain else x.quantize(xn)
         outs = s._invoke(feeds)
         for k, (o, i, t_out, t_in) in enumerate(self._loop):
-            v = t_out.dequantize(outs[o])
+            v = outs[o] if t_out.plain else t_out.dequantize(outs[o])
             self._fstate[k] = v
-            feeds[i] = t_in.quantize(v)
-        y = s._y.dequantize(outs[s._y_pos])
+            feeds[i] = v if t_in.plain else t_in.quantize(v)
+        y = outs[s._y_pos]
+        if not s._y.plain:
+            y = s._y.dequantize(y)
         return y[0] if y.ndim >= 2 and y.shape[0] == 1 else y
