@@ -104,3 +104,30 @@ def run_copy(make_run, tmp_path):
         return dst
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def onnx_artifacts(make_run, tmp_path_factory):
+    """Factory: onnx_artifacts(cell="lstm", hidden=16) -> {"sequence": Path, "step": Path, "windows": Path}.
+
+    Float ONNX artifacts (full-sequence and streaming step, each with its manifest) exported from
+    make_run(cell=..., hidden=...), and that run's first 8 raw test windows ([8, 40, 6] float32) saved as
+    windows.npy beside them. Cached per (cell, hidden) for the session and shared between test files, so
+    treat them as read-only: copy an artifact (and its .json) before damaging it."""
+    cache = {}
+
+    def _make(cell="lstm", hidden=16):
+        key = (cell, hidden)
+        if key not in cache:
+            from edgernn.export.onnx import export_onnx
+            from edgernn.rundir import load_run
+
+            run = load_run(make_run(cell=cell, hidden=hidden))
+            out = tmp_path_factory.mktemp(f"onnx-{cell}-h{hidden}")
+            paths = {mode: export_onnx(run, out, precision="float", mode=mode) for mode in ("sequence", "step")}
+            paths["windows"] = out / "windows.npy"
+            np.save(paths["windows"], run.data()["X_test"][:8].astype(np.float32))
+            cache[key] = paths
+        return dict(cache[key])
+
+    return _make

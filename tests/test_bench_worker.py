@@ -72,18 +72,16 @@ def run(make_run):
 
 
 @pytest.fixture(scope="module")
-def artifacts(run, tmp_path_factory):
-    from edgernn.export.onnx import export_onnx
-
-    out = tmp_path_factory.mktemp("bench-artifacts")
-    return {mode: export_onnx(run, out, precision="float", mode=mode) for mode in ("sequence", "step")}
+def artifacts(onnx_artifacts):
+    """Float ONNX sequence + step artifacts of the same tiny LSTM (conftest.onnx_artifacts)."""
+    a = onnx_artifacts(cell="lstm", hidden=16)
+    return {mode: a[mode] for mode in ("sequence", "step")}
 
 
 @pytest.fixture(scope="module")
-def windows(run, tmp_path_factory):
-    p = tmp_path_factory.mktemp("bench-input") / "windows.npy"
-    np.save(p, run.data()["X_test"][:8].astype(np.float32))
-    return p
+def windows(onnx_artifacts):
+    """Its first 8 raw test windows [8, 40, 6] as .npy."""
+    return onnx_artifacts(cell="lstm", hidden=16)["windows"]
 
 
 def _worker(*args, timeout=120):
@@ -157,6 +155,45 @@ def test_worker_torch_run(run, windows, tmp_path):
     assert res["runtime_version"] == torch.__version__
     assert res["latency_us"]["n"] == 20 and res["stream_us"] is None
     assert res["size_bytes"] == (run.path / "model.pt").stat().st_size
+
+
+@pytest.mark.export
+def test_measure_disables_gc_in_timed_loops_and_thins_samples(artifacts, run, monkeypatch):
+    """Every timed call runs with the garbage collector off (warm-up and first call with it on, as
+    before), GC is back on afterwards, and samples_us keeps every ceil(runs/500)-th sample: 334 of 1001."""
+    import gc
+
+    import edgernn.runtimes as rt
+
+    real_load = rt.load
+    gc_on_during_call = []
+
+    class Spy:  # the real session; records whether GC was enabled at each predict()
+        def __init__(self, session):
+            self._s = session
+
+        def __getattr__(self, name):
+            return getattr(self._s, name)
+
+        def predict(self, x):
+            gc_on_during_call.append(gc.isenabled())
+            return self._s.predict(x)
+
+    monkeypatch.setattr(rt, "load", lambda *a, **k: Spy(real_load(*a, **k)))
+    assert gc.isenabled()
+    X = run.data()["X_test"][:4].astype(np.float32)
+    res, _ = measure(artifacts["sequence"], X, runs=1001, warmup=5, threads=1)
+    assert gc.isenabled()  # restored
+    assert len(gc_on_during_call) == 1 + 5 + 1001
+    assert all(gc_on_during_call[:6]) and not any(gc_on_during_call[6:])
+    assert res["gc"] == "disabled inside timed loops"
+    lat = res["latency_us"]
+    assert lat["n"] == 1001 and len(res["samples_us"]) == len(range(0, 1001, 3)) == 334 <= 500
+    assert lat["min"] - 0.05 <= min(res["samples_us"]) and max(res["samples_us"]) <= lat["max"] + 0.05
+    monkeypatch.setattr(rt, "load", real_load)
+    for runs, n in ((500, 500), (501, 251)):
+        res, _ = measure(artifacts["sequence"], X, runs=runs, warmup=0, threads=1)
+        assert res["latency_us"]["n"] == runs and len(res["samples_us"]) == n
 
 
 # ---- errors ----------------------------------------------------------------------------------------------

@@ -22,7 +22,25 @@ def test_pipeline_train_export_parity_bench_report(tmp_path):
             assert (out / cell / name).is_file()
         assert (out / cell / "artifacts" / "step-int8.onnx").is_file()
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["models"]) == {"gru", "lstm"} and "parity_failed" in summary
+    assert set(summary["models"]) == {"gru", "lstm"}
+    # the summary's verdict is exactly what each run's parity.json says, artifact by artifact
+    failed = []
+    for cell in ("gru", "lstm"):
+        parity = json.loads((out / cell / "parity.json").read_text())
+        rows = {a["artifact"]: a for a in parity["artifacts"]}
+        assert set(rows) == {f"{mode}-{prec}.onnx" for mode in ("sequence", "step") for prec in ("float", "int8")}
+        for name, a in rows.items():
+            if a["precision"] == "float":  # float artifacts must match torch: never an accepted failure
+                assert a["passed"] and a["max_abs_diff"] <= 1e-4, (cell, name, a)
+        assert parity["failed"] == [n for n, a in rows.items() if not a["passed"]]
+        assert parity["passed"] == (not parity["failed"])
+        assert summary["models"][cell]["parity_passed"] == parity["passed"]
+        failed += [f"{cell}/{n}" for n in parity["failed"]]
+    assert summary["parity_failed"] == failed
+    if failed:
+        assert f"WARNING: parity gate failed for: {', '.join(failed)} (see the parity tables" in r.output
+    else:
+        assert "WARNING: parity gate failed" not in r.output
     assert (out / "report.md").is_file() and (out / "plots" / "tradeoff.png").is_file()
     assert "| sequence-float.onnx | onnxruntime |" in (out / "report.md").read_text()
 

@@ -133,16 +133,11 @@ def fixed_workdir(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def onnx_artifacts(make_run, tmp_path_factory):
-    from edgernn.export.onnx import export_onnx
-    from edgernn.rundir import load_run
-
-    run = load_run(make_run(cell="lstm", hidden=16))
-    out = tmp_path_factory.mktemp("adb-onnx")
-    paths = {mode: export_onnx(run, out, precision="float", mode=mode) for mode in ("sequence", "step")}
-    windows = out / "windows.npy"
-    np.save(windows, run.data()["X_test"][:8].astype(np.float32))  # T = 40
-    return paths, windows
+def adb_artifacts(onnx_artifacts):
+    """Real exported ONNX artifacts (sequence + step, float) of a tiny trained LSTM, and test windows
+    (conftest.onnx_artifacts): ({"sequence": path, "step": path}, windows.npy)."""
+    a = onnx_artifacts(cell="lstm", hidden=16)
+    return {mode: a[mode] for mode in ("sequence", "step")}, a["windows"]
 
 
 def _tool(tmp_path, name):
@@ -158,8 +153,8 @@ def _shell(script: str) -> list:
 
 
 @pytest.mark.export
-def test_perf_test_command_lines(onnx_artifacts, tmp_path):
-    paths, windows = onnx_artifacts
+def test_perf_test_command_lines(adb_artifacts, tmp_path):
+    paths, windows = adb_artifacts
     tool = _tool(tmp_path, "onnxruntime_perf_test")
     rec = Recorder(tool_output=fixture("onnxruntime_perf_test_android_c1pro.txt"))
     tgt = get_target(load_board("android"), host="SER123", tool=str(tool), runner=rec)
@@ -191,8 +186,8 @@ def test_perf_test_command_lines(onnx_artifacts, tmp_path):
 
 
 @pytest.mark.export
-def test_hostile_extra_args_are_quoted(onnx_artifacts, tmp_path):
-    paths, windows = onnx_artifacts
+def test_hostile_extra_args_are_quoted(adb_artifacts, tmp_path):
+    paths, windows = adb_artifacts
     rec = Recorder(tool_output=fixture("onnxruntime_perf_test_android_c1pro.txt"))
     tgt = get_target(load_board("android"), tool=str(_tool(tmp_path, "onnxruntime_perf_test")), runner=rec,
                      extra_args=["-C", "session.x|1; reboot", "$(rm -rf /)"], cpu_mask="f0")
@@ -239,8 +234,8 @@ def test_benchmark_model_command_line_for_a_real_tflite(make_run, tmp_path_facto
 
 # ---- failures -----------------------------------------------------------------------------------------
 @pytest.mark.export
-def test_no_device(onnx_artifacts, tmp_path):
-    paths, windows = onnx_artifacts
+def test_no_device(adb_artifacts, tmp_path):
+    paths, windows = adb_artifacts
     rec = Recorder(fail_on="shell", fail_text="adb: no devices/emulators found")
     tgt = get_target(load_board("android"), tool=str(_tool(tmp_path, "onnxruntime_perf_test")), runner=rec)
     with pytest.raises(TargetError, match="no Android device visible to adb.*USB debugging"):
@@ -249,8 +244,8 @@ def test_no_device(onnx_artifacts, tmp_path):
 
 
 @pytest.mark.export
-def test_tool_output_without_timings_cleans_up(onnx_artifacts, tmp_path):
-    paths, windows = onnx_artifacts
+def test_tool_output_without_timings_cleans_up(adb_artifacts, tmp_path):
+    paths, windows = adb_artifacts
     # made-up text, not a recording: any output without timings must fail clearly
     rec = Recorder(tool_output='CANNOT LINK EXECUTABLE "./onnxruntime_perf_test": library "libc++_shared.so" '
                                "not found")
@@ -261,8 +256,8 @@ def test_tool_output_without_timings_cleans_up(onnx_artifacts, tmp_path):
 
 
 @pytest.mark.export
-def test_tool_and_format_must_match(onnx_artifacts, tmp_path):
-    paths, windows = onnx_artifacts
+def test_tool_and_format_must_match(adb_artifacts, tmp_path):
+    paths, windows = adb_artifacts
     rec = Recorder()
     tgt = get_target(load_board("android"), tool=str(_tool(tmp_path, "benchmark_model")), runner=rec)
     with pytest.raises(ConfigError, match="runs .tflite files only.*--runtime litert.*onnxruntime_perf_test"):

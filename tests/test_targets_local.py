@@ -33,17 +33,11 @@ FP_KEYS = {"uname", "arch", "machine", "cpu_model", "cores", "ram_mb", "os", "py
 
 
 @pytest.fixture(scope="module")
-def artifacts(make_run, tmp_path_factory):
-    """Real exported ONNX artifacts (sequence + step, float) of a tiny trained LSTM, and test windows."""
-    from edgernn.export.onnx import export_onnx
-    from edgernn.rundir import load_run
-
-    run = load_run(make_run(cell="lstm", hidden=16))
-    out = tmp_path_factory.mktemp("local-artifacts")
-    paths = {mode: export_onnx(run, out, precision="float", mode=mode) for mode in ("sequence", "step")}
-    windows = out / "windows.npy"
-    np.save(windows, run.data()["X_test"][:8].astype(np.float32))
-    return paths, windows
+def artifacts(onnx_artifacts):
+    """Real exported ONNX artifacts (sequence + step, float) of a tiny trained LSTM, and test windows
+    (conftest.onnx_artifacts): ({"sequence": path, "step": path}, windows.npy)."""
+    a = onnx_artifacts(cell="lstm", hidden=16)
+    return {mode: a[mode] for mode in ("sequence", "step")}, a["windows"]
 
 
 @pytest.mark.export

@@ -9,6 +9,7 @@ The "device" is this machine (x86_64) logged into over ssh, so the rpi4 profile 
 about the architecture. Its python is the project venv's (remote_python), which has numpy + onnxruntime.
 
     .venv/bin/pytest tests/test_targets_ssh.py            # needs: apt-get install -y openssh-server
+    CI=true .venv/bin/pytest tests/test_targets_ssh.py    # as CI: missing OpenSSH fails instead of skipping
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from edgernn.boards import load_board
 from edgernn.errors import ConfigError, TargetError
 from edgernn.targets import BenchJob, get_target
 from edgernn.targets.ssh import check_host, remote_path_expr
-from tests.sshd_fixture import free_port, sshd  # noqa: F401 - the fixture (also registered as a plugin)
+from tests.sshd_fixture import free_port, ssh_client, sshd  # noqa: F401 - fixtures (also registered as a plugin)
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PY = str(ROOT / ".venv" / "bin" / "python")
@@ -40,17 +41,11 @@ def sha(p: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def artifacts(make_run, tmp_path_factory):
-    """Real exported ONNX artifacts (sequence + step, float) of a tiny trained LSTM, and test windows."""
-    from edgernn.export.onnx import export_onnx
-    from edgernn.rundir import load_run
-
-    run = load_run(make_run(cell="lstm", hidden=16))
-    out = tmp_path_factory.mktemp("ssh-artifacts")
-    paths = {mode: export_onnx(run, out, precision="float", mode=mode) for mode in ("sequence", "step")}
-    windows = out / "windows.npy"
-    np.save(windows, run.data()["X_test"][:8].astype(np.float32))
-    return paths, windows
+def artifacts(onnx_artifacts):
+    """Real exported ONNX artifacts (sequence + step, float) of a tiny trained LSTM, and test windows
+    (conftest.onnx_artifacts): ({"sequence": path, "step": path}, windows.npy)."""
+    a = onnx_artifacts(cell="lstm", hidden=16)
+    return {mode: a[mode] for mode in ("sequence", "step")}, a["windows"]
 
 
 @pytest.fixture
@@ -167,7 +162,7 @@ def test_fingerprint_over_ssh_with_port_identity_and_options(sshd, tmp_path):  #
 # ---- failures -----------------------------------------------------------------------------------------
 @pytest.mark.ssh
 @pytest.mark.export
-def test_unreachable_host(artifacts, remote_base, tmp_path):
+def test_unreachable_host(ssh_client, artifacts, remote_base, tmp_path):  # noqa: F811
     paths, windows = artifacts
     before = sha(paths["sequence"])
     tgt = get_target(load_board("rpi4"), host="root@127.0.0.1", port=free_port(), connect_timeout=3,
