@@ -304,30 +304,48 @@ def export_cmd(run_dir, formats, precisions, streaming, int8_io, out_dir, as_jso
 
 @main.command("parity")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--min-accuracy-ratio", type=float, default=0.99, show_default=True,
+@click.option("--min-accuracy-ratio", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.99,
+              show_default=True,
               help="Gate for int8/dynamic artifacts: accuracy must be >= this x the float model's accuracy "
                    "(forecasting: RMSE <= float RMSE / ratio).")
-@click.option("--float-tol", type=float, default=1e-4, show_default=True,
-              help="Gate for float artifacts: max |output difference| vs the PyTorch model.")
+@click.option("--float-tol", type=click.FloatRange(0.0), default=1e-4, show_default=True,
+              help="Gate for float artifacts: max |output difference| vs the PyTorch model must be <= "
+                   "float-tol + float-rtol x the range of the float outputs (like numpy allclose).")
+@click.option("--float-rtol", type=click.FloatRange(0.0), default=1e-4, show_default=True,
+              help="Relative part of the float gate (see --float-tol): float32 rounding grows with the "
+                   "outputs and the sequence length.")
+@click.option("--min-stream-agreement", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True,
+              help="Long-stream gate for quantized step artifacts: top-1 agreement with the float model "
+                   "over --stream-windows consecutive test windows streamed without a reset.")
+@click.option("--stream-windows", type=click.IntRange(1), default=10, show_default=True,
+              help="Test windows streamed back to back (no reset) in the long-stream check.")
+@click.option("--max-stream-drift", type=click.FloatRange(1.0), default=2.0, show_default=True,
+              help="Long-stream gate for quantized step artifacts: mean |diff| over the stream at most this x "
+                   "that of the same windows streamed one at a time from a reset.")
 @click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
               help="Check only these artifact files (repeatable) [default: all in RUN_DIR/artifacts].")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Runtime threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def parity_cmd(run_dir, min_accuracy_ratio, float_tol, artifacts, threads, as_json, quiet):
+def parity_cmd(run_dir, min_accuracy_ratio, float_tol, float_rtol, min_stream_agreement, stream_windows,
+               max_stream_drift, artifacts, threads, as_json, quiet):
     """Check every artifact against the float PyTorch model on the held-out test set.
 
     Each artifact runs in its real runtime from raw inputs (normalization applied by the runtime,
     as on a device). Reports accuracy (or RMSE), change vs float, top-1 agreement, max/mean |diff|,
-    and for streaming artifacts frame-by-frame vs full-sequence difference. Writes RUN_DIR/parity.json.
+    and for streaming artifacts frame-by-frame vs full-sequence difference plus a long-stream check
+    (--stream-windows test windows back to back, no reset: error per block, so drift shows). Writes
+    RUN_DIR/parity.json.
     Exits 1 when an artifact fails its gate.
     """
     from .errors import ParityError
     from .parity import check_parity, format_table
 
     report = check_parity(run_dir, artifacts=list(artifacts) or None, min_accuracy_ratio=min_accuracy_ratio,
-                          float_tol=float_tol, threads=threads, progress=not quiet)
+                          float_tol=float_tol, float_rtol=float_rtol, min_stream_agreement=min_stream_agreement,
+                          stream_windows=stream_windows, max_stream_drift=max_stream_drift, threads=threads,
+                          progress=not quiet)
     if as_json:
         echo_json(report)
     else:

@@ -7,12 +7,21 @@ Parity: run every exported artifact with its real runtime on the held-out test s
 
 Per artifact: accuracy (or RMSE for forecasting), change vs the float torch model, top-1 agreement,
 max / mean |output difference| (int8 outputs dequantized), and for streaming (step) artifacts the
-max difference between frame-by-frame outputs and the torch full-sequence output.
+max difference between frame-by-frame outputs and the torch full-sequence output, plus a LONG-STREAM
+check: stream_windows (default 10) consecutive test windows as one stream with no reset, compared frame
+by frame with the float torch stepper, error reported per block (one block = one window of frames) so
+drift is visible.
 
 Gates (an artifact fails when):
-  float artifacts        max |diff| > float_tol (default 1e-4)
+  float artifacts        max |diff| > float_tol + float_rtol * (range of the float outputs)
+                         (like numpy's allclose atol + rtol: float32 rounding grows with the outputs and
+                         with T; defaults 1e-4 + 1e-4 x range, still ~100x below a wrong weight)
   int8 / dynamic         accuracy < min_accuracy_ratio * float accuracy (default 0.99);
                          forecasting: RMSE > float RMSE / min_accuracy_ratio
+  long stream (step)     float: the float gate over the whole stream; quantized: the error drifts (the
+                         stream's mean |diff| > max_stream_drift (default 2) x that of the same windows
+                         streamed from a reset, + 0.1% of the output range) or (classify/tag) top-1
+                         agreement with the float stepper < min_stream_agreement (default 0.95)
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import numpy as np
 
 from .errors import ArtifactError, ConfigError
 from .export import FORMATS
-from .reference import torch_outputs
+from .reference import torch_outputs, torch_stream_outputs
 from .rundir import Run, load_run
 from .runtimes.files import atomic_write_json
 from .runtimes.manifest import compute_label, read_manifest
@@ -67,8 +76,75 @@ def run_artifact(session, X_raw: np.ndarray, mode: str, task: str) -> tuple[np.n
     return out, time.perf_counter() - t0
 
 
+def float_limit(ref: np.ndarray, float_tol: float, float_rtol: float) -> tuple[float, str]:
+    """The float gate for outputs `ref`: (limit, text). atol + rtol x the range of the float outputs."""
+    rng = float(np.max(ref) - np.min(ref)) if np.size(ref) else 0.0
+    limit = float_tol + float_rtol * rng
+    return limit, f"max|diff| <= {limit:.3g} ({float_tol:g} + {float_rtol:g} x output range {rng:.3g})"
+
+
+def long_stream(run: Run, session, X_raw: np.ndarray, n_windows: int, refs: tuple | None = None) -> dict:
+    """Stream n_windows consecutive test windows (cycled if the test set is smaller) through a step
+    artifact as ONE stream, no reset, and compare every frame's output with the float torch stepper.
+    The same windows are also streamed one at a time from a reset, so each block (one window of frames)
+    has an error with the carried-in state and one without: their ratio is the drift, free of how hard
+    the windows themselves are. `refs` = stream_references(...) may be passed to avoid recomputing."""
+    frames, ref, ref_reset = refs if refs is not None else stream_references(run, X_raw, n_windows)
+    T = X_raw.shape[1]
+    stream = session.stream()
+    out = np.stack([np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames])
+    out_reset = []
+    for b in range(0, len(frames), T):
+        stream.reset()
+        out_reset += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[b:b + T]]
+    out_reset = np.stack(out_reset)
+    diff, diff_reset = np.abs(out - ref), np.abs(out_reset - ref_reset)
+    blocks = [slice(b, b + T) for b in range(0, len(frames), T)]
+    res = {"windows": int(n_windows), "frames": int(len(frames)), "block_frames": int(T),
+           "block_max_abs_diff": [float(diff[b].max()) for b in blocks],
+           "block_mean_abs_diff": [float(diff[b].mean()) for b in blocks],
+           "block_mean_abs_diff_reset": [float(diff_reset[b].mean()) for b in blocks],
+           "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+           "mean_abs_diff_reset": float(diff_reset.mean())}
+    if run.task != "forecast":
+        agree = out.argmax(-1) == ref.argmax(-1)
+        res["block_agreement"] = [float(agree[b].mean()) for b in blocks]
+        res["agreement"] = float(agree.mean())
+    return res
+
+
+def stream_references(run: Run, X_raw: np.ndarray, n_windows: int) -> tuple:
+    """(raw frames [n*T, C], float outputs of them as one stream, float outputs window by window from
+    a zero state), in the model's output units. Computed once per run and shared by its step artifacts."""
+    idx = np.arange(n_windows) % len(X_raw)
+    frames = np.concatenate([X_raw[i] for i in idx]).astype(np.float32)
+    ref = _denorm(run, torch_stream_outputs(run, frames))
+    ref_reset = np.concatenate([_denorm(run, torch_stream_outputs(run, X_raw[i])) for i in idx])
+    return frames, ref, ref_reset
+
+
+def long_stream_gate(res: dict, ref: np.ndarray, precision: str, task: str, float_tol: float,
+                     float_rtol: float, min_stream_agreement: float, max_drift: float = 2.0) -> dict:
+    """Add "gate" and "passed" to a long_stream() result. Float: the float gate over the whole stream.
+    Quantized: no drift - the stream's mean |diff| is at most max_drift x that of the same windows
+    streamed from a reset (+ 0.1% of the output range) - and, for classify/tag, top-1 agreement with the
+    float stepper >= min_stream_agreement."""
+    if precision == "float":
+        limit, text = float_limit(ref, float_tol, float_rtol)
+        return {**res, "gate": text, "passed": bool(res["max_abs_diff"] <= limit)}
+    stream_err, reset_err = res["mean_abs_diff"], res["mean_abs_diff_reset"]
+    slack = 0.001 * float(np.max(ref) - np.min(ref))
+    drift = stream_err / reset_err if reset_err > 0 else None
+    text = f"no drift (mean|diff| {stream_err:.3g} <= {max_drift:g} x {reset_err:.3g} from a reset + {slack:.2g})"
+    passed = stream_err <= max_drift * reset_err + slack
+    if task != "forecast":
+        text += f", agreement >= {min_stream_agreement:g} over {res['frames']} frames without reset"
+        passed = passed and res["agreement"] >= min_stream_agreement
+    return {**res, "drift_ratio": drift, "gate": text, "passed": bool(passed)}
+
+
 def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metrics: dict,
-            float_tol: float, min_ratio: float) -> dict:
+            float_tol: float, min_ratio: float, float_rtol: float = 1e-4) -> dict:
     """Parity numbers and gate verdict for one artifact's outputs vs the torch reference (both in the
     model's output units, i.e. de-normalized for forecast)."""
     task = run.task
@@ -97,8 +173,8 @@ def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metr
             row["agreement"] = float((out.argmax(-1) == ref.argmax(-1)).mean())
     precision = manifest["precision"]
     if precision == "float":
-        row["gate"] = f"max|diff| <= {float_tol:g}"
-        row["passed"] = bool(row["max_abs_diff"] <= float_tol)
+        limit, row["gate"] = float_limit(ref, float_tol, float_rtol)
+        row["passed"] = bool(row["max_abs_diff"] <= limit)
     elif task == "forecast":
         limit = ref_metrics["rmse"] / min_ratio
         row["gate"] = f"rmse <= {limit:.4g} (float {ref_metrics['rmse']:.4g} / {min_ratio:g})"
@@ -112,14 +188,21 @@ def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metr
 
 def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: float = 0.99,
                  float_tol: float = 1e-4, threads: int = 1, write: bool = True, progress: bool = False,
-                 outputs: dict | None = None) -> dict:
+                 outputs: dict | None = None, float_rtol: float = 1e-4, min_stream_agreement: float = 0.95,
+                 stream_windows: int = 10, max_stream_drift: float = 2.0) -> dict:
     """Parity report for a run's artifacts (written to RUN_DIR/parity.json when write=True).
-    `outputs` may map artifact name -> precomputed outputs (e.g. pulled back from a device)."""
+    `outputs` may map artifact name -> precomputed outputs (e.g. pulled back from a device; those
+    artifacts get no long-stream check, which needs the runtime here)."""
     from .progress import progressbar
     from .runtimes import load
 
     if not 0.0 < min_accuracy_ratio <= 1.0:
         raise ConfigError(f"--min-accuracy-ratio must be in (0, 1], got {min_accuracy_ratio}")
+    if not (float_tol >= 0 and float_rtol >= 0 and 0.0 <= min_stream_agreement <= 1.0 and stream_windows >= 1
+            and max_stream_drift >= 1):
+        raise ConfigError(f"need float tolerances >= 0, stream agreement in [0, 1], >= 1 stream window and a "
+                          f"stream drift limit >= 1 (got {float_tol}, {float_rtol}, {min_stream_agreement}, "
+                          f"{stream_windows}, {max_stream_drift})")
     run = load_run(run_dir)
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
     d = run.data()
@@ -128,6 +211,7 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
     ref_metrics = score_outputs(ref, d["y_test"], d.get("len_test", np.full(len(X), run.seq_len)), run.task,
                                 denormalized=True)
     rows = []
+    stream_ref = None  # float outputs of the long stream, computed once for every step artifact
     with progressbar(paths, label=f"parity {run.path.name}", enabled=progress,
                      show=lambda p: p.name if p else "") as bar:
         for path in bar:
@@ -145,17 +229,27 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
                    "int8_ops": manifest["quantization"]["int8_ops"],
                    "float_ops": manifest["quantization"]["float_ops"],
                    "seconds": round(secs, 3)}
-            row.update(compare(run, manifest, out, ref, ref_metrics, float_tol, min_accuracy_ratio))
+            row.update(compare(run, manifest, out, ref, ref_metrics, float_tol, min_accuracy_ratio, float_rtol))
             if manifest["mode"] == "step":
-                # streaming vs full-sequence: the same numbers, named for what they mean
+                # step artifacts stream each window frame by frame: their outputs ARE stream-vs-full
                 row["stream_vs_full_max_diff"] = row["max_abs_diff"]
+                if not (outputs is not None and path.name in outputs):
+                    if stream_ref is None:
+                        stream_ref = stream_references(run, X, stream_windows)
+                    ls = long_stream(run, session, X, stream_windows, stream_ref)
+                    row["long_stream"] = long_stream_gate(ls, stream_ref[1], manifest["precision"], run.task,
+                                                          float_tol, float_rtol, min_stream_agreement,
+                                                          max_stream_drift)
+                    row["passed"] = row["passed"] and row["long_stream"]["passed"]
             rows.append(row)
     report = {
         "run": str(run.path),
         "task": run.task,
         "n_test": int(len(X)),
         "reference": {"runtime": "torch float", **ref_metrics},
-        "gates": {"float_tol": float_tol, "min_accuracy_ratio": min_accuracy_ratio},
+        "gates": {"float_tol": float_tol, "float_rtol": float_rtol, "min_accuracy_ratio": min_accuracy_ratio,
+                  "min_stream_agreement": min_stream_agreement, "stream_windows": stream_windows,
+                  "max_stream_drift": max_stream_drift},
         "artifacts": rows,
         "passed": all(r["passed"] for r in rows),
         "failed": [r["artifact"] for r in rows if not r["passed"]],
@@ -173,6 +267,7 @@ def format_table(report: dict) -> str:
     lines = [f"parity on {report['n_test']} held-out windows; torch float {metric} {ref[metric]:.4f}",
              f"{'artifact':<26} {'runtime':<11} {metric:>8} {'change':>8} {'agree':>6} {'max|diff|':>10} "
              f"{'mean|diff|':>10} {'KB':>7}  {'gate':<4}"]
+    streams = []
     for r in report["artifacts"]:
         change = r.get(f"{metric}_change")
         agree = "-" if r.get("agreement") is None else f"{r['agreement']:.3f}"
@@ -180,4 +275,16 @@ def format_table(report: dict) -> str:
             f"{r['artifact']:<26} {r['runtime']:<11} {r[metric]:>8.4f} {change:>+8.4f} {agree:>6} "
             f"{r['max_abs_diff']:>10.2e} {r['mean_abs_diff']:>10.2e} {r['size_bytes'] / 1024:>7.1f}  "
             f"{'PASS' if r['passed'] else 'FAIL'}")
+        if r.get("long_stream"):
+            streams.append(r)
+    if streams:
+        ls0 = streams[0]["long_stream"]
+        lines.append(f"long stream: {ls0['windows']} test windows = {ls0['frames']} frames without reset vs the float "
+                     f"stepper; max|diff| per block of {ls0['block_frames']} frames (first .. last), agreement")
+        for r in streams:
+            ls = r["long_stream"]
+            blocks = ls["block_max_abs_diff"]
+            shown = " ".join(f"{v:.2g}" for v in (blocks if len(blocks) <= 10 else blocks[:5] + blocks[-5:]))
+            agree = "-" if ls.get("agreement") is None else f"{ls['agreement']:.3f}"
+            lines.append(f"{r['artifact']:<26} {shown:<60} {agree:>6}  {'PASS' if ls['passed'] else 'FAIL'}")
     return "\n".join(lines)

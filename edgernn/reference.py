@@ -97,3 +97,26 @@ def torch_outputs(run, X_raw: np.ndarray) -> np.ndarray:
     model = run.load_model()
     with torch.no_grad():
         return model(torch.from_numpy(run.normalize(X_raw))).numpy()
+
+
+def torch_stream_outputs(run, frames_raw: np.ndarray) -> np.ndarray:
+    """Float PyTorch outputs (normalized units for forecast) after every frame of ONE raw stream
+    [N, C] fed frame by frame from a zero state: what a streaming device must reproduce. [N, K]."""
+    from .models import StepModel
+
+    torch = require("torch", "train")
+    model = run.load_model()
+    step = StepModel(model)
+    cfg = model.cfg
+    h = torch.zeros(model.state_shape(batch=1))
+    c = torch.zeros_like(h) if cfg.cell == "lstm" else None
+    xn = torch.from_numpy(run.normalize(frames_raw))
+    outs = []
+    with torch.inference_mode():
+        for t in range(len(xn)):
+            if c is None:
+                y, h = step(xn[t:t + 1], h)
+            else:
+                y, h, c = step(xn[t:t + 1], h, c)
+            outs.append(y[0].numpy())
+    return np.stack(outs)

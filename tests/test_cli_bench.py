@@ -22,14 +22,18 @@ def benched(make_run, tmp_path_factory):
     r = CliRunner().invoke(main, ["export", str(run), "--format", "onnx", "--precision", "float,int8",
                                   "--streaming", "-q"])
     assert r.exit_code == 0, r.output
-    # a gate every artifact certainly passes: float within 1e-4, int8 at >= 1% of the float accuracy (this
-    # tiny LSTM's int8 artifacts lose one window of 80, just under the default 0.99 ratio)
-    r = CliRunner().invoke(main, ["parity", str(run), "-q", "--min-accuracy-ratio", "0.01"])
+    # a gate every artifact certainly passes: float within 1e-4 (+ 1e-4 x range), int8 at >= 1% of the float
+    # accuracy (this tiny LSTM's int8 artifacts lose one window of 80, just under the default 0.99 ratio)
+    # and a lenient long-stream gate (this poorly trained LSTM's dynamic-int8 step agrees 93% over 400 frames
+    # streamed without reset, and its error there is ~10x that of the same windows from a reset)
+    r = CliRunner().invoke(main, ["parity", str(run), "-q", "--min-accuracy-ratio", "0.01",
+                                  "--min-stream-agreement", "0.5", "--max-stream-drift", "100"])
     assert r.exit_code == 0, r.output
-    assert r.output.count("PASS") == 4 and "FAIL" not in r.output
+    assert r.output.count("PASS") == 4 + 2 and "FAIL" not in r.output  # 4 artifacts + 2 long streams
     parity = json.loads((run / "parity.json").read_text())
     assert parity["passed"] is True and parity["failed"] == []
-    assert parity["gates"] == {"float_tol": 1e-4, "min_accuracy_ratio": 0.01}
+    assert parity["gates"] == {"float_tol": 1e-4, "float_rtol": 1e-4, "min_accuracy_ratio": 0.01,
+                               "min_stream_agreement": 0.5, "stream_windows": 10, "max_stream_drift": 100.0}
     assert [a["artifact"] for a in parity["artifacts"]] == list(ARTIFACTS)
     for a in parity["artifacts"]:
         assert a["passed"] and a["size_bytes"] == (run / "artifacts" / a["artifact"]).stat().st_size

@@ -56,7 +56,8 @@ def test_parity_passes_and_reports_every_number(exported):
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["passed"] is True and rep["failed"] == []
-    assert rep["gates"] == {"float_tol": 1e-4, "min_accuracy_ratio": 0.01}
+    assert rep["gates"] == {"float_tol": 1e-4, "float_rtol": 1e-4, "min_accuracy_ratio": 0.01,
+                            "min_stream_agreement": 0.95, "stream_windows": 10, "max_stream_drift": 2.0}
     assert json.loads((exported / "parity.json").read_text()) == rep
     names = {a["artifact"] for a in rep["artifacts"]}
     assert names == {"sequence-float.onnx", "sequence-int8.onnx", "step-float.onnx", "step-int8.onnx"}
@@ -91,9 +92,10 @@ def test_parity_passes_and_reports_every_number(exported):
     assert min(float_diffs) > 0
     tol = min(float_diffs) / 2
     r = CliRunner().invoke(main, ["parity", str(exported), "-q", "--min-accuracy-ratio", "0.01",
-                                  "--float-tol", repr(tol)])
+                                  "--float-tol", repr(tol), "--float-rtol", "0"])
     assert r.exit_code == 1, r.output
-    assert r.output.count("FAIL") == 2 and r.output.count("PASS") == 2
+    rows_out = [ln for ln in r.output.splitlines() if " onnxruntime " in ln]  # the artifact rows
+    assert len(rows_out) == 4 and sum("FAIL" in ln for ln in rows_out) == 2
     assert r.output.strip().splitlines()[-1] == (
         "Error: parity gate failed for 2 artifact(s): sequence-float.onnx, step-float.onnx "
         f"(see {exported / 'parity.json'})")

@@ -57,7 +57,11 @@ def convert(spec: dict, weights: dict, data: dict, seq_len) -> bytes:
     from . import keras_build as kb
 
     cfg, mode, precision = spec["cfg"], spec["mode"], spec["precision"]
-    if mode == "step":
+    if spec.get("stateful_step"):
+        # the fused LSTM over a dynamic time axis, calibrated on whole windows; streamed one frame per
+        # invoke, its variable tensors carry the state (int8 h, int16 c) from frame to frame
+        model = kb.build_sequence_model(cfg, weights, None, unroll=False)
+    elif mode == "step":
         model = kb.build_step_model(cfg, weights)
     else:
         # the fused LSTM keeps a dynamic loop inside one op; GRU/RNN loops become WHILE (int8 segfaults) -> unroll
@@ -126,7 +130,7 @@ def calibration_samples(spec: dict, data: dict) -> list:
     from .keras_build import X_NAME, state_names
 
     X = data["calib_x"]
-    if spec["mode"] == "sequence":
+    if spec["mode"] == "sequence" or spec.get("stateful_step"):
         return [{X_NAME: X[i:i + 1]} for i in range(len(X))]
     names, states = state_names(spec["cfg"]), data["calib_states"]  # states [N, S, H] in state_names order
     return [{X_NAME: X[i:i + 1], **{n: states[i, s][None] for s, n in enumerate(names)}} for i in range(len(X))]
@@ -308,8 +312,31 @@ def _compare(out: np.ndarray, ref: np.ndarray) -> dict:
     return d
 
 
+def run_stateful_stream(it, X: np.ndarray) -> np.ndarray:
+    """Stream windows X [N, T, C] one frame per invoke ([1, 1, C]) through a graph that keeps its state
+    in variable tensors: reset_all_variables() before each window, never between frames."""
+    din = it.get_input_details()[0]
+    if list(din["shape"]) != [1, 1, X.shape[2]]:
+        it.resize_tensor_input(din["index"], [1, 1, X.shape[2]], strict=True)
+        it.allocate_tensors()
+        din = it.get_input_details()[0]
+    dout = it.get_output_details()[0]
+    res = []
+    for window in X:
+        it.reset_all_variables()
+        frames = []
+        for frame in window:
+            it.set_tensor(din["index"], _q(din, frame[None, None]))
+            it.invoke()
+            frames.append(_dq(dout, it.get_tensor(dout["index"]))[0])
+        res.append(np.stack(frames))
+    return np.stack(res)
+
+
 def check(spec: dict, fb: bytes, data: dict, inputs: list, outputs: list) -> dict:
     it = interpreter(fb)
+    if spec.get("stateful_step"):
+        return {"frames": _compare(run_stateful_stream(it, data["check_x"]), data["check_ref_frames"])}
     if spec["mode"] == "step":
         return {"frames": _compare(run_step(it, data["check_x"], inputs, outputs), data["check_ref_frames"])}
     res = {"nominal": _compare(run_sequence(it, data["check_x"]), data["check_ref"])}
@@ -330,7 +357,7 @@ def check(spec: dict, fb: bytes, data: dict, inputs: list, outputs: list) -> dic
 def main(spec_path: str) -> int:
     with open(spec_path) as f:
         spec = json.load(f)
-    report = {"ok": False}
+    report = {"ok": False, "mode": spec["mode"]}
     try:
         with np.load(spec["weights"]) as z:
             weights = {k: z[k] for k in z.files}

@@ -115,6 +115,15 @@ def _prepare_out_dir(out_dir: Path) -> Path:
                           "choose a writable directory with --out")
     return out_dir
 
+def stateful_step(cfg, precision: str, mode: str) -> bool:
+    """int8 LSTM streaming uses TFLite's own integer LSTM kernel with its state in variable tensors
+    (int8 hidden state, int16 cell state, no requantization between frames). Measured on the demo LSTM
+    h32: over 20 windows streamed without reset it agreed 99.9% with float (max |diff| 0.56); the
+    explicit int8 state I/O it replaces requantized h and c to 8 bits every frame and lost 20 points
+    of accuracy (max |diff| 6.7)."""
+    return mode == "step" and precision == "int8" and cfg.cell == "lstm" and not cfg.bidirectional
+
+
 def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict:
     import torch  # presence checked by _check_dependencies
 
@@ -127,7 +136,10 @@ def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict
     calib, check = X[:MAX_CALIB], X[:N_CHECK]
     data = {"check_x": check}
     with torch.no_grad():
-        if mode == "sequence":
+        if stateful_step(run.config, precision, mode):
+            data["check_ref_frames"] = _prefix_outputs(model, check, run.task)
+            data["calib_x"] = calib
+        elif mode == "sequence":
             data["check_ref"] = model(torch.from_numpy(check)).numpy()
             data["calib_x"] = calib
             if run.config.cell == "lstm":  # references at other lengths, to verify a dynamic time axis
@@ -139,7 +151,9 @@ def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict
             data["check_ref_frames"] = _prefix_outputs(model, check, run.task)
             data["calib_x"], data["calib_states"] = _step_calibration(model, calib, 2 * MAX_CALIB)
     np.savez(tmp / "data.npz", **data)
+    stateful = stateful_step(run.config, precision, mode)
     return {"cfg": run.config.to_dict(), "mode": mode, "precision": precision, "int8_io": int8_io,
+            "stateful_step": stateful, "dynamic_time": stateful,
             "seq_len": run.seq_len, "weights": str(tmp / "weights.npz"), "data": str(tmp / "data.npz"),
             "out": str(tmp / "model.tflite"), "report": str(tmp / "report.json")}
 
@@ -306,6 +320,10 @@ def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict
             note += f" ({' and '.join(ops['boundary'])} at the graph boundary convert them; listed in neither op list)"
         if "UNIDIRECTIONAL_SEQUENCE_LSTM" in integer:
             note += "; the fused LSTM keeps its cell state in int16"
+            if report["ops"]["variables"] and not any(e["role"] == "state" for e in report["inputs"]) \
+                    and report.get("mode") == "step":
+                note += (" and, streamed one frame per invoke, carries h (int8) and c (int16) in its variable "
+                         "tensors from frame to frame with no requantization")
         if ops.get("shape"):
             note += (f"; {', '.join(ops['shape'])} only do int32 shape arithmetic for the dynamic length and "
                      "are listed in neither op list")
@@ -333,6 +351,8 @@ def _manifest_fields(run, report: dict, precision: str, mode: str, int8_io: str,
     cfg = run.config
     x = next(e for e in report["inputs"] if e["role"] == "x")
     seq_len = None if mode == "step" else x["shape"][1]
+    if mode == "step" and len(x["shape"]) == 3:  # stateful step: one frame per invoke, as [1, 1, C]
+        x["shape"] = [1, 1, cfg.input_size]
     fields = base_fields(run, "tflite", precision, mode)
     fields.update({
         "quantization": _quantization(report, precision, int8_io if precision == "int8" else "float", cfg.cell),
@@ -389,6 +409,12 @@ def _length_note(cfg, seq_len, report: dict) -> str:
 
 
 def _state_layout(cfg, report: dict) -> str:
+    if not any(e["role"] == "state" for e in report["inputs"]):
+        return (f"no state tensors: the fused LSTM keeps its state in the interpreter's variable tensors "
+                f"({report['ops']['variables']}; int8 hidden state, int16 cell state, no requantization between "
+                f"frames). Feed one normalized frame per invoke as x [1, 1, {cfg.input_size}]; call "
+                "reset_all_variables() to start a new stream (edgernn's Stream.reset() does). One stream per "
+                "interpreter.")
     L = cfg.layers
     parts = [f"h{i}" for i in range(L)] + ([f"c{i}" for i in range(L)] if cfg.cell == "lstm" else [])
     q = any(e["quant"] for e in report["inputs"] if e["role"] == "state")

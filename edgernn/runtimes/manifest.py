@@ -110,8 +110,9 @@ def validate(m) -> list[str]:
     pre = m["preprocessing"]
     if not (isinstance(pre.get("mean"), list) and isinstance(pre.get("std"), list)):
         problems.append("preprocessing needs mean and std lists")
-    if m["mode"] == "step" and not any(isinstance(t, dict) and t.get("role") == "state" for t in m["inputs"]):
-        problems.append("a step artifact needs state inputs")
+    if m["mode"] == "step" and not m.get("stateful_interpreter") \
+            and not any(isinstance(t, dict) and t.get("role") == "state" for t in m["inputs"]):
+        problems.append("a step artifact needs state inputs (or a stateful interpreter)")
     return problems
 
 

@@ -79,7 +79,10 @@ class Session:
         by_name = {t.name: i for i, t in enumerate(self.inputs)}
         # (state output position, state input position it feeds on the next frame)
         self._feedback = [(i, by_name[t.next]) for i, t in enumerate(self.outputs) if t.next in by_name]
-        if self.mode == "step" and (not self._states or len(self._feedback) != len(self._states)):
+        # a step artifact feeds its state back through state tensors, or keeps it inside a stateful
+        # interpreter (TFLite's fused integer LSTM: variable tensors, reset by _reset())
+        if self.mode == "step" and not self._stateful and \
+                (not self._states or len(self._feedback) != len(self._states)):
             raise ArtifactError(
                 f"{self.path.name}.json lists {len(self._states)} state inputs but {len(self._feedback)} state "
                 "outputs with a matching 'next'; re-run `edgernn export --streaming`")
@@ -254,6 +257,8 @@ class Stream:
         self._loop = [(o, i, s.outputs[o], s.inputs[i]) for o, i in s._feedback]
         self._fstate = [None] * len(self._loop)
         self._frame_shapes = ((s.channels,), (1, s.channels))
+        xs = s._x.shape or []
+        self._x_shape = (1, 1, s.channels) if len(xs) == 3 else None  # a sequence graph fed one frame at a time
         self.reset()
 
     @property
@@ -289,6 +294,8 @@ class Stream:
         s = self.session
         feeds = self._feeds
         x = s._x
+        if self._x_shape is not None:
+            xn = xn.reshape(self._x_shape)
         feeds[s._x_pos] = xn if x.plain else x.quantize(xn)
         outs = s._invoke(feeds)
         for k, (o, i, t_out, t_in) in enumerate(self._loop):

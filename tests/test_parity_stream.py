@@ -1,0 +1,139 @@
+"""
+Parity gates that scale and see drift: the long-stream check (many test windows streamed with no reset,
+error per block) and the float gate relative to the output range.
+
+A "mis-scaled state" is built for real: the step ONNX graph gets a Mul on its state output, so the
+state fed back on the next frame is 2% too large. Per-window streaming (reset every window) does not
+notice; a 10-window stream without reset drifts and fails.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgernn.cli import main
+from edgernn.parity import check_parity, float_limit
+
+pytestmark = pytest.mark.export
+
+SKIP = ("schema", "artifact", "sha256", "size_bytes", "versions", "created")
+
+
+def _resign(art):
+    """Rewrite the manifest of a modified artifact so only the parity gate can catch the change."""
+    from edgernn.export.manifest import write_manifest
+
+    m = json.loads(art.with_name(art.name + ".json").read_text())
+    write_manifest(art, {k: v for k, v in m.items() if k not in SKIP})
+
+
+def _misscale_state(art, factor: float) -> None:
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(art))
+    g = model.graph
+    for node in g.node:
+        for i, name in enumerate(node.output):
+            if name == "h_out":
+                node.output[i] = "h_out_raw"
+    g.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "state_scale"))
+    g.node.append(helper.make_node("Mul", ["h_out_raw", "state_scale"], ["h_out"]))
+    onnx.save(model, str(art))
+    _resign(art)
+
+
+@pytest.fixture
+def gru_step(run_copy):
+    from edgernn.export.onnx import export_onnx
+    from edgernn.rundir import load_run
+
+    run = run_copy(cell="gru", hidden=16)
+    art = export_onnx(load_run(run), run / "artifacts", "int8", "step")
+    return run, art
+
+
+def test_long_stream_reports_blocks_and_passes_a_correct_artifact(gru_step):
+    run, _ = gru_step
+    rep = check_parity(run, write=False, stream_windows=10)
+    (row,) = rep["artifacts"]
+    ls = row["long_stream"]
+    assert ls["windows"] == 10 and ls["frames"] == 400 and ls["block_frames"] == 40
+    assert len(ls["block_max_abs_diff"]) == len(ls["block_agreement"]) == 10
+    assert ls["passed"] and row["passed"] and ls["agreement"] >= 0.95
+    assert rep["gates"]["min_stream_agreement"] == 0.95 and rep["gates"]["stream_windows"] == 10
+
+
+def test_long_stream_catches_a_misscaled_state(gru_step):
+    run, art = gru_step
+    _misscale_state(art, 1.02)
+    rep = check_parity(run, write=False, stream_windows=10)
+    (row,) = rep["artifacts"]
+    # window by window (reset every window) the artifact still looks perfect ...
+    assert row["accuracy"] == rep["reference"]["accuracy"] and row["agreement"] == 1.0
+    # ... but streamed for 400 frames without a reset its state drifts away from the float model
+    ls = row["long_stream"]
+    assert not ls["passed"] and not row["passed"]
+    assert ls["agreement"] < 0.95
+    assert ls["drift_ratio"] > 2  # the same windows streamed from a reset are far closer to float
+    r = CliRunner().invoke(main, ["parity", str(run), "-q"])
+    assert r.exit_code == 1
+    assert "long stream: 10 test windows = 400 frames without reset" in r.output
+    assert "parity gate failed for 1 artifact(s): step-int8.onnx" in r.output
+
+
+def test_float_gate_scales_with_the_outputs():
+    ref = np.array([[-10.0, 5.0], [2.0, 10.0]], np.float32)
+    limit, text = float_limit(ref, 1e-4, 1e-4)
+    assert limit == pytest.approx(1e-4 + 1e-4 * 20.0)
+    assert text == "max|diff| <= 0.0021 (0.0001 + 0.0001 x output range 20)"
+    assert float_limit(ref, 1e-4, 0.0)[0] == pytest.approx(1e-4)  # --float-rtol 0: the old absolute gate
+
+
+def test_float_gate_passes_a_long_gru_and_fails_a_perturbed_weight(run_copy):
+    """T = 160 (4 test windows back to back): float32 rounding grows with T, a correct GRU must still pass;
+    one recurrent weight off by 0.05 must fail."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgernn.export.onnx import export_onnx
+    from edgernn.rundir import load_run
+
+    run = run_copy(cell="gru", hidden=16)
+    with np.load(run / "data.npz") as z:
+        d = {k: z[k] for k in z.files}
+    n = len(d["X_test"]) // 4 * 4
+    d["X_test"] = d["X_test"][:n].reshape(n // 4, 4 * d["X_test"].shape[1], -1)
+    d["y_test"] = d["y_test"][3:n:4]  # the label of the last window of each group of four
+    d["len_test"] = np.full(n // 4, d["X_test"].shape[1], np.int64)
+    np.savez(run / "data.npz", **d)
+    art = export_onnx(load_run(run), run / "artifacts", "float", "sequence")
+    rep = check_parity(run, write=False)
+    (row,) = rep["artifacts"]
+    assert row["passed"], row
+    model = onnx.load(str(art))
+    for init in model.graph.initializer:
+        w = numpy_helper.to_array(init).copy()
+        if w.ndim == 3 and w.shape[-1] == 16:  # recurrent weights R [1, 3H, H]
+            w[0, 0, 0] += 0.05
+            init.CopyFrom(numpy_helper.from_array(w, init.name))
+    onnx.save(model, str(art))
+    _resign(art)
+    (bad,) = check_parity(run, write=False)["artifacts"]
+    assert not bad["passed"] and bad["max_abs_diff"] > float(bad["gate"].split("<= ")[1].split(" ")[0])
+
+
+def test_gate_options_are_usage_errors(gru_step):
+    run, _ = gru_step
+    before = sorted(p.name for p in run.iterdir())
+    for args in (["--float-tol", "-1"], ["--min-accuracy-ratio", "1.5"], ["--min-stream-agreement", "2"],
+                 ["--stream-windows", "0"], ["--max-stream-drift", "0.5"]):
+        r = CliRunner().invoke(main, ["parity", str(run), *args])
+        assert r.exit_code == 2, (args, r.output)
+    assert sorted(p.name for p in run.iterdir()) == before  # nothing written
+    shutil.rmtree(run)
