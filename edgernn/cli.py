@@ -324,12 +324,16 @@ def export_cmd(run_dir, formats, precisions, streaming, int8_io, out_dir, as_jso
                    "that of the same windows streamed one at a time from a reset.")
 @click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
               help="Check only these artifact files (repeatable) [default: all in RUN_DIR/artifacts].")
+@click.option("--explain", "explain_artifact", default=None, metavar="ARTIFACT",
+              help="Instead of the gate: diagnose why this quantized artifact (file name in RUN_DIR/artifacts, "
+                   "or a path) differs from float - error against frame index, how fragile the float model "
+                   "is there, passing alternatives - and write RUN_DIR/explain/explain-ARTIFACT.json + .png.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Runtime threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def parity_cmd(run_dir, min_accuracy_ratio, float_tol, float_rtol, min_stream_agreement, stream_windows,
-               max_stream_drift, artifacts, threads, as_json, quiet):
+               max_stream_drift, artifacts, explain_artifact, threads, as_json, quiet):
     """Check every artifact against the float PyTorch model on the held-out test set.
 
     Each artifact runs in its real runtime from raw inputs (normalization applied by the runtime,
@@ -341,6 +345,16 @@ def parity_cmd(run_dir, min_accuracy_ratio, float_tol, float_rtol, min_stream_ag
     """
     from .errors import ParityError
     from .parity import check_parity, format_table
+
+    if explain_artifact:
+        from .diagnose import explain, format_explain
+
+        rep = explain(run_dir, explain_artifact)
+        if as_json:
+            echo_json(rep)
+        else:
+            click.echo(format_explain(rep))
+        return
 
     report = check_parity(run_dir, artifacts=list(artifacts) or None, min_accuracy_ratio=min_accuracy_ratio,
                           float_tol=float_tol, float_rtol=float_rtol, min_stream_agreement=min_stream_agreement,

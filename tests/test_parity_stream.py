@@ -9,7 +9,6 @@ notice; a 10-window stream without reset drifts and fails.
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
@@ -18,35 +17,10 @@ from click.testing import CliRunner
 
 from edgernn.cli import main
 from edgernn.parity import check_parity, float_limit
+from tests.onnx_edit import misscale_state as _misscale_state
+from tests.onnx_edit import resign as _resign
 
 pytestmark = pytest.mark.export
-
-SKIP = ("schema", "artifact", "sha256", "size_bytes", "versions", "created")
-
-
-def _resign(art):
-    """Rewrite the manifest of a modified artifact so only the parity gate can catch the change."""
-    from edgernn.export.manifest import write_manifest
-
-    m = json.loads(art.with_name(art.name + ".json").read_text())
-    write_manifest(art, {k: v for k, v in m.items() if k not in SKIP})
-
-
-def _misscale_state(art, factor: float) -> None:
-    import onnx
-    from onnx import helper, numpy_helper
-
-    model = onnx.load(str(art))
-    g = model.graph
-    for node in g.node:
-        for i, name in enumerate(node.output):
-            if name == "h_out":
-                node.output[i] = "h_out_raw"
-    g.initializer.append(numpy_helper.from_array(np.array(factor, np.float32), "state_scale"))
-    g.node.append(helper.make_node("Mul", ["h_out_raw", "state_scale"], ["h_out"]))
-    onnx.save(model, str(art))
-    _resign(art)
-
 
 @pytest.fixture
 def gru_step(run_copy):

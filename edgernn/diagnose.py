@@ -1,0 +1,265 @@
+"""
+Why does a quantized artifact lose against the float model? `edgernn parity RUN --explain ARTIFACT`.
+
+    rep = explain("runs/gru", "sequence-int8.tflite")     # also writes RUN/explain/<artifact>.{json,png}
+    print(format_explain(rep))
+
+For the test windows where the artifact's top-1 differs from the float model (or, for forecasting and
+when nothing differs, the windows with the largest output error) it measures:
+  - error against frame index: sequence artifacts run on every left-padded prefix of the window, step
+    artifacts stream it frame by frame; both against the float model on exactly the same input. An
+    error that grows along the window points at the recurrence (state precision); an error that is
+    there from the first frames points at input / weight quantization.
+  - how fragile the FLOAT model is there: the share of N copies of the window, each with uniform noise
+    of half the artifact's input quantization step added, on which the float model itself changes its
+    answer. If the float model flips that often, int8 cannot be blamed: no recipe makes a quantized
+    model steadier than the float one (retrain, e.g. with input-noise augmentation).
+and names the passing alternatives of the same format and mode from parity.json (the recipe to use).
+Per-tensor error (TFLite's QuantizationDebugger) is not part of this yet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .rundir import load_run
+from .runtimes.files import atomic_write_json
+
+MAX_WINDOWS = 5
+FRAGILE = 0.10  # float flip rate under quantization-sized input noise above which the model is "fragile"
+
+
+def _float_outputs(run, model, X_raw: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.from_numpy(run.normalize(X_raw))).numpy()
+    pre = run.preprocessing().get("output")
+    if pre:
+        out = out * np.asarray(pre["std"], np.float32) + np.asarray(pre["mean"], np.float32)
+    return out
+
+
+def _input_step(manifest: dict, run) -> float:
+    """The artifact's input quantization step in normalized units (int8 input), else the step an int8
+    input calibrated on the training windows would have (range / 255)."""
+    x = next((t for t in manifest["inputs"] if t.get("role") == "x"), manifest["inputs"][0])
+    if x.get("quant"):
+        return float(x["quant"]["scale"])
+    xn = run.normalize(run.data()["X_calib"])
+    return float(xn.max() - xn.min()) / 255.0
+
+
+def _padded_prefixes(window: np.ndarray, pad_value: float, points: int = 25):
+    """(frame indices, raw windows [k, T, C]): the first t frames of `window`, left-padded to T."""
+    T = len(window)
+    ts = np.unique(np.linspace(1, T, min(points, T)).round().astype(int))
+    out = np.full((len(ts), T, window.shape[1]), pad_value, np.float32)
+    for i, t in enumerate(ts):
+        out[i, T - t:] = window[:t]
+    return ts, out
+
+
+def _frame_error(run, model, session, manifest, window: np.ndarray) -> tuple[list, list]:
+    """|artifact - float| (max over outputs) against frame index for one raw window."""
+    from .reference import torch_stream_outputs
+
+    if manifest["mode"] == "step":
+        st = session.stream()
+        out = np.stack([np.asarray(st.step(f), np.float32).reshape(-1) for f in window])
+        ref = torch_stream_outputs(run, window)
+        pre = run.preprocessing().get("output")
+        if pre:
+            ref = ref * np.asarray(pre["std"], np.float32) + np.asarray(pre["mean"], np.float32)
+        err = np.abs(out - ref).max(-1)
+        return list(range(1, len(window) + 1)), [float(e) for e in err]
+    ts, prefixes = _padded_prefixes(window, run.pad_value)
+    out = np.asarray(session.predict(prefixes), np.float32)
+    ref = _float_outputs(run, model, prefixes)
+    if out.ndim == 3:  # tag: the output at the last frame of each prefix
+        out, ref = out[:, -1], ref[:, -1]
+    return [int(t) for t in ts], [float(e) for e in np.abs(out - ref).max(-1)]
+
+
+def _flip_rate(run, model, window: np.ndarray, step_norm: float, trials: int, rng) -> float:
+    """Share of noisy copies (uniform +-step/2 in normalized units) on which the float model's top-1
+    differs from its answer on the clean window (tag: at the last frame)."""
+    import torch
+
+    xn = run.normalize(window[None])
+    noisy = xn + rng.uniform(-step_norm / 2, step_norm / 2, (trials, *xn.shape[1:])).astype(np.float32)
+    with torch.no_grad():
+        clean = model(torch.from_numpy(xn)).numpy()
+        out = model(torch.from_numpy(noisy)).numpy()
+    if out.ndim == 3:
+        clean, out = clean[:, -1], out[:, -1]
+    return float((out.argmax(-1) != clean.argmax(-1)).mean())
+
+
+def _verdict(flip: float | None, err: list) -> tuple[str, str]:
+    if flip is not None and flip >= FRAGILE:
+        return ("fragile float model", f"the float model itself changes its answer on {flip:.0%} of noisy copies "
+                "(noise = half an int8 input step): no quantization recipe can be steadier; retrain (more data, "
+                "input-noise augmentation) or accept the loss")
+    k = max(1, len(err) // 4)
+    early, late = max(err[:k]), max(err[-k:])
+    if late > 3 * early + 1e-6:
+        return ("error accumulates through the recurrence", f"error grows from {early:.3g} (first quarter) to "
+                f"{late:.3g} (last quarter): keep the state in higher precision (dynamic-range or 16-bit "
+                "activations recipe)")
+    return ("error from the first frames", f"error is already {early:.3g} in the first quarter of the window: "
+            "input or weight quantization (per-channel weights, a wider calibration set, or dynamic range)")
+
+
+def explain(run_dir, artifact, trials: int = 100, out_dir: Path | None = None, plot: bool = True) -> dict:
+    """Diagnose one artifact of a run (a path, or a file name in RUN/artifacts); writes
+    OUT/explain-<artifact>.json (+ .png), OUT defaulting to RUN/explain."""
+    import torch  # noqa: F401  (the float reference)
+
+    from .parity import _denorm
+    from .reference import torch_outputs
+    from .runtimes import load
+    from .runtimes.manifest import read_manifest
+
+    run = load_run(run_dir)
+    path = Path(artifact)
+    if not path.exists() and (run.artifacts_dir / path.name).exists():
+        path = run.artifacts_dir / path.name
+    manifest = read_manifest(path)
+    if manifest["precision"] == "float":
+        raise ConfigError(f"{path.name} is a float artifact; --explain diagnoses quantized ones (int8, dynamic)")
+    session = load(path)
+    model = run.load_model()
+    d = run.data()
+    X = d["X_test"].astype(np.float32)
+    ref = _denorm(run, torch_outputs(run, X))
+    from .parity import run_artifact
+
+    out, _ = run_artifact(session, X, manifest["mode"], run.task)
+    o, r = (out[:, -1], ref[:, -1]) if out.ndim == 3 else (out, ref)
+    diff = np.abs(o - r).max(-1)
+    if run.task == "forecast":
+        bad = list(np.argsort(-diff)[:MAX_WINDOWS])
+    else:
+        bad = [int(i) for i in np.flatnonzero(o.argmax(-1) != r.argmax(-1))]
+        bad = sorted(bad, key=lambda i: -diff[i])[:MAX_WINDOWS] or list(np.argsort(-diff)[:1])
+    step = _input_step(manifest, run)
+    rng = np.random.default_rng(0)
+    windows = []
+    for i in bad:
+        i = int(i)
+        frames, err = _frame_error(run, model, session, manifest, X[i])
+        flip = None if run.task == "forecast" else _flip_rate(run, model, X[i], step, trials, rng)
+        kind, why = _verdict(flip, err)
+        margin = None
+        if run.task != "forecast":
+            top = np.sort(r[i])[::-1]
+            margin = float(top[0] - top[1])
+        windows.append({"window": i, "label": d["y_test"][i].tolist() if run.task == "classify" else None,
+                        "float_top1": int(r[i].argmax()) if run.task != "forecast" else None,
+                        "artifact_top1": int(o[i].argmax()) if run.task != "forecast" else None,
+                        "float_margin": margin, "max_abs_diff": float(diff[i]), "float_flip_rate": flip,
+                        "frames": frames, "frame_error": err, "verdict": kind, "why": why})
+    alternatives = _alternatives(run, manifest, path.name)
+    rep = {"run": str(run.path), "artifact": path.name, "format": manifest["format"],
+           "precision": manifest["precision"], "mode": manifest["mode"],
+           "compute": manifest["quantization"]["compute"], "input_step": step, "noise_trials": trials,
+           "n_test": int(len(X)), "disagreeing_windows": int((o.argmax(-1) != r.argmax(-1)).sum())
+           if run.task != "forecast" else None,
+           "windows": windows, "passing_alternatives": alternatives,
+           "not_covered": "per-tensor error (TFLite QuantizationDebugger) is not computed yet"}
+    rep["summary"] = _summary(rep)
+    out_dir = Path(out_dir) if out_dir else run.path / "explain"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"explain-{path.name}"
+    if plot:
+        png = _plot(rep, out_dir / f"{stem}.png")
+        if png:
+            rep["plot"] = str(png)
+    atomic_write_json(out_dir / f"{stem}.json", rep)
+    rep["json"] = str(out_dir / f"{stem}.json")
+    session.close()
+    return rep
+
+
+def _alternatives(run, manifest: dict, name: str) -> list:
+    """Artifacts of the same mode that passed parity (from parity.json), float last."""
+    import json
+
+    p = run.path / "parity.json"
+    if not p.is_file():
+        return []
+    try:
+        rows = json.loads(p.read_text()).get("artifacts", [])
+    except json.JSONDecodeError:
+        return []
+    ok = [a for a in rows if a.get("passed") and a["mode"] == manifest["mode"] and a["artifact"] != name]
+    ok.sort(key=lambda a: (a["precision"] == "float", a["format"] != manifest["format"], a["size_bytes"]))
+    return [{"artifact": a["artifact"], "compute_label": a.get("compute_label"), "size_bytes": a["size_bytes"]}
+            for a in ok]
+
+
+def _summary(rep: dict) -> str:
+    kinds = [w["verdict"] for w in rep["windows"]]
+    if not kinds:
+        return "nothing to explain: no window differs"
+    main = max(set(kinds), key=kinds.count)
+    text = f"{kinds.count(main)} of {len(kinds)} examined windows: {main}"
+    alt = [a for a in rep["passing_alternatives"] if not a["artifact"].split("-", 1)[1].startswith("float")]
+    if alt:
+        text += f"; passing quantized alternative: {alt[0]['artifact']} ({alt[0]['compute_label']})"
+    return text
+
+
+def _plot(rep: dict, path: Path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    fig = Figure(figsize=(8, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for w in rep["windows"]:
+        flip = "" if w["float_flip_rate"] is None else f", float flips {w['float_flip_rate']:.0%}"
+        ax.plot(w["frames"], w["frame_error"], marker="o", ms=3,
+                label=f"window {w['window']}: {w['verdict']}{flip}")
+    ax.set_yscale("log")
+    unit = "frame streamed" if rep["mode"] == "step" else "frames in the (left-padded) prefix"
+    ax.set_xlabel(f"frame index ({unit})")
+    ax.set_ylabel("max |artifact - float| output")
+    ax.set_title(f"{rep['artifact']} ({', '.join(f'{k} {v}' for k, v in rep['compute'].items())}): "
+                 "error against frame index", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def format_explain(rep: dict) -> str:
+    lines = [f"explain {rep['artifact']} ({rep['precision']}, {rep['mode']}; "
+             f"{', '.join(f'{k} {v}' for k, v in rep['compute'].items())}): {rep['summary']}"]
+    if rep.get("disagreeing_windows") is not None:
+        lines.append(f"top-1 differs from float on {rep['disagreeing_windows']} of {rep['n_test']} test windows; "
+                     f"input step {rep['input_step']:.3g} (normalized units), {rep['noise_trials']} noisy copies each")
+    for w in rep["windows"]:
+        margin = "" if w["float_margin"] is None else f", float margin {w['float_margin']:.2f}"
+        flip = "" if w["float_flip_rate"] is None else f", float flips on {w['float_flip_rate']:.0%} of noisy copies"
+        err = w["frame_error"]
+        lines.append(f"  window {w['window']}: max|diff| {w['max_abs_diff']:.3g}{margin}{flip}; error first "
+                     f"{err[0]:.3g} -> last {err[-1]:.3g}: {w['verdict']}: {w['why']}")
+    if rep["passing_alternatives"]:
+        alts = rep["passing_alternatives"][:4]
+        lines.append("passing alternatives: " + ", ".join(
+            f"{a['artifact']} ({a['compute_label']}, {a['size_bytes'] / 1024:.1f} KB)" for a in alts))
+    lines.append(f"not covered: {rep['not_covered']}")
+    if rep.get("plot"):
+        lines.append(f"wrote {rep['json']}, {rep['plot']}")
+    return "\n".join(lines)

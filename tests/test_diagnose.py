@@ -1,0 +1,65 @@
+"""`edgernn parity RUN --explain ARTIFACT`: why a quantized artifact differs from float.
+
+The artifact is broken for real: the step ONNX graph gets a Mul on its state output (the state fed
+back is 10% too large), so its error must grow along the window and the diagnosis must say so."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgernn.cli import main
+
+pytestmark = pytest.mark.export
+
+
+@pytest.fixture
+def broken_step(run_copy):
+    from edgernn.export.onnx import export_onnx
+    from edgernn.rundir import load_run
+
+    from tests.onnx_edit import misscale_state
+
+    run = run_copy(cell="gru", hidden=16)
+    export_onnx(load_run(run), run / "artifacts", "float", "step")
+    art = export_onnx(load_run(run), run / "artifacts", "int8", "step")
+    misscale_state(art, 1.1)
+    r = CliRunner().invoke(main, ["parity", str(run), "-q"])  # parity.json: the float step passes
+    assert r.exit_code == 1 and "step-int8.onnx" in r.output
+    return run
+
+
+def test_explain_names_accumulating_error_and_writes_json_and_plot(broken_step):
+    r = CliRunner().invoke(main, ["parity", str(broken_step), "--explain", "step-int8.onnx"])
+    assert r.exit_code == 0, r.output
+    first = r.output.splitlines()[0]
+    assert first.startswith("explain step-int8.onnx (int8, step; recurrent float, head dynamic-int8): ")
+    assert "error accumulates through the recurrence" in first
+    rep = json.loads((broken_step / "explain" / "explain-step-int8.onnx.json").read_text())
+    assert rep["disagreeing_windows"] >= 1 and rep["windows"]
+    for w in rep["windows"]:
+        assert w["float_top1"] != w["artifact_top1"]
+        assert w["float_flip_rate"] < 0.1  # the clean synthetic sines are not fragile in float
+        err = np.array(w["frame_error"])
+        assert len(err) == 40 and err[-10:].max() > 3 * err[:10].max()
+    assert rep["passing_alternatives"][0]["artifact"] == "step-float.onnx"
+    png = (broken_step / "explain" / "explain-step-int8.onnx.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explain_refuses_a_float_artifact(broken_step):
+    r = CliRunner().invoke(main, ["parity", str(broken_step), "--explain", "step-float.onnx"])
+    assert r.exit_code == 1
+    assert "step-float.onnx is a float artifact; --explain diagnoses quantized ones" in r.output
+
+
+def test_fragile_float_model_is_not_blamed_on_int8():
+    from edgernn.diagnose import _verdict
+
+    kind, why = _verdict(0.42, [0.05] * 30 + [6.0] * 10)
+    assert kind == "fragile float model" and "42%" in why
+    assert _verdict(0.0, [0.05] * 30 + [6.0] * 10)[0] == "error accumulates through the recurrence"
+    assert _verdict(0.0, [1.0] * 40)[0] == "error from the first frames"
