@@ -22,6 +22,7 @@ from tests.onnx_edit import resign as _resign
 
 pytestmark = pytest.mark.export
 
+
 @pytest.fixture
 def gru_step(run_copy):
     from edgernn.export.onnx import export_onnx

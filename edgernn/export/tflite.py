@@ -115,6 +115,7 @@ def _prepare_out_dir(out_dir: Path) -> Path:
                           "choose a writable directory with --out")
     return out_dir
 
+
 def stateful_step(cfg, precision: str, mode: str) -> bool:
     """int8 LSTM streaming uses TFLite's own integer LSTM kernel with its state in variable tensors
     (int8 hidden state, int16 cell state, no requantization between frames). Measured on the demo LSTM
@@ -346,6 +347,7 @@ def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict
                 "this model has none (hidden too small); the file is the float model")
     return {"recipe": "tflite-dynamic-range", "compute": compute, "int8_ops": hybrid, "float_ops": flt,
             "note": note, "weight_only_dequantize_ops": ops["weight_dequantize"]}
+
 
 def _manifest_fields(run, report: dict, precision: str, mode: str, int8_io: str, seconds: float) -> dict:
     cfg = run.config
