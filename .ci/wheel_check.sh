@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 DEV=${1:-.venv}
 WORK=$(mktemp -d /tmp/edgernn-wheel-check.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+trap 'echo "wheel check FAILED (line $LINENO): $BASH_COMMAND" >&2' ERR
 start=$(date +%s)
 
 "$DEV/bin/pip" wheel -q --no-deps -w "$WORK/dist" . >/dev/null
