@@ -342,3 +342,60 @@ def test_bidirectional_stack(make_run, tmp_path):
     X = xtest(run)[:24]
     diff = np.abs(run_sequence(path, m, X) - torch_out(run, X)).max()
     assert diff <= 1e-4, diff
+
+
+# ---------------------------------------------------------------- long windows: WHILE loop, no int8 unroll
+
+@pytest.fixture(scope="module")
+def long_gru(make_run, tmp_path_factory):
+    """A GRU h32 run whose windows are 160 steps (> UNROLL_MAX_STEPS): four 40-step windows back to back."""
+    import json
+    import shutil
+
+    run = tmp_path_factory.mktemp("long") / "gru"
+    shutil.copytree(make_run(cell="gru", hidden=32), run)
+    with np.load(run / "data.npz") as z:
+        data = {k: z[k] for k in z.files}
+    for split in ("calib", "test"):
+        X, y = data[f"X_{split}"], data[f"y_{split}"]
+        n = len(X) // 4 * 4
+        data[f"X_{split}"] = X[:n].reshape(n // 4, 4 * X.shape[1], -1)
+        data[f"y_{split}"] = y[3:n:4]
+    data["len_test"] = np.full(len(data["y_test"]), 160, np.int64)
+    np.savez(run / "data.npz", **data)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["dataset"]["seq_len"] = 160
+    (run / "config.json").write_text(json.dumps(cfg))
+    return run
+
+
+def test_long_gru_float_and_dynamic_are_a_compact_loop_and_int8_is_skipped(long_gru):
+    from edgernn.export import export_run
+    from edgernn.export.tflite import UNROLL_MAX_STEPS, export_tflite
+    from edgernn.runtimes import load
+
+    assert load_run(long_gru).seq_len == 160 > UNROLL_MAX_STEPS
+    results = {(r.precision, r.mode): r for r in export_run(long_gru, formats="tflite",
+                                                             precisions="float,int8,dynamic")}
+    assert results[("int8", "sequence")].path is None
+    assert "full-int8 TFLite GRU must be unrolled over T" in results[("int8", "sequence")].skipped
+    assert "step-int8.tflite" in results[("int8", "sequence")].skipped
+    run = load_run(long_gru)
+    X = run.data()["X_test"]
+    for prec in ("float", "dynamic"):
+        path = results[(prec, "sequence")].path
+        m = read_manifest(path)
+        assert m["sequence_length"] is None and "WHILE loop" in m["sequence_length_note"]
+        assert "WHILE" in m["graph"]["op_types"] and path.stat().st_size < 40_000  # unrolled: ~430 KB
+        s = load(path)
+        for T in (160, 57):  # any length: the loop runs T steps
+            got = s.predict(X[:, -T:])
+            ref = torch_out(run, run.normalize(X[:, -T:]))
+            if prec == "float":
+                assert np.abs(got - ref).max() <= 1e-4
+            assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.95
+    # h32: the 96x32 recurrent kernel inside the loop body is quantized (hybrid), the rest stays float
+    assert read_manifest(results[("dynamic", "sequence")].path)["quantization"]["compute"] == \
+        {"recurrent": "dynamic-int8", "head": "float"}
+    with pytest.raises(ExportError, match="full-int8 TFLite GRU must be unrolled"):
+        export_tflite(run, long_gru / "elsewhere", precision="int8", mode="sequence")

@@ -44,6 +44,7 @@ class Format:
     extra: str  # pip extra that installs them
     help: str
     built_from: str | None = None  # format this one is converted from (its artifact arrives in options.source)
+    skip: str | None = None  # "module:function"(run, precision, mode) -> reason to skip, or None
 
     @property
     def runtime(self) -> str:
@@ -61,7 +62,8 @@ FORMATS = {f.name: f for f in (
            built_from="onnx"),
     Format("tflite", "edgernn.export.tflite:export_tflite", "tflite", ("float", "int8", "dynamic"), MODES,
            ("torch", "tensorflow", "tf_keras"), "tflite",
-           "TFLite for LiteRT; int8 = full integer, calibrated on training windows; dynamic = dynamic range"),
+           "TFLite for LiteRT; int8 = full integer, calibrated on training windows; dynamic = dynamic range",
+           skip="edgernn.export.tflite:skip_reason"),
 )}
 assert set(FORMATS) == set(FORMAT_RUNTIME), "export registry and manifest schema disagree on formats"
 assert all(set(f.precisions) <= set(PRECISIONS) and set(f.modes) <= set(MODES) for f in FORMATS.values())
@@ -172,6 +174,13 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     if problem:
         raise ExportError(f"output directory {out_dir} is not writable ({problem}); choose another with --out")
     todo, skipped = plan(formats, precisions, streaming, run.config.bidirectional)
+    for fmt, prec, mode in list(todo):  # combinations the format declines for this model (with the reason)
+        if FORMATS[fmt].skip:
+            module, func = FORMATS[fmt].skip.split(":")
+            why = getattr(importlib.import_module(module), func)(run, prec, mode)
+            if why:
+                todo.remove((fmt, prec, mode))
+                skipped.append((fmt, prec, mode, why))
     results = [ExportResult(f, p, m, None, 0.0, why) for f, p, m, why in skipped]
     built: dict = {}  # (format, precision, mode) -> path, for formats converted from another
     scratch = None

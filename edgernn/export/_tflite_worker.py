@@ -64,8 +64,9 @@ def convert(spec: dict, weights: dict, data: dict, seq_len) -> bytes:
     elif mode == "step":
         model = kb.build_step_model(cfg, weights)
     else:
-        # the fused LSTM keeps a dynamic loop inside one op; GRU/RNN loops become WHILE (int8 segfaults) -> unroll
-        unroll = cfg["cell"] != "lstm" or bool(spec.get("unroll_lstm"))
+        # the fused LSTM keeps a dynamic loop inside one op; GRU/RNN loops become WHILE (int8 segfaults) -> unroll,
+        # unless the parent asked for the loop (float / dynamic range over long windows: constant size)
+        unroll = not spec.get("loop") and (cfg["cell"] != "lstm" or bool(spec.get("unroll_lstm")))
         model = kb.build_sequence_model(cfg, weights, seq_len, unroll=unroll)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "int8":
@@ -212,13 +213,44 @@ def inspect_ops(fb: bytes) -> dict:
             weights = [i for i, _ in ins if i in const or i in dequantized]
             if kind == "float" and any(i in dequantized for i in weights):
                 kind = "weights"
-            matmuls.append({"op": name, "kind": kind,
+            matmuls.append({"op": name, "kind": kind, "subgraph": 0,
                             "weights": int(sum(np.prod(details[i]["shape"]) for i in weights))})
+    matmuls += _loop_body_matmuls(fb)
     uniq = lambda xs: sorted(set(xs))  # noqa: E731
     return {"integer": uniq(integer), "hybrid": uniq(hybrid), "float": uniq(flt), "shape": uniq(shape),
             "weight_dequantize":
             len(weight_deq), "boundary": uniq(boundary), "all": uniq(op["op_name"] for op in it._get_ops_details()),
             "op_count": len(it._get_ops_details()), "variables": _variable_count(fb), "matmuls": matmuls}
+
+
+def _loop_body_matmuls(fb: bytes) -> list:
+    """Matrix products inside WHILE bodies (subgraphs > 0, which the interpreter's op list does not show),
+    classified from the flatbuffer: int8 output = integer; int8 constant weights with float output =
+    hybrid; else float."""
+    s = _schema()
+    m = _model(fb)
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    out = []
+    for g in range(1, m.SubgraphsLength()):
+        sg = m.Subgraphs(g)
+        for k in range(sg.OperatorsLength()):
+            op = sg.Operators(k)
+            code = m.OperatorCodes(op.OpcodeIndex())
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
+            if name not in MATMUL_OPS:
+                continue
+            ins = [sg.Tensors(op.Inputs(j)) for j in range(op.InputsLength()) if op.Inputs(j) >= 0]
+            const = [t for t in ins if m.Buffers(t.Buffer()).DataLength() > 0]
+            out_t = _tensor_type(s, sg.Tensors(op.Outputs(0)).Type())
+            if out_t in INT_TYPES:
+                kind = "integer"
+            elif any(_tensor_type(s, t.Type()) in INT_TYPES for t in const):
+                kind = "hybrid"
+            else:
+                kind = "float"
+            weights = sum(int(np.prod(t.ShapeAsNumpy())) for t in const if t.ShapeLength() > 1)
+            out.append({"op": name, "kind": kind, "subgraph": g, "weights": weights})
+    return out
 
 
 def _schema():

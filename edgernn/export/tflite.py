@@ -39,6 +39,12 @@ from . import INT8_IO, ExportOptions, check_combination, check_prerequisites
 from .manifest import base_fields, publish
 
 FLOAT_TOL = 1e-4
+# GRU/RNN sequence graphs are unrolled (fast, but ~2.7 KB per step float and ~8 KB per step int8 at h32,
+# and the converter's time and memory grow with T: 11.6 min and 7.3 GB at T=1344). Beyond this many steps
+# float and dynamic-range use the WHILE loop instead (constant size, any T; measured 25 KB vs 268 KB at
+# T=100 for GRU h32, ~5 us per step slower), and full int8, whose WHILE form crashes the converter, is
+# skipped with the alternatives named.
+UNROLL_MAX_STEPS = 128
 MAX_CALIB = 200  # calibration windows (sequence) / (frame, state) pairs = 2x this (step)
 N_CHECK = 64  # normalized calibration windows run through every artifact before it is kept (8 missed
 # a fused-LSTM kernel deviation of 1.3e-4 that X_test then showed)
@@ -55,6 +61,9 @@ def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "seq
     int8 internals) - only meaningful for precision int8."""
     int8_io = (options or ExportOptions()).int8_io
     _validate_args(run, precision, mode, int8_io)
+    why = skip_reason(run, precision, mode)
+    if why:
+        raise ExportError(why)
     check_prerequisites(["tflite"])
     out_dir = _prepare_out_dir(Path(out_dir))
     cfg = run.config
@@ -76,6 +85,19 @@ def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: 
     removes the converter's hard-coded cell_clip=10 from float fused LSTMs (it cost up to 1.1 on the
     logits of trained models); should a float fused LSTM still miss the 1e-4 gate, the LSTM is unrolled
     into plain ops instead (exact, fixed length, larger file) and the manifest says why."""
+    if mode == "sequence" and cell != "lstm" and spec["seq_len"] > UNROLL_MAX_STEPS:
+        report = _run_worker(spec, tmp, dict(dynamic_time=True, loop=True), what, deadline)
+        # the loop has no per-length calibration (float, or int8 weights only): float must match at every
+        # length; dynamic range must keep its top-1 agreement there (its max |diff| grows with T, as torch's)
+        nominal = report["check"]["nominal"].get("top1_agreement", 1.0)
+        others = [v for k, v in report["check"].items() if k != "nominal"]
+        ok = _dynamic_time_verified(report, precision) if precision == "float" else bool(others) and all(
+            "error" not in v and v.get("top1_agreement", 1.0) >= nominal - 0.05 for v in others)
+        if not ok:
+            raise ExportError(f"the WHILE-loop {cell.upper()} ({what}) did not match torch at other lengths "
+                              f"({report['check']}); nothing was written")
+        report["loop"] = True
+        return report
     if not (mode == "sequence" and cell == "lstm"):
         return _run_worker(spec, tmp, {}, what, deadline)
     first = _run_worker(spec, tmp, dict(dynamic_time=True), what, deadline)
@@ -143,7 +165,8 @@ def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict
         elif mode == "sequence":
             data["check_ref"] = model(torch.from_numpy(check)).numpy()
             data["calib_x"] = calib
-            if run.config.cell == "lstm":  # references at other lengths, to verify a dynamic time axis
+            if run.config.cell == "lstm" or run.seq_len > UNROLL_MAX_STEPS:  # references at other lengths,
+                # to verify a dynamic time axis (fused LSTM, or the WHILE loop of a long GRU/RNN)
                 t = X.shape[1]
                 for x in (check[:, t // 2:], np.concatenate([check, check[::-1]], axis=1)):
                     data[f"check_x_T{x.shape[1]}"] = np.ascontiguousarray(x)
@@ -307,10 +330,14 @@ def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict
     if precision == "float":
         return {"recipe": "none", "compute": {"recurrent": "float", "head": "float"}, "int8_ops": [],
                 "float_ops": ops["all"], "note": "float32 weights and activations"}
-    # the head is the last matrix product in execution order; everything before it is the recurrence
-    # (the fused LSTM op, or an unrolled GRU's input and recurrent FULLY_CONNECTEDs)
+    # the head is the last matrix product of the main graph in execution order; everything else is the
+    # recurrence (the fused LSTM op, an unrolled GRU's input and recurrent FULLY_CONNECTEDs, or the
+    # products inside a WHILE-loop body)
     mm = ops["matmuls"]
-    compute = {"recurrent": _family_compute(mm[:-1]), "head": _family_compute(mm[-1:])}
+    main = [i for i, m in enumerate(mm) if m.get("subgraph", 0) == 0]
+    head = main[-1:] if main else []
+    compute = {"recurrent": _family_compute([m for i, m in enumerate(mm) if i not in head]),
+               "head": _family_compute([mm[i] for i in head])}
     fully = not flt and not hybrid and not ops["weight_dequantize"]
     if precision == "int8" and not fully:  # never call a graph with float kernels full-int8
         compute = {k: ("dynamic-int8" if hybrid else "float") if v == "full-int8" else v for k, v in compute.items()}
@@ -397,7 +424,24 @@ def _check_summary(report: dict, mode: str) -> dict:
     return out
 
 
+def skip_reason(run, precision: str, mode: str) -> str | None:
+    """Why this combination is not exported (None = export it): full-int8 GRU/RNN sequence graphs longer
+    than UNROLL_MAX_STEPS (their WHILE form crashes the int8 converter; unrolling grows with T)."""
+    cfg, T = run.config, run.seq_len
+    if mode == "sequence" and precision == "int8" and cfg.cell != "lstm" and T > UNROLL_MAX_STEPS:
+        mb = T * 8.0 / 1024  # measured: ~8 KB per unrolled step (803 KB at T=100, GRU h32)
+        return (f"full-int8 TFLite {cfg.cell.upper()} must be unrolled over T (its WHILE-loop form crashes the "
+                f"int8 converter): T={T} > {UNROLL_MAX_STEPS} steps would be ~{mb:.1f} MB and a long "
+                "conversion; use the step artifact (--streaming: step-int8.tflite, constant size), "
+                "--precision dynamic, or --format onnx")
+    return None
+
+
 def _length_note(cfg, seq_len, report: dict) -> str:
+    if report.get("loop") and seq_len is None:
+        return (f"time axis is dynamic: the {cfg.cell.upper()} runs as a WHILE loop (windows over "
+                f"{UNROLL_MAX_STEPS} steps are not unrolled: constant file size, any T); verified against torch at "
+                f"T={', '.join(k[1:] for k in report['check'] if k.startswith('T'))} besides the training length")
     if seq_len is None:
         lengths = ", ".join(k[1:] for k in report["check"] if k.startswith("T"))
         return (f"time axis is dynamic: verified against torch at T={lengths} besides the training length; "
