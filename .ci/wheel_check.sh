@@ -23,7 +23,8 @@ python3 -m venv "$WORK/venv"
 "$WORK/venv/bin/pip" install -q numpy onnxruntime "$wheel"
 cd "$WORK"   # away from the source tree, so only the installed wheel can be imported
 "$WORK/venv/bin/edgernn" --help >/dev/null
-"$WORK/venv/bin/edgernn" boards | grep -q rpi4
+"$WORK/venv/bin/edgernn" boards > "$WORK/boards.txt"   # (not piped into grep -q: its early exit + pipefail races)
+grep -q rpi4 "$WORK/boards.txt"
 "$WORK/venv/bin/python" - "$WORK/run" <<'PY'
 import sys
 from pathlib import Path
