@@ -32,17 +32,6 @@ MAX_WINDOWS = 5
 FRAGILE = 0.10  # float flip rate under quantization-sized input noise above which the model is "fragile"
 
 
-def _float_outputs(run, model, X_raw: np.ndarray) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        out = model(torch.from_numpy(run.normalize(X_raw))).numpy()
-    pre = run.preprocessing().get("output")
-    if pre:
-        out = out * np.asarray(pre["std"], np.float32) + np.asarray(pre["mean"], np.float32)
-    return out
-
-
 def _input_step(manifest: dict, run) -> float:
     """The artifact's input quantization step in normalized units (int8 input), else the step an int8
     input calibrated on the training windows would have (range / 255)."""
@@ -63,22 +52,19 @@ def _padded_prefixes(window: np.ndarray, pad_value: float, points: int = 25):
     return ts, out
 
 
-def _frame_error(run, model, session, manifest, window: np.ndarray) -> tuple[list, list]:
+def _frame_error(run, session, manifest, window: np.ndarray) -> tuple[list, list]:
     """|artifact - float| (max over outputs) against frame index for one raw window."""
-    from .reference import torch_stream_outputs
+    from .reference import torch_outputs, torch_stream_outputs
 
     if manifest["mode"] == "step":
         st = session.stream()
         out = np.stack([np.asarray(st.step(f), np.float32).reshape(-1) for f in window])
         ref = torch_stream_outputs(run, window)
-        pre = run.preprocessing().get("output")
-        if pre:
-            ref = ref * np.asarray(pre["std"], np.float32) + np.asarray(pre["mean"], np.float32)
         err = np.abs(out - ref).max(-1)
         return list(range(1, len(window) + 1)), [float(e) for e in err]
     ts, prefixes = _padded_prefixes(window, run.pad_value)
     out = np.asarray(session.predict(prefixes), np.float32)
-    ref = _float_outputs(run, model, prefixes)
+    ref = torch_outputs(run, prefixes)
     if out.ndim == 3:  # tag: the output at the last frame of each prefix
         out, ref = out[:, -1], ref[:, -1]
     return [int(t) for t in ts], [float(e) for e in np.abs(out - ref).max(-1)]
@@ -119,7 +105,6 @@ def explain(run_dir, artifact, trials: int = 100, out_dir: Path | None = None, p
     OUT/explain-<artifact>.json (+ .png), OUT defaulting to RUN/explain."""
     import torch  # noqa: F401  (the float reference)
 
-    from .parity import _denorm
     from .reference import torch_outputs
     from .runtimes import load
     from .runtimes.manifest import read_manifest
@@ -135,7 +120,7 @@ def explain(run_dir, artifact, trials: int = 100, out_dir: Path | None = None, p
     model = run.load_model()
     d = run.data()
     X = d["X_test"].astype(np.float32)
-    ref = _denorm(run, torch_outputs(run, X))
+    ref = torch_outputs(run, X)
     from .parity import run_artifact
 
     out, _ = run_artifact(session, X, manifest["mode"], run.task)
@@ -151,7 +136,7 @@ def explain(run_dir, artifact, trials: int = 100, out_dir: Path | None = None, p
     windows = []
     for i in bad:
         i = int(i)
-        frames, err = _frame_error(run, model, session, manifest, X[i])
+        frames, err = _frame_error(run, session, manifest, X[i])
         flip = None if run.task == "forecast" else _flip_rate(run, model, X[i], step, trials, rng)
         kind, why = _verdict(flip, err)
         margin = None

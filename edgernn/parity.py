@@ -52,13 +52,6 @@ def find_artifacts(run: Run, artifacts_dir: Path | None = None) -> list[Path]:
     return paths
 
 
-def _denorm(run: Run, out: np.ndarray) -> np.ndarray:
-    pre = run.preprocessing().get("output")
-    if not pre:
-        return out
-    return out * np.asarray(pre["std"], np.float32) + np.asarray(pre["mean"], np.float32)
-
-
 def run_artifact(session, X_raw: np.ndarray, mode: str, task: str) -> tuple[np.ndarray, float]:
     """Outputs of one artifact on raw windows: sequence -> predict(batch); step -> stream each window
     frame by frame (reset between windows), keeping the last output (classify/forecast) or all (tag)."""
@@ -118,8 +111,8 @@ def stream_references(run: Run, X_raw: np.ndarray, n_windows: int) -> tuple:
     a zero state), in the model's output units. Computed once per run and shared by its step artifacts."""
     idx = np.arange(n_windows) % len(X_raw)
     frames = np.concatenate([X_raw[i] for i in idx]).astype(np.float32)
-    ref = _denorm(run, torch_stream_outputs(run, frames))
-    ref_reset = np.concatenate([_denorm(run, torch_stream_outputs(run, X_raw[i])) for i in idx])
+    ref = torch_stream_outputs(run, frames)
+    ref_reset = np.concatenate([torch_stream_outputs(run, X_raw[i]) for i in idx])
     return frames, ref, ref_reset
 
 
@@ -207,7 +200,7 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
     d = run.data()
     X = d["X_test"]
-    ref = _denorm(run, torch_outputs(run, X))
+    ref = torch_outputs(run, X)
     ref_metrics = score_outputs(ref, d["y_test"], d.get("len_test", np.full(len(X), run.seq_len)), run.task,
                                 denormalized=True)
     rows = []

@@ -91,17 +91,25 @@ class TorchSession(Session):
         self._model = None
 
 
+def output_units(run, out: np.ndarray) -> np.ndarray:
+    """Model outputs -> the units a deployed artifact returns: forecasts de-normalized (y * std + mean)."""
+    pre = run.preprocessing().get("output")
+    if not pre:
+        return out
+    return out * np.asarray(pre["std"], np.float32) + np.asarray(pre["mean"], np.float32)
+
+
 def torch_outputs(run, X_raw: np.ndarray) -> np.ndarray:
-    """Float PyTorch outputs (normalized units for forecast) of the run's model on raw windows."""
+    """Float PyTorch outputs of the run's model on raw windows, in the artifacts' output units."""
     torch = require("torch", "train")
     model = run.load_model()
     with torch.no_grad():
-        return model(torch.from_numpy(run.normalize(X_raw))).numpy()
+        return output_units(run, model(torch.from_numpy(run.normalize(X_raw))).numpy())
 
 
 def torch_stream_outputs(run, frames_raw: np.ndarray) -> np.ndarray:
-    """Float PyTorch outputs (normalized units for forecast) after every frame of ONE raw stream
-    [N, C] fed frame by frame from a zero state: what a streaming device must reproduce. [N, K]."""
+    """Float PyTorch outputs after every frame of ONE raw stream [N, C] fed frame by frame from a zero
+    state (what a streaming device must reproduce), in the artifacts' output units. [N, K]."""
     from .models import StepModel
 
     torch = require("torch", "train")
@@ -119,4 +127,4 @@ def torch_stream_outputs(run, frames_raw: np.ndarray) -> np.ndarray:
             else:
                 y, h, c = step(xn[t:t + 1], h, c)
             outs.append(y[0].numpy())
-    return np.stack(outs)
+    return output_units(run, np.stack(outs))
