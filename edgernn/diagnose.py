@@ -103,8 +103,6 @@ def _verdict(flip: float | None, err: list) -> tuple[str, str]:
 def explain(run_dir, artifact, trials: int = 100, out_dir: Path | None = None, plot: bool = True) -> dict:
     """Diagnose one artifact of a run (a path, or a file name in RUN/artifacts); writes
     OUT/explain-<artifact>.json (+ .png), OUT defaulting to RUN/explain."""
-    import torch  # noqa: F401  (the float reference)
-
     from .reference import torch_outputs
     from .runtimes import load
     from .runtimes.manifest import read_manifest
