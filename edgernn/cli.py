@@ -22,6 +22,7 @@ import click
 from . import __version__
 from .errors import EdgernnError
 from .export import FORMATS, INT8_IO
+from .export.recipes import RECIPES
 from .runtimes.manifest import PRECISIONS
 from .runtimes.registry import RUNTIMES
 
@@ -264,9 +265,14 @@ def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, format
 @click.option("--format", "formats", type=CommaChoice(FORMATS), default="onnx,ort,tflite", show_default=True,
               help=_format_help())
 @click.option("--precision", "precisions", type=CommaChoice(PRECISIONS), default="float,int8", show_default=True,
-              help="Comma-separated: float; int8 (the most-integer variant each format offers: TFLite "
-                   "full-int8 calibrated on training windows, ONNX onnxruntime dynamic-int8 - a GRU "
-                   "recurrence stays float there, see the manifest); dynamic (TFLite dynamic range).")
+              help="Comma-separated: float; int8 (built by the format's int8 recipes, tried in order - TFLite "
+                   "full-int8, int16x8, dynamic; ONNX dynamic - keeping the first that passes the parity gate "
+                   "on held-out calibration windows; see --recipe and the manifest's quantization.selection); "
+                   "dynamic (TFLite dynamic range).")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
+              help="Pin one int8 recipe instead of trying the order (kept even if it fails the gate; the "
+                   "manifest says so). " + "; ".join(f"{r.name} ({'/'.join(r.formats)}): {r.help}"
+                                                     for r in RECIPES.values()) + ".")
 @click.option("--streaming/--no-streaming", default=False, show_default=True,
               help="Also write step artifacts (one frame + recurrent state in, output + new state out) "
                    "for frame-by-frame inference at sensor rate. Not possible for bidirectional models.")
@@ -277,7 +283,7 @@ def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, format
 @click.option("--json", "as_json", is_flag=True, help="Print the list of artifacts as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def export_cmd(run_dir, formats, precisions, streaming, int8_io, out_dir, as_json, quiet):
+def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, out_dir, as_json, quiet):
     """Export a trained run to ONNX / ORT / TFLite artifacts, each with a JSON manifest.
 
     Every artifact is written atomically (no half files) and gets RUN_DIR/artifacts/NAME.json: format,
@@ -286,8 +292,11 @@ def export_cmd(run_dir, formats, precisions, streaming, int8_io, out_dir, as_jso
     """
     from .export import export_run
 
+    from .export.recipes import selection_summary
+    from .runtimes.manifest import read_manifest
+
     results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
-                         out_dir=out_dir, int8_io=int8_io, progress=not quiet)
+                         out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe)
     if as_json:
         echo_json([r.to_dict() for r in results])
         return
@@ -295,8 +304,9 @@ def export_cmd(run_dir, formats, precisions, streaming, int8_io, out_dir, as_jso
         if r.skipped:
             click.echo(f"skipped  {r.format:<7} {r.precision:<8} {r.mode:<9} {r.skipped}")
         else:
+            how = f"  recipe {selection_summary(read_manifest(r.path))}" if r.precision == "int8" else ""
             click.echo(f"wrote    {r.format:<7} {r.precision:<8} {r.mode:<9} {r.path.stat().st_size / 1024:8.1f} KB "
-                       f"{r.seconds:6.1f} s  {r.path}")
+                       f"{r.seconds:6.1f} s  {r.path}{how}")
 
 
 # ----------------------------------------------------------------------------- parity

@@ -27,6 +27,7 @@ Gates (an artifact fails when):
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,12 +138,16 @@ def long_stream_gate(res: dict, ref: np.ndarray, precision: str, task: str, floa
 
 
 def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metrics: dict,
-            float_tol: float, min_ratio: float, float_rtol: float = 1e-4) -> dict:
+            float_tol: float, min_ratio: float, float_rtol: float = 1e-4, y: np.ndarray | None = None,
+            lengths: np.ndarray | None = None) -> dict:
     """Parity numbers and gate verdict for one artifact's outputs vs the torch reference (both in the
-    model's output units, i.e. de-normalized for forecast)."""
+    model's output units, i.e. de-normalized for forecast), scored against labels y (default: the
+    run's test labels)."""
     task = run.task
-    d = run.data()
-    y, lengths = d["y_test"], d.get("len_test", np.full(len(d["y_test"]), run.seq_len))
+    if y is None:
+        d = run.data()
+        y, lengths = d["y_test"], d.get("len_test")
+    lengths = np.full(len(y), run.seq_len) if lengths is None else lengths
     if out.shape != ref.shape:
         raise ArtifactError(f"{manifest['artifact']} returned outputs of shape {out.shape}, expected {ref.shape}")
     diff = np.abs(out - ref)
@@ -179,6 +184,63 @@ def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metr
     return row
 
 
+@dataclass(frozen=True)
+class Gates:
+    """The parity gate's thresholds (module docstring); one set, used by `parity` and by export's
+    int8 recipe selection (edgernn.export.recipes), so an artifact chosen at export passes the same gate."""
+    min_accuracy_ratio: float = 0.99
+    float_tol: float = 1e-4
+    float_rtol: float = 1e-4
+    min_stream_agreement: float = 0.95
+    stream_windows: int = 10
+    max_stream_drift: float = 2.0
+
+    def __post_init__(self):
+        if not 0.0 < self.min_accuracy_ratio <= 1.0:
+            raise ConfigError(f"--min-accuracy-ratio must be in (0, 1], got {self.min_accuracy_ratio}")
+        if not (self.float_tol >= 0 and self.float_rtol >= 0 and 0.0 <= self.min_stream_agreement <= 1.0
+                and self.stream_windows >= 1 and self.max_stream_drift >= 1):
+            raise ConfigError(f"need float tolerances >= 0, stream agreement in [0, 1], >= 1 stream window and a "
+                              f"stream drift limit >= 1 (got {self.float_tol}, {self.float_rtol}, "
+                              f"{self.min_stream_agreement}, {self.stream_windows}, {self.max_stream_drift})")
+
+
+def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: np.ndarray, ref: np.ndarray,
+                  ref_metrics: dict, gates: Gates, threads: int = 1, outputs: np.ndarray | None = None,
+                  stream_ref: tuple | None = None, manifest: dict | None = None) -> dict:
+    """One artifact through the parity gate on raw windows X (labels y): its row of numbers and "passed".
+    ref / ref_metrics: the float torch outputs on X and their scores. A step artifact also gets the
+    long-stream check over gates.stream_windows windows of X (stream_ref = stream_references(...) may be
+    shared between artifacts). `outputs` = precomputed outputs (e.g. from a device): no long stream."""
+    from .runtimes import load
+
+    manifest = manifest or read_manifest(path)
+    if outputs is not None:
+        out, secs, session = np.asarray(outputs, np.float32), 0.0, None
+    else:
+        session = load(path, threads=threads)
+        out, secs = run_artifact(session, X, manifest["mode"], run.task)
+    q = manifest["quantization"]
+    row = {"artifact": Path(path).name, "format": manifest["format"], "precision": manifest["precision"],
+           "mode": manifest["mode"], "runtime": manifest["runtime"], "size_bytes": manifest["size_bytes"],
+           "recipe": q.get("recipe"), "compute": q["compute"], "compute_label": compute_label(q),
+           "int8_ops": q["int8_ops"], "float_ops": q["float_ops"], "seconds": round(secs, 3)}
+    row.update(compare(run, manifest, out, ref, ref_metrics, gates.float_tol, gates.min_accuracy_ratio,
+                       gates.float_rtol, y=y, lengths=lengths))
+    if manifest["mode"] == "step":
+        # step artifacts stream each window frame by frame: their outputs ARE stream-vs-full
+        row["stream_vs_full_max_diff"] = row["max_abs_diff"]
+        if session is not None:
+            if stream_ref is None:
+                stream_ref = stream_references(run, X, gates.stream_windows)
+            ls = long_stream(run, session, X, gates.stream_windows, stream_ref)
+            row["long_stream"] = long_stream_gate(ls, stream_ref[1], manifest["precision"], run.task, gates.float_tol,
+                                                  gates.float_rtol, gates.min_stream_agreement,
+                                                  gates.max_stream_drift)
+            row["passed"] = row["passed"] and row["long_stream"]["passed"]
+    return row
+
+
 def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: float = 0.99,
                  float_tol: float = 1e-4, threads: int = 1, write: bool = True, progress: bool = False,
                  outputs: dict | None = None, float_rtol: float = 1e-4, min_stream_agreement: float = 0.95,
@@ -187,62 +249,33 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
     `outputs` may map artifact name -> precomputed outputs (e.g. pulled back from a device; those
     artifacts get no long-stream check, which needs the runtime here)."""
     from .progress import progressbar
-    from .runtimes import load
 
-    if not 0.0 < min_accuracy_ratio <= 1.0:
-        raise ConfigError(f"--min-accuracy-ratio must be in (0, 1], got {min_accuracy_ratio}")
-    if not (float_tol >= 0 and float_rtol >= 0 and 0.0 <= min_stream_agreement <= 1.0 and stream_windows >= 1
-            and max_stream_drift >= 1):
-        raise ConfigError(f"need float tolerances >= 0, stream agreement in [0, 1], >= 1 stream window and a "
-                          f"stream drift limit >= 1 (got {float_tol}, {float_rtol}, {min_stream_agreement}, "
-                          f"{stream_windows}, {max_stream_drift})")
+    gates = Gates(min_accuracy_ratio, float_tol, float_rtol, min_stream_agreement, stream_windows, max_stream_drift)
     run = load_run(run_dir)
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
     d = run.data()
     X = d["X_test"]
+    lengths = d.get("len_test", np.full(len(X), run.seq_len))
     ref = torch_outputs(run, X)
-    ref_metrics = score_outputs(ref, d["y_test"], d.get("len_test", np.full(len(X), run.seq_len)), run.task,
-                                denormalized=True)
+    ref_metrics = score_outputs(ref, d["y_test"], lengths, run.task, denormalized=True)
     rows = []
     stream_ref = None  # float outputs of the long stream, computed once for every step artifact
     with progressbar(paths, label=f"parity {run.path.name}", enabled=progress,
                      show=lambda p: p.name if p else "") as bar:
         for path in bar:
             manifest = read_manifest(path)
-            if outputs is not None and path.name in outputs:
-                out, secs = np.asarray(outputs[path.name], np.float32), 0.0
-            else:
-                session = load(path, threads=threads)
-                out, secs = run_artifact(session, X, manifest["mode"], run.task)
-            row = {"artifact": path.name, "format": manifest["format"], "precision": manifest["precision"],
-                   "mode": manifest["mode"], "runtime": manifest["runtime"],
-                   "size_bytes": manifest["size_bytes"],
-                   "compute": manifest["quantization"]["compute"],
-                   "compute_label": compute_label(manifest["quantization"]),
-                   "int8_ops": manifest["quantization"]["int8_ops"],
-                   "float_ops": manifest["quantization"]["float_ops"],
-                   "seconds": round(secs, 3)}
-            row.update(compare(run, manifest, out, ref, ref_metrics, float_tol, min_accuracy_ratio, float_rtol))
-            if manifest["mode"] == "step":
-                # step artifacts stream each window frame by frame: their outputs ARE stream-vs-full
-                row["stream_vs_full_max_diff"] = row["max_abs_diff"]
-                if not (outputs is not None and path.name in outputs):
-                    if stream_ref is None:
-                        stream_ref = stream_references(run, X, stream_windows)
-                    ls = long_stream(run, session, X, stream_windows, stream_ref)
-                    row["long_stream"] = long_stream_gate(ls, stream_ref[1], manifest["precision"], run.task,
-                                                          float_tol, float_rtol, min_stream_agreement,
-                                                          max_stream_drift)
-                    row["passed"] = row["passed"] and row["long_stream"]["passed"]
+            given = None if outputs is None else outputs.get(path.name)
+            if manifest["mode"] == "step" and given is None and stream_ref is None:
+                stream_ref = stream_references(run, X, stream_windows)
+            row = gate_artifact(run, path, X, d["y_test"], lengths, ref, ref_metrics, gates, threads=threads,
+                                outputs=given, stream_ref=stream_ref, manifest=manifest)
             rows.append(row)
     report = {
         "run": str(run.path),
         "task": run.task,
         "n_test": int(len(X)),
         "reference": {"runtime": "torch float", **ref_metrics},
-        "gates": {"float_tol": float_tol, "float_rtol": float_rtol, "min_accuracy_ratio": min_accuracy_ratio,
-                  "min_stream_agreement": min_stream_agreement, "stream_windows": stream_windows,
-                  "max_stream_drift": max_stream_drift},
+        "gates": asdict(gates),
         "artifacts": rows,
         "passed": all(r["passed"] for r in rows),
         "failed": [r["artifact"] for r in rows if not r["passed"]],

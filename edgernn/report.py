@@ -186,6 +186,34 @@ def recommend(run: dict) -> tuple[list[dict], str | None]:
 # ----------------------------------------------------------------------------- Markdown
 
 
+def _int8_speed(r: dict) -> list[str]:
+    """One plain sentence per quantized artifact: is it faster or slower than the float artifact of the
+    same format and mode on this target (int8 is not always faster: x86 int8 LSTM kernels, Loop GRUs)."""
+    by_key = {}
+    for a in r["artifacts"]:  # names are MODE-PRECISION.EXT
+        stem, _, ext = a["artifact"].rpartition(".")
+        if _p50(a) is not None and "-" in stem:
+            by_key[(ext, a.get("mode"), stem.split("-", 1)[1])] = a
+    out = []
+    for (fmt, mode, prec), a in sorted(by_key.items(), key=lambda kv: (kv[0][0], MODE_ORDER.get(kv[0][1], 9),
+                                                                       str(kv[0][2]))):
+        flt = by_key.get((fmt, mode, "float"))
+        if prec == "float" or flt is None:
+            continue
+        ratio = _p50(a) / _p50(flt)
+        if ratio > 1.05:
+            verdict_, how = "SLOWER than", f"{ratio:.1f}x the time of `{flt['artifact']}`"
+        elif ratio < 0.95:
+            verdict_, how = "faster than", f"{1 / ratio:.1f}x faster than `{flt['artifact']}`"
+        else:
+            verdict_, how = "about as fast as", f"`{flt['artifact']}`"
+        out.append(f"- `{a['artifact']}` is {verdict_} float here: p50 {_p50(a):.1f} vs {_p50(flt):.1f} "
+                   f"us/{_unit(mode)} ({how})")
+    return (["int8 vs float on this target:", ""] + out + [""]) if out else []
+
+
+
+
 def _fmt(v, spec, missing="-"):
     return missing if v is None else format(v, spec)
 
@@ -214,7 +242,10 @@ def _artifact_table(r: dict, mode: str) -> list[str]:
         lat = b.get("latency_us") or {}
         rss = (b.get("rss_mb") or {}).get("inference_peak")
         size = f"{a['size_bytes'] / 1024:.1f}" if a.get("size_bytes") else "-"
-        row = (f"| {a['artifact']} | {a['runtime']} | {a.get('compute_label') or '-'} | {a['verdict']} "
+        label = a.get("compute_label") or "-"
+        if p.get("recipe") and p.get("precision") == "int8":
+            label += f" (recipe {p['recipe']})"
+        row = (f"| {a['artifact']} | {a['runtime']} | {label} | {a['verdict']} "
                f"| {_fmt(p.get(key), '.4f')} | {_fmt(p.get(key + '_change'), '+.4f')} "
                f"| {_fmt(p.get('agreement'), '.3f')} | {size} | {_fmt(lat.get('p50'), '.1f')} "
                f"| {_fmt(lat.get('p99'), '.1f')} |")
@@ -236,6 +267,7 @@ def _decision(r: dict) -> list[str]:
         p50 = f"{rec['p50_us']:.1f} us/{rec['unit']}" if rec["p50_us"] is not None else "-"
         lines.append(f"| {rec['runtime']} | {rec['mode']} | {ship} | {p50} | {rec['reason']} |")
     lines.append("")
+    lines += _int8_speed(r)
     others = [t for t in r.get("bench_targets", []) if t != r.get("bench_target")]
     if others:
         lines += [f"Also benchmarked on {', '.join(others)}: re-run `edgernn report` with `--target NAME` for "

@@ -36,7 +36,7 @@ def test_explain_names_accumulating_error_and_writes_json_and_plot(broken_step):
     r = CliRunner().invoke(main, ["parity", str(broken_step), "--explain", "step-int8.onnx"])
     assert r.exit_code == 0, r.output
     first = r.output.splitlines()[0]
-    assert first.startswith("explain step-int8.onnx (int8, step; recurrent float, head dynamic-int8): ")
+    assert first.startswith("explain step-int8.onnx (int8, step; recurrent weights-int8, head dynamic-int8): ")
     assert "error accumulates through the recurrence" in first
     rep = json.loads((broken_step / "explain" / "explain-step-int8.onnx.json").read_text())
     assert rep["disagreeing_windows"] >= 1 and rep["windows"]

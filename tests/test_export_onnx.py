@@ -132,7 +132,7 @@ def test_int8_lstm_runs_dynamicquantizelstm_and_says_so(run_copy, tmp_path):
     assert "com.microsoft::DynamicQuantizeLSTM" in ops and "LSTM" not in ops
     assert "MatMulInteger" in ops  # the head is quantized too
     q = json.loads((tmp_path / "sequence-int8.onnx.json").read_text())["quantization"]
-    assert q["recipe"] == "onnxruntime-dynamic"
+    assert q["recipe"] == "dynamic"
     assert q["compute"] == {"recurrent": "dynamic-int8", "head": "dynamic-int8"}
     assert "DynamicQuantizeLSTM" in q["int8_ops"] and "MatMulInteger" in q["int8_ops"]
     assert "LSTM" not in q["float_ops"]
@@ -147,8 +147,10 @@ def test_int8_gru_manifest_is_honest_about_float_gru(run_copy, tmp_path):
     q = json.loads((tmp_path / "sequence-int8.onnx.json").read_text())["quantization"]
     assert q["float_ops"] == ["GRU"]
     assert q["int8_ops"] == ["DynamicQuantizeLinear", "MatMulInteger"]
-    assert q["compute"] == {"recurrent": "float", "head": "dynamic-int8"}
-    assert "no integer GRU" in q["note"] and "tflite" in q["note"]
+    # the GRU op computes in float; its weights are stored int8 behind DequantizeLinear
+    assert q["compute"] == {"recurrent": "weights-int8", "head": "dynamic-int8"}
+    assert "DequantizeLinear" in onnx_op_types(path)
+    assert "no integer GRU" in q["note"] and "tflite" in q["note"] and "integer-matmul" in q["note"]
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -328,7 +330,7 @@ def test_int8_rnn_manifest_lists_rnn_as_float(run_copy, tmp_path):
     run = _load(run_copy(cell="rnn", steps=60))
     export_onnx(run, tmp_path, precision="int8", mode="step")
     q = json.loads((tmp_path / "step-int8.onnx.json").read_text())["quantization"]
-    assert q["float_ops"] == ["RNN"] and q["compute"]["recurrent"] == "float" and "no integer RNN" in q["note"]
+    assert q["float_ops"] == ["RNN"] and q["compute"]["recurrent"] == "weights-int8" and "no integer RNN" in q["note"]
     assert "MatMulInteger" in q["int8_ops"]
 
 

@@ -108,7 +108,18 @@ def test_recommends_fastest_passing_artifact_per_runtime_and_mode(run_dir, tmp_p
         "does not pass: step-float.onnx (5.0 us/frame) failed its gate: max|diff| 0.0312, gate "
         "`max|diff| <= 0.0001` |",
     ]
-    assert lines[i + 6] == ""  # the decision table ends the model's section
+    assert lines[i + 6] == ""  # the decision table ends; then, plainly, int8 vs float speed
+    assert lines[i + 7:i + 13] == [
+        "int8 vs float on this target:", "",
+        "- `sequence-int8.onnx` is faster than float here: p50 40.0 vs 50.0 us/window (1.2x faster than "
+        "`sequence-float.onnx`)",
+        "- `sequence-int8.tflite` is faster than float here: p50 20.0 vs 30.0 us/window (1.5x faster than "
+        "`sequence-float.tflite`)",
+        "- `step-dynamic.tflite` is faster than float here: p50 9.0 vs 12.3 us/frame (1.4x faster than "
+        "`step-float.tflite`)",
+        "- `step-int8.tflite` is faster than float here: p50 8.1 vs 12.3 us/frame (1.5x faster than "
+        "`step-float.tflite`)",
+    ]
     # per-artifact verdicts, latency labelled per window / per frame
     assert ("| artifact | runtime | int8 | parity | accuracy | change vs float | agreement | size KB "
             "| p50 us/window | p99 us/window | peak RSS MB |") in lines
@@ -144,6 +155,18 @@ def test_recommends_fastest_passing_artifact_per_runtime_and_mode(run_dir, tmp_p
     assert "![Latency distribution per artifact](plots/latency.png)" in lines
     assert set(res["paths"]) == {"markdown", "json", "Latency distribution per artifact",
                                  "Accuracy vs latency vs size"}
+
+
+def test_report_says_plainly_where_int8_is_slower(run_dir, tmp_path):
+    _write_parity(run_dir)
+    bench = json.loads((run_dir / "bench-desktop.json").read_text())
+    for b in bench["results"]:
+        if b["artifact"] == "sequence-int8.tflite":
+            b["latency_us"]["p50"] = 90.0
+    (run_dir / "bench-desktop.json").write_text(json.dumps(bench))
+    lines = _lines(build_report([run_dir], out_dir=tmp_path / "out"))
+    assert ("- `sequence-int8.tflite` is SLOWER than float here: p50 90.0 vs 30.0 us/window (3.0x the time of "
+            "`sequence-float.tflite`)") in lines
 
 
 def test_without_parity_nothing_is_recommended_and_the_report_says_why(run_dir, tmp_path):

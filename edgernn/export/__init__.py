@@ -24,7 +24,7 @@ import importlib.util
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import ConfigError, ExportError, MissingDependencyError
@@ -73,6 +73,7 @@ assert all(set(f.precisions) <= set(PRECISIONS) and set(f.modes) <= set(MODES) f
 class ExportOptions:
     int8_io: str = "int8"
     source: Path | None = None  # for a converted format: the artifact it is converted from
+    recipe: str | None = None  # int8 only: the recipe to build (edgernn.export.recipes); None = try ORDER
 
 
 def get_exporter(fmt: str):
@@ -157,8 +158,12 @@ def plan(formats, precisions, streaming: bool, bidirectional: bool):
 
 
 def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", "int8"), streaming: bool = False,
-               out_dir: Path | None = None, int8_io: str = "int8", progress: bool = False) -> list[ExportResult]:
-    """Export every requested combination; returns one ExportResult per combination (skipped ones too)."""
+               out_dir: Path | None = None, int8_io: str = "int8", progress: bool = False,
+               recipe: str | None = None, gates=None) -> list[ExportResult]:
+    """Export every requested combination; returns one ExportResult per combination (skipped ones too).
+    int8 is built by edgernn.export.recipes: the first recipe of the format's order that passes the parity
+    gate (`gates`, default edgernn.parity.Gates()) on held-out calibration windows, or `recipe` if pinned."""
+    from . import recipes
     from ..progress import progressbar
     from ..rundir import load_run
     from ..runtimes.files import writable_dir_problem
@@ -169,13 +174,16 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     if int8_io not in INT8_IO:
         raise ConfigError(f"unknown int8 I/O {int8_io!r}; choose from: {', '.join(INT8_IO)}")
     check_prerequisites(formats + [FORMATS[f].built_from for f in formats if FORMATS[f].built_from])
+    recipes.check_recipe(recipe, formats)
+    if recipe and "int8" not in precisions:
+        raise ConfigError(f"--recipe {recipe} chooses how int8 is built; add int8 to --precision")
     out_dir = Path(out_dir) if out_dir is not None else run.artifacts_dir
     problem = writable_dir_problem(out_dir)
     if problem:
         raise ExportError(f"output directory {out_dir} is not writable ({problem}); choose another with --out")
     todo, skipped = plan(formats, precisions, streaming, run.config.bidirectional)
     for fmt, prec, mode in list(todo):  # combinations the format declines for this model (with the reason)
-        if FORMATS[fmt].skip:
+        if FORMATS[fmt].skip and prec != "int8":  # int8: each recipe says why it cannot build
             module, func = FORMATS[fmt].skip.split(":")
             why = getattr(importlib.import_module(module), func)(run, prec, mode)
             if why:
@@ -184,6 +192,20 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     results = [ExportResult(f, p, m, None, 0.0, why) for f, p, m, why in skipped]
     built: dict = {}  # (format, precision, mode) -> path, for formats converted from another
     scratch = None
+    holdout = None  # held-out calibration windows and their float references, shared by every int8 recipe gate
+
+    def build(fmt, prec, mode, where, opts):
+        nonlocal holdout
+        if prec != "int8" or fmt not in recipes.ORDER:
+            return get_exporter(fmt)(run, where, prec, mode, opts)
+        if holdout is None:
+            from ..parity import Gates
+
+            holdout = recipes._Holdout(run, gates or Gates())
+        pinned = recipe if recipe in recipes.recipes_for(fmt) else None
+        return recipes.export_int8(run, where, fmt, mode, replace(opts, recipe=pinned), get_exporter(fmt),
+                                   holdout=holdout)
+
     label = f"export {run.config.cell} h{run.config.hidden}"
     try:
         with progressbar(todo, label=label, enabled=progress,
@@ -197,9 +219,9 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                     if src is None:  # not asked for: build it aside, never next to the artifacts
                         if scratch is None:
                             scratch = Path(tempfile.mkdtemp(prefix=".edgernn-src-", dir=out_dir))
-                        src = get_exporter(src_fmt)(run, scratch, prec, mode, ExportOptions(int8_io=int8_io))
-                    opts = ExportOptions(int8_io=int8_io, source=src)
-                path = Path(get_exporter(fmt)(run, out_dir, prec, mode, opts))
+                        src = build(src_fmt, prec, mode, scratch, opts)
+                    opts = replace(opts, source=src)
+                path = Path(build(fmt, prec, mode, out_dir, opts))
                 built[(fmt, prec, mode)] = path
                 results.append(ExportResult(fmt, prec, mode, path, time.perf_counter() - t0))
     finally:

@@ -69,12 +69,13 @@ def convert(spec: dict, weights: dict, data: dict, seq_len) -> bytes:
         unroll = not spec.get("loop") and (cfg["cell"] != "lstm" or bool(spec.get("unroll_lstm")))
         model = kb.build_sequence_model(cfg, weights, seq_len, unroll=unroll)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if precision == "int8":
+    if precision in ("int8", "int16x8"):
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if precision == "int8" else
+                                          tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         calib = calibration_samples(spec, data)
         conv.representative_dataset = lambda: iter(calib)
-        if spec["int8_io"] == "int8":
+        if precision == "int8" and spec["int8_io"] == "int8":
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
     elif precision == "dynamic":

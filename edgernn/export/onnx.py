@@ -26,6 +26,7 @@ quantized graph, not assumed).
 
 from __future__ import annotations
 
+import platform
 import shutil
 import tempfile
 import warnings
@@ -33,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, ExportError, require
+from ..errors import ArtifactError, ConfigError, ExportError, require
 from ..runtimes.manifest import read_manifest
-from . import ExportOptions, check_combination
+from . import ExportOptions, check_combination, onnx_integer
 from .manifest import base_fields, publish
 
 OPSET = 17
@@ -80,11 +81,39 @@ def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "seque
             )
         _validate_against_torch(torch, net, model, cfg, mode, float_path, run.seq_len)
         artifact = float_path
-        if precision == "int8":
-            artifact = _quantize(float_path, tmpdir)
+        recipe = (options.recipe if options else None) or "dynamic"
+        latency = None
+        if precision == "int8" and recipe == "integer-matmul":
+            explicit = tmpdir / "explicit.onnx"
+            xnet = onnx_integer.explicit_net(model, mode)
+            _torch_export(torch, xnet, cfg, mode, explicit, run.seq_len)
+            _validate_against_torch(torch, xnet, model, cfg, mode, explicit, run.seq_len)
+            artifact = _quantize(explicit, tmpdir, subgraphs=True)
             _check_runs(artifact, cfg, mode, run.seq_len)
+            feeds = _random_feeds(_session(require("onnxruntime", "onnx"), artifact), 1, run.seq_len, seed=0)
+            latency = {"this_us": round(onnx_integer.latency_us(artifact, feeds, mode), 1),
+                       "float_op_us": round(onnx_integer.latency_us(float_path, feeds, mode), 1),
+                       "per": "window" if mode == "sequence" else "frame", "batch": 1,
+                       "measured_on": platform.machine()}
+        elif precision == "int8" and recipe == "dynamic":
+            artifact = _quantize(float_path, tmpdir)
+            onnx_integer.store_recurrent_weights_int8(artifact)
+            _check_runs(artifact, cfg, mode, run.seq_len)
+        elif precision == "int8" and recipe == "int8-head":
+            artifact = _quantize(float_path, tmpdir, op_types=("MatMul", "Gemm"))
+            _check_runs(artifact, cfg, mode, run.seq_len)
+        elif precision == "int8":
+            raise ConfigError(f"the ONNX int8 recipes are dynamic, int8-head and integer-matmul, not {recipe!r}")
         fields = base_fields(run, "onnx", precision, mode)
-        fields.update(quantization=quantization_block(onnx_op_types(artifact), precision, cfg.cell),
+        q = quantization_block(onnx_op_types(artifact), precision, cfg.cell, recipe)
+        if latency:
+            slower = latency["this_us"] / latency["float_op_us"]
+            latency["faster"] = "float GRU op" if slower > 1 else "integer-matmul"
+            q["latency_us"] = latency
+            q["note"] += (f"; measured at export on {latency['measured_on']}: {latency['this_us']:g} us per "
+                          f"{latency['per']} vs {latency['float_op_us']:g} us for the float {cfg.cell.upper()} op "
+                          f"({slower:.1f}x {'slower' if slower > 1 else 'faster'})")
+        fields.update(quantization=q,
                       inputs=_io_inputs(cfg, mode), outputs=_io_outputs(cfg, mode), sequence_length=None)
         if mode == "step":
             fields["state_layout"] = _state_layout(cfg)
@@ -135,7 +164,11 @@ def export_ort(run, out_dir: Path, precision: str, mode: str, options: ExportOpt
                     )
         fields = base_fields(run, "ort", precision, mode)
         fields.update({k: m[k] for k in ("inputs", "outputs", "sequence_length", "state_layout") if k in m})
-        fields["quantization"] = quantization_block(onnx_op_types(tmp), precision, run.config.cell)
+        q = quantization_block(onnx_op_types(tmp), precision, run.config.cell, m["quantization"].get("recipe"))
+        for key in ("selection", "latency_us"):  # chosen / measured for the .onnx it is converted from
+            if key in m["quantization"]:
+                q[key] = m["quantization"][key]
+        fields["quantization"] = q
         return publish(tmp, final, fields)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -155,28 +188,51 @@ def onnx_op_types(path) -> list[str]:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as exc:
         raise ArtifactError(f"{path} is not a readable ONNX model ({str(exc).splitlines()[0]})") from exc
-    return [_qualify(n.domain, n.op_type) for n in graph.node]
+    return _graph_ops(graph)
 
 
-def quantization_block(op_types: list[str], precision: str, cell: str) -> dict:
+def _graph_ops(graph) -> list[str]:
+    """Op types of a graph's nodes, followed by those of its subgraphs (Loop/If/Scan bodies) in place."""
+    ops = []
+    for n in graph.node:
+        ops.append(_qualify(n.domain, n.op_type))
+        for a in n.attribute:
+            if a.type == a.GRAPH:
+                ops += _graph_ops(a.g)
+    return ops
+
+
+def quantization_block(op_types: list[str], precision: str, cell: str, recipe: str | None = None) -> dict:
     """The manifest's honest "quantization" block, computed from the op types actually in the graph:
-    per op family (recurrent cell, head) one of float | dynamic-int8 (edgernn.runtimes.manifest.COMPUTE)."""
+    per op family (recurrent cell, head) one of float | weights-int8 | dynamic-int8
+    (edgernn.runtimes.manifest.COMPUTE)."""
     bare = [op.split("::")[-1] for op in op_types]
     float_ops = sorted({op for op in bare if op in FLOAT_COMPUTE_OPS})
     int8_ops = sorted({op for op in bare if op in INT8_COMPUTE_OPS}) if precision != "float" else []
-    recurrent = "dynamic-int8" if "DynamicQuantizeLSTM" in int8_ops else "float"
-    head = "dynamic-int8" if set(int8_ops) - {"DynamicQuantizeLSTM", "DynamicQuantizeLinear"} else "float"
     if precision == "float":
         return {"recipe": "none", "compute": {"recurrent": "float", "head": "float"}, "int8_ops": [],
                 "float_ops": float_ops, "note": "float32 weights and activations"}
+    recurrent_float = [op for op in float_ops if op in RECURRENT_OPS]
+    head = "dynamic-int8" if set(int8_ops) - {"DynamicQuantizeLSTM", "DynamicQuantizeLinear"} else "float"
     note = ("onnxruntime dynamic quantization (quantize_dynamic, int8 weights): activations are quantized per "
             "call at run time for the integer matrix products; gate nonlinearities and I/O are float")
-    recurrent_float = [op for op in float_ops if op in RECURRENT_OPS]
-    if recurrent_float:
+    if "DynamicQuantizeLSTM" in int8_ops:
+        recurrent = "dynamic-int8"
+    elif recurrent_float:
         kinds = "/".join(recurrent_float)
-        note = (f"{kinds} int8 for ONNX is dynamic-int8 for the head only: onnxruntime has no integer {kinds}, "
-                f"so the recurrence runs in float; use --format tflite for full int8")
-    return {"recipe": "onnxruntime-dynamic", "compute": {"recurrent": recurrent, "head": head},
+        recurrent = "weights-int8" if "DequantizeLinear" in bare else "float"
+        note = (f"the {kinds} op computes in float" + (" with float weights" if recurrent == "float" else "")
+                + f" (onnxruntime has no integer {kinds})"
+                + (", its weights are stored int8 and dequantized when the session loads" if
+                   recurrent == "weights-int8" else "") + "; the head is dynamic-int8. For an integer "
+                "recurrence use --recipe integer-matmul (ONNX) or --format tflite")
+    elif "Loop" in bare or recipe == "integer-matmul":
+        recurrent = "dynamic-int8" if "MatMulInteger" in int8_ops else "float"
+        note = ("integer-matmul: the recurrence is written as MatMul ops that onnxruntime runs as MatMulInteger "
+                "(activations quantized per call, int8 weights); gate nonlinearities and the state are float")
+    else:
+        recurrent = "float"
+    return {"recipe": recipe or "dynamic", "compute": {"recurrent": recurrent, "head": head},
             "int8_ops": int8_ops, "float_ops": float_ops, "note": note}
 
 
@@ -299,7 +355,7 @@ def _compare(got: dict, want: dict, cfg, mode, batch, T) -> None:
         )
 
 
-def _quantize(float_path: Path, tmpdir: Path) -> Path:
+def _quantize(float_path: Path, tmpdir: Path, subgraphs: bool = False, op_types: tuple | None = None) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -308,7 +364,9 @@ def _quantize(float_path: Path, tmpdir: Path) -> Path:
     try:
         # pre-processing (shape inference + folding) first: without it large LSTMs can stay float
         quant_pre_process(str(float_path), str(pre))
-        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(op_types) if op_types else None,
+                         extra_options={"EnableSubgraph": True} if subgraphs else None)
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ExportError(f"onnxruntime int8 quantization failed: {first}; no file written") from exc

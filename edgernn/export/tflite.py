@@ -59,24 +59,44 @@ def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "seq
              | "dynamic" (dynamic-range: int8 weights, float activations).
     mode: "sequence" | "step". int8_io: "int8" (int8 input/output tensors) | "float" (float I/O around
     int8 internals) - only meaningful for precision int8."""
-    int8_io = (options or ExportOptions()).int8_io
+    options = options or ExportOptions()
+    int8_io = options.int8_io
     _validate_args(run, precision, mode, int8_io)
-    why = skip_reason(run, precision, mode)
+    kind = _kind(precision, options.recipe)
+    why = skip_reason(run, kind, mode)
     if why:
         raise ExportError(why)
     check_prerequisites(["tflite"])
     out_dir = _prepare_out_dir(Path(out_dir))
     cfg = run.config
-    what = f"{cfg.cell} {precision} {mode}"
+    what = f"{cfg.cell} {precision}{f' ({options.recipe})' if options.recipe else ''} {mode}"
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgernn-tflite-") as tmp:
         tmp = Path(tmp)
-        spec = _write_spec(run, tmp, precision, mode, int8_io)
-        report = _convert(spec, tmp, precision, mode, cfg.cell, what, started + timeout)
-        _gate(report, precision, mode, what)
+        spec = _write_spec(run, tmp, kind, mode, int8_io)
+        report = _convert(spec, tmp, kind, mode, cfg.cell, what, started + timeout)
+        _gate(report, kind, mode, what)
         artifact = out_dir / f"{mode}-{precision}.tflite"
-        fields = _manifest_fields(run, report, precision, mode, int8_io, time.perf_counter() - started)
+        fields = _manifest_fields(run, report, kind, mode, int8_io, time.perf_counter() - started)
+        fields["precision"] = precision
         return publish(tmp / "model.tflite", artifact, fields)
+
+
+# how each int8 recipe (edgernn.export.recipes) is built: the converter setting ("kind") it maps to
+_RECIPE_KIND = {"full-int8": "int8", "int16x8": "int16x8", "dynamic": "dynamic"}
+
+
+def _kind(precision: str, recipe: str | None) -> str:
+    """The converter setting for a precision and recipe: float | int8 (full integer) | int16x8 | dynamic."""
+    if precision != "int8":
+        if recipe:
+            raise ConfigError(f"--recipe {recipe} applies to --precision int8 only")
+        return precision
+    if recipe is None:
+        return "int8"
+    if recipe not in _RECIPE_KIND:
+        raise ConfigError(f"the TFLite int8 recipes are {', '.join(_RECIPE_KIND)}, not {recipe!r}")
+    return _RECIPE_KIND[recipe]
 
 
 def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: str, deadline: float) -> dict:
@@ -144,7 +164,7 @@ def stateful_step(cfg, precision: str, mode: str) -> bool:
     h32: over 20 windows streamed without reset it agreed 99.9% with float (max |diff| 0.56); the
     explicit int8 state I/O it replaces requantized h and c to 8 bits every frame and lost 20 points
     of accuracy (max |diff| 6.7)."""
-    return mode == "step" and precision == "int8" and cfg.cell == "lstm" and not cfg.bidirectional
+    return mode == "step" and precision in ("int8", "int16x8") and cfg.cell == "lstm" and not cfg.bidirectional
 
 
 def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict:
@@ -152,7 +172,9 @@ def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict
 
     model = run.load_model()
     np.savez(tmp / "weights.npz", **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
-    X = run.normalize(run.data()["X_calib"])
+    from .recipes import calibration_windows
+
+    X = run.normalize(calibration_windows(run))  # held-out windows are left for the recipe gate
     if len(X) == 0:
         raise ExportError(f"{run.path}/data.npz has no X_calib windows to calibrate and check the export; "
                           "re-run `edgernn train`")
@@ -339,26 +361,33 @@ def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict
     compute = {"recurrent": _family_compute([m for i, m in enumerate(mm) if i not in head]),
                "head": _family_compute([mm[i] for i in head])}
     fully = not flt and not hybrid and not ops["weight_dequantize"]
-    if precision == "int8" and not fully:  # never call a graph with float kernels full-int8
+    if precision in ("int8", "int16x8") and not fully:  # never call a graph with float kernels full-int8
         compute = {k: ("dynamic-int8" if hybrid else "float") if v == "full-int8" else v for k, v in compute.items()}
-    if precision == "int8":
-        note = (f"full-integer post-training quantization calibrated on training windows; "
-                f"{'int8' if int8_io == 'int8' else 'float32'} input/output tensors")
+    if precision == "int16x8":
+        compute = {k: "int16x8" if v == "full-int8" else v for k, v in compute.items()}
+    if precision in ("int8", "int16x8"):
+        if precision == "int16x8":
+            note = ("16x8 post-training quantization (int16 activations, int8 weights) calibrated on training "
+                    "windows; float32 input/output tensors")
+        else:
+            note = (f"full-integer post-training quantization calibrated on training windows; "
+                    f"{'int8' if int8_io == 'int8' else 'float32'} input/output tensors")
         if ops["boundary"]:
             note += f" ({' and '.join(ops['boundary'])} at the graph boundary convert them; listed in neither op list)"
         if "UNIDIRECTIONAL_SEQUENCE_LSTM" in integer:
             note += "; the fused LSTM keeps its cell state in int16"
             if report["ops"]["variables"] and not any(e["role"] == "state" for e in report["inputs"]) \
                     and report.get("mode") == "step":
-                note += (" and, streamed one frame per invoke, carries h (int8) and c (int16) in its variable "
+                hq = "int16" if precision == "int16x8" else "int8"
+                note += (f" and, streamed one frame per invoke, carries h ({hq}) and c (int16) in its variable "
                          "tensors from frame to frame with no requantization")
         if ops.get("shape"):
             note += (f"; {', '.join(ops['shape'])} only do int32 shape arithmetic for the dynamic length and "
                      "are listed in neither op list")
         note += "; verified by inspecting every op's tensor dtypes" if fully else \
             f"; NOT fully int8: {', '.join(flt + hybrid)} still compute in float"
-        return {"recipe": f"tflite-full-int8 ({int8_io} I/O)", "compute": compute, "int8_ops": integer,
-                "float_ops": flt, "note": note}
+        return {"recipe": "int16x8" if precision == "int16x8" else "full-int8", "compute": compute,
+                "int8_ops": integer, "float_ops": flt, "note": note}
     # dynamic range
     if hybrid:
         note = (f"int8 weights; {', '.join(hybrid)} quantize activations on the fly and multiply in int8 "
@@ -372,7 +401,7 @@ def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict
     if not note:
         note = ("nothing was quantized: the converter quantizes only weight tensors with >= 1024 elements and "
                 "this model has none (hidden too small); the file is the float model")
-    return {"recipe": "tflite-dynamic-range", "compute": compute, "int8_ops": hybrid, "float_ops": flt,
+    return {"recipe": "dynamic", "compute": compute, "int8_ops": hybrid, "float_ops": flt,
             "note": note, "weight_only_dequantize_ops": ops["weight_dequantize"]}
 
 
@@ -428,9 +457,10 @@ def skip_reason(run, precision: str, mode: str) -> str | None:
     """Why this combination is not exported (None = export it): full-int8 GRU/RNN sequence graphs longer
     than UNROLL_MAX_STEPS (their WHILE form crashes the int8 converter; unrolling grows with T)."""
     cfg, T = run.config, run.seq_len
-    if mode == "sequence" and precision == "int8" and cfg.cell != "lstm" and T > UNROLL_MAX_STEPS:
+    if mode == "sequence" and precision in ("int8", "int16x8") and cfg.cell != "lstm" and T > UNROLL_MAX_STEPS:
         mb = T * 8.0 / 1024  # measured: ~8 KB per unrolled step (803 KB at T=100, GRU h32)
-        return (f"full-int8 TFLite {cfg.cell.upper()} must be unrolled over T (its WHILE-loop form crashes the "
+        name = "int16x8" if precision == "int16x8" else "full-int8"
+        return (f"{name} TFLite {cfg.cell.upper()} must be unrolled over T (its WHILE-loop form crashes the "
                 f"int8 converter): T={T} > {UNROLL_MAX_STEPS} steps would be ~{mb:.1f} MB and a long "
                 "conversion; use the step artifact (--streaming: step-int8.tflite, constant size), "
                 "--precision dynamic, or --format onnx")

@@ -14,6 +14,7 @@ int8 is described with one vocabulary for every format and op family (COMPUTE): 
     float         float32 weights and arithmetic
     weights-int8  int8 weights stored, dequantized to float before a float kernel runs
     dynamic-int8  int8 weights; activations quantized at run time, integer multiply, float in between
+    int16x8       int16 activations, int8 weights, calibrated ranges, integer kernels (TFLite 16x8)
     full-int8     int8 (or int16 where the kernel needs it, e.g. the fused LSTM's cell state)
                   activations and weights, calibrated ranges, integer kernels end to end
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 from ..errors import ManifestError
 
 SCHEMA = "edgernn.manifest/2"
-COMPUTE = ("float", "weights-int8", "dynamic-int8", "full-int8")
+COMPUTE = ("float", "weights-int8", "dynamic-int8", "int16x8", "full-int8")
 FAMILIES = ("recurrent", "head")
 # The names every layer uses (the export registry, the CLI choices, the schema, load()) are defined
 # here once: device apps embed this file, the exporters import it.

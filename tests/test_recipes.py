@@ -1,0 +1,133 @@
+"""int8 recipes (edgernn.export.recipes): the fallback order, pinning, the held-out gate, and the ONNX
+recipes (GRU weights stored int8; integer-matmul GRU). Real converters and runtimes throughout; a recipe
+is made to fail for real by calibrating it on windows 50x quieter than the data (int8 ranges too small,
+so the real data saturates), not by faking the gate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgernn.errors import ConfigError, ExportError
+from edgernn.rundir import load_run
+from edgernn.runtimes.manifest import read_manifest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def quiet_calibration(monkeypatch):
+    """Calibrate int8 on copies of the calibration windows shrunk 50x around the training mean."""
+    from edgernn.export import recipes
+
+    real = recipes.calibration_windows
+
+    def quiet(run):
+        X = real(run)
+        mean = np.asarray(run.preprocessing()["mean"], np.float32)
+        return (mean + (X - mean) * 0.02).astype(np.float32)
+
+    monkeypatch.setattr(recipes, "calibration_windows", quiet)
+
+
+def test_fallback_takes_the_next_recipe_when_the_first_fails(run_copy, quiet_calibration):
+    from edgernn.export import export_run
+    from edgernn.parity import check_parity
+
+    run_dir = run_copy(cell="gru", hidden=16)
+    [res] = export_run(run_dir, formats="tflite", precisions="int8")
+    q = read_manifest(res.path)["quantization"]
+    sel = q["selection"]
+    assert q["recipe"] == "dynamic" and sel["order"] == ["full-int8", "int16x8", "dynamic"]
+    assert [r["recipe"] for r in sel["rejected"]] == ["full-int8", "int16x8"]
+    for r in sel["rejected"]:  # rejected by the gate on held-out windows, with the numbers
+        assert r["reason"].startswith("failed on 25 held-out windows") and not r["gate"]["passed"]
+    assert sel["gate"]["passed"] and sel["gate"]["held_out"]
+    # only the kept artifact reaches the artifacts dir: no candidates or scratch dirs left behind
+    assert sorted(p.name for p in res.path.parent.iterdir()) == ["sequence-int8.tflite", "sequence-int8.tflite.json"]
+    report = check_parity(run_dir, write=False)
+    assert report["passed"], report["failed"]
+
+
+def test_pinned_recipe_is_kept_and_the_manifest_says_it_failed(run_copy, quiet_calibration):
+    from edgernn.export import export_run
+
+    run_dir = run_copy(cell="gru", hidden=16)
+    [res] = export_run(run_dir, formats="tflite", precisions="int8", recipe="full-int8")
+    q = read_manifest(res.path)["quantization"]
+    assert q["recipe"] == "full-int8" and q["selection"]["pinned"] and not q["selection"]["gate"]["passed"]
+    assert "FAILED the parity gate" in q["note"] and q["compute"] == {"recurrent": "full-int8", "head": "full-int8"}
+
+
+def test_default_order_keeps_full_int8_when_it_passes(run_copy):
+    from edgernn.export import export_run
+
+    run_dir = run_copy(cell="lstm", hidden=16)
+    [res] = export_run(run_dir, formats="tflite", precisions="int8", streaming=True)[1:]
+    q = read_manifest(res.path)["quantization"]
+    assert res.mode == "step" and q["recipe"] == "full-int8" and q["selection"]["rejected"] == []
+    g = q["selection"]["gate"]
+    assert g["passed"] and g["long_stream"]["passed"] and g["stress"]["windows"] == 5 * g["windows"]
+
+
+def test_recipe_choices_are_checked(run_copy):
+    from edgernn.cli import main
+    from edgernn.export import export_run
+
+    run_dir = run_copy(cell="gru", hidden=16)
+    with pytest.raises(ConfigError, match="recipe 'int16x8' is for --format tflite"):
+        export_run(run_dir, formats="onnx", precisions="int8", recipe="int16x8")
+    with pytest.raises(ConfigError, match="add int8 to --precision"):
+        export_run(run_dir, formats="tflite", precisions="float", recipe="dynamic")
+    r = CliRunner().invoke(main, ["export", str(run_dir), "--recipe", "int4"])
+    assert r.exit_code == 2 and "int4" in r.output and "Traceback" not in r.output
+    assert not (run_dir / "artifacts").exists()
+
+
+def test_onnx_int8_gru_stores_its_weights_int8(run_copy):
+    from edgernn.export import export_run
+
+    run_dir = run_copy(cell="gru", hidden=64)
+    res = {r.precision: r.path for r in export_run(run_dir, formats="onnx", precisions="float,int8")}
+    q = read_manifest(res["int8"])["quantization"]
+    assert q["recipe"] == "dynamic" and q["compute"] == {"recurrent": "weights-int8", "head": "dynamic-int8"}
+    assert res["int8"].stat().st_size <= 0.5 * res["float"].stat().st_size
+
+
+def test_onnx_integer_matmul_gru_multiplies_in_int8(run_copy):
+    from edgernn.export import export_run
+    from edgernn.export.onnx import onnx_op_types
+    from edgernn.parity import check_parity
+
+    run_dir = run_copy(cell="gru", hidden=16)
+    results = export_run(run_dir, formats="onnx,ort", precisions="int8", streaming=True, recipe="integer-matmul")
+    for r in results:
+        q = read_manifest(r.path)["quantization"]
+        assert q["recipe"] == "integer-matmul" and q["compute"] == {"recurrent": "dynamic-int8",
+                                                                     "head": "dynamic-int8"}, (r.path.name, q)
+        lat = q["latency_us"]
+        assert lat["this_us"] > 0 and lat["float_op_us"] > 0 and lat["faster"] in ("float GRU op", "integer-matmul")
+    seq = next(r.path for r in results if r.format == "onnx" and r.mode == "sequence")
+    ops = onnx_op_types(seq)
+    assert "Loop" in ops and "GRU" not in ops and ops.count("MatMulInteger") >= 3  # input proj, in loop, head
+    report = check_parity(run_dir, write=False)
+    assert report["passed"], json.dumps([a for a in report["artifacts"] if not a["passed"]])[:2000]
+
+
+def test_integer_matmul_refuses_an_lstm(run_copy):
+    from edgernn.export import export_run
+
+    run_dir = run_copy(cell="lstm", hidden=16)
+    with pytest.raises(ExportError, match="no int8 recipe could build onnx sequence-int8.*integer-matmul rewrites"):
+        export_run(run_dir, formats="onnx", precisions="int8", recipe="integer-matmul")
+    assert not list((run_dir / "artifacts").glob("*")), "nothing written"
+
+
+def test_calibration_never_sees_the_held_out_windows(make_run):
+    from edgernn.export.recipes import calibration_split
+
+    calib, hold = calibration_split(load_run(make_run(cell="gru", hidden=16)))
+    assert len(hold) == 25 and len(calib) == 75 and not set(calib) & set(hold)
