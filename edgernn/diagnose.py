@@ -14,8 +14,10 @@ when nothing differs, the windows with the largest output error) it measures:
     of half the artifact's input quantization step added, on which the float model itself changes its
     answer. If the float model flips that often, int8 cannot be blamed: no recipe makes a quantized
     model steadier than the float one (retrain, e.g. with input-noise augmentation).
+  - per-tensor error (TFLite artifacts whose float twin `<mode>-float.tflite` is beside them): every
+    intermediate tensor of both graphs on the worst window, compared after dequantization
+    (edgernn.tensor_error): the worst tensor is named, with the recipe that gives it finer steps.
 and names the passing alternatives of the same format and mode from parity.json (the recipe to use).
-Per-tensor error (TFLite's QuantizationDebugger) is not part of this yet.
 """
 
 from __future__ import annotations
@@ -147,13 +149,14 @@ def explain(run_dir, artifact, trials: int = 100, out_dir: Path | None = None, p
                         "float_margin": margin, "max_abs_diff": float(diff[i]), "float_flip_rate": flip,
                         "frames": frames, "frame_error": err, "verdict": kind, "why": why})
     alternatives = _alternatives(run, manifest, path.name)
+    tensors, tensor_note = _tensors(run, path, manifest, X[int(bad[0])] if len(bad) else None)
     rep = {"run": str(run.path), "artifact": path.name, "format": manifest["format"],
            "precision": manifest["precision"], "mode": manifest["mode"],
            "compute": manifest["quantization"]["compute"], "input_step": step, "noise_trials": trials,
            "n_test": int(len(X)), "disagreeing_windows": int((o.argmax(-1) != r.argmax(-1)).sum())
            if run.task != "forecast" else None,
            "windows": windows, "passing_alternatives": alternatives,
-           "not_covered": "per-tensor error (TFLite QuantizationDebugger) is not computed yet"}
+           "tensors": tensors, "tensor_note": tensor_note}
     rep["summary"] = _summary(rep)
     out_dir = Path(out_dir) if out_dir else run.path / "explain"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +169,40 @@ def explain(run_dir, artifact, trials: int = 100, out_dir: Path | None = None, p
     rep["json"] = str(out_dir / f"{stem}.json")
     session.close()
     return rep
+
+
+TOP_TENSORS = 8
+
+
+def _tensors(run, path: Path, manifest: dict, window) -> tuple[list, str]:
+    """(worst tensors, one sentence naming the worst and the recipe that would fix it)."""
+    if manifest["format"] != "tflite":
+        return [], ("per-tensor error: TFLite artifacts only (onnxruntime's int8 here is dynamic: activations "
+                    "are quantized per call, there are no calibrated tensor ranges to blame)")
+    twin = path.with_name(f"{manifest['mode']}-float.tflite")
+    if not twin.exists() or window is None:
+        return [], f"per-tensor error: needs {twin.name} beside the artifact (export --precision float too)"
+    from .tensor_error import tensor_errors
+
+    rows = tensor_errors(path, twin, run.normalize(window[None])[0], top=TOP_TENSORS)
+    if not rows:
+        return [], "per-tensor error: no tensor names in common with the float graph"
+    w = rows[0]
+    recipe = (manifest.get("quantization") or {}).get("recipe")
+    if w.get("steps") and w["steps"] > 20:
+        fix = ("far beyond rounding noise (~0.3 steps): its values leave the calibrated range and clip; calibrate "
+               "on windows that cover the field data, or --recipe dynamic (no calibrated activation ranges)"
+               + ("; --recipe int16x8 keeps the same ranges" if w["dtype"] == "int8" else ""))
+    elif w["dtype"] == "int8":
+        fix = ("int16 activations (--recipe int16x8) give it 256x finer steps; --recipe dynamic keeps "
+               "activations float")
+    elif w["dtype"] == "int16":
+        fix = "--recipe dynamic keeps activations float"
+    else:
+        fix = "it is float already: the error arrives from quantized tensors upstream"
+    steps = f", {w['steps']:.1f} quantization steps" if w.get("steps") else ""
+    return rows, (f"worst tensor {w['tensor']} ({w['op']}, {w['dtype']}{f', recipe {recipe}' if recipe else ''}): "
+                  f"rmse {w['rmse']:.3g} = {w['relative']:.1%} of its float range{steps}; {fix}")
 
 
 def _alternatives(run, manifest: dict, name: str) -> list:
@@ -242,7 +279,10 @@ def format_explain(rep: dict) -> str:
         alts = rep["passing_alternatives"][:4]
         lines.append("passing alternatives: " + ", ".join(
             f"{a['artifact']} ({a['compute_label']}, {a['size_bytes'] / 1024:.1f} KB)" for a in alts))
-    lines.append(f"not covered: {rep['not_covered']}")
+    lines.append(rep["tensor_note"])
+    for t in rep["tensors"][1:4]:
+        steps = f", {t['steps']:.1f} steps" if t.get("steps") else ""
+        lines.append(f"  then {t['tensor']} ({t['op']}, {t['dtype']}): {t['relative']:.1%} of range{steps}")
     if rep.get("plot"):
         lines.append(f"wrote {rep['json']}, {rep['plot']}")
     return "\n".join(lines)

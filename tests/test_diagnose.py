@@ -63,3 +63,40 @@ def test_fragile_float_model_is_not_blamed_on_int8():
     assert kind == "fragile float model" and "42%" in why
     assert _verdict(0.0, [0.05] * 30 + [6.0] * 10)[0] == "error accumulates through the recurrence"
     assert _verdict(0.0, [1.0] * 40)[0] == "error from the first frames"
+
+
+def test_explain_names_the_worst_tensor_of_a_tflite_artifact(run_copy, monkeypatch):
+    """full-int8 calibrated on windows 50x quieter than the data: every real input saturates the int8
+    input range, so the per-tensor comparison with the float twin must show tensors many quantization
+    steps off, name the worst and point at a recipe."""
+    from edgernn.export import export_run, recipes
+    from edgernn.tensor_error import tensor_errors
+
+    real = recipes.calibration_windows
+
+    def quiet(run):
+        X = real(run)
+        mean = np.asarray(run.preprocessing()["mean"], np.float32)
+        return (mean + (X - mean) * 0.02).astype(np.float32)
+
+    monkeypatch.setattr(recipes, "calibration_windows", quiet)
+    run = run_copy(cell="gru", hidden=16)
+    export_run(run, formats="tflite", precisions="float,int8", recipe="full-int8")
+    r = CliRunner().invoke(main, ["parity", str(run), "-q"])
+    assert r.exit_code == 1 and "sequence-int8.tflite" in r.output  # it really fails the gate
+    r = CliRunner().invoke(main, ["parity", str(run), "--explain", "sequence-int8.tflite"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((run / "explain" / "explain-sequence-int8.tflite.json").read_text())
+    worst = rep["tensors"][0]
+    assert worst["dtype"] == "int8" and worst["steps"] > 3 and worst["relative"] > 0.05, worst
+    assert f"worst tensor {worst['tensor']} ({worst['op']}, int8, recipe full-int8)" in r.output
+    assert "leave the calibrated range and clip" in r.output and "--recipe dynamic" in r.output
+    # the same comparison of the float twin with itself: nothing to blame
+    art = run / "artifacts" / "sequence-float.tflite"
+    X = np.asarray(json.loads((run / "explain" / "explain-sequence-int8.tflite.json").read_text())["windows"][0]
+                   ["window"])
+    from edgernn.rundir import load_run
+
+    loaded = load_run(run)
+    same = tensor_errors(art, art, loaded.normalize(loaded.data()["X_test"][int(X)][None])[0])
+    assert same and max(t["rmse"] for t in same) == 0.0

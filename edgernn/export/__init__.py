@@ -54,15 +54,17 @@ class Format:
 FORMATS = {f.name: f for f in (
     Format("onnx", "edgernn.export.onnx:export_onnx", "onnx", ("float", "int8"), MODES,
            ("torch", "onnx", "onnxruntime"), "onnx",
-           "ONNX for onnxruntime; int8 = onnxruntime dynamic quantization (an LSTM runs dynamic-int8, a GRU/RNN "
-           "recurrence stays float: onnxruntime has no integer GRU)"),
+           "ONNX for onnxruntime; int8 = onnxruntime dynamic quantization (an LSTM runs dynamic-int8; a GRU/RNN "
+           "stores its weights int8 but computes in float - onnxruntime has no integer GRU - unless pinned to "
+           "--recipe integer-matmul)"),
     Format("ort", "edgernn.export.onnx:export_ort", "ort", ("float", "int8"), MODES,
            ("onnxruntime",), "onnx",
            "the ORT flatbuffer format that mobile/minimal onnxruntime builds load (converted from onnx)",
            built_from="onnx"),
     Format("tflite", "edgernn.export.tflite:export_tflite", "tflite", ("float", "int8", "dynamic"), MODES,
            ("torch", "tensorflow", "tf_keras"), "tflite",
-           "TFLite for LiteRT; int8 = full integer, calibrated on training windows; dynamic = dynamic range",
+           "TFLite for LiteRT; int8 = the first of full-int8, int16x8, dynamic range that passes the gate; "
+           "dynamic = dynamic range",
            skip="edgernn.export.tflite:skip_reason"),
 )}
 assert set(FORMATS) == set(FORMAT_RUNTIME), "export registry and manifest schema disagree on formats"

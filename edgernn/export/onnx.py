@@ -18,10 +18,15 @@ unrolled nn.RNN into hundreds of nodes with a fixed time axis. Every export is c
 against torch (max|diff| <= 1e-4 at the example length, a shorter and a longer one, and other batch
 sizes); on failure ExportError is raised and no file is left behind.
 
-int8 = onnxruntime dynamic quantization (quant_pre_process, then quantize_dynamic, int8 weights):
-LSTM becomes com.microsoft::DynamicQuantizeLSTM and the head MatMulInteger. onnxruntime has no integer
-GRU or RNN, so those stay float and the manifest's "quantization" block says so (computed from the
-quantized graph, not assumed).
+int8 recipes (options.recipe; edgernn.export.recipes picks one):
+  dynamic         quant_pre_process, then quantize_dynamic (int8 weights): LSTM becomes
+                  com.microsoft::DynamicQuantizeLSTM and the head MatMulInteger. onnxruntime has no integer
+                  GRU or RNN: their op stays float, with W and R stored int8 behind DequantizeLinear
+                  (edgernn.export.onnx_integer), so the manifest says "recurrent": "weights-int8".
+  int8-head       quantize_dynamic of the head only: the recurrent op keeps float weights.
+  integer-matmul  GRU/RNN rewritten as MatMul ops in a Loop, quantized with subgraphs: MatMulInteger
+                  runs the recurrence; the export times it against the float GRU op (latency_us).
+The manifest's "quantization" block is computed from the quantized graph, not assumed.
 """
 
 from __future__ import annotations
@@ -223,7 +228,9 @@ def quantization_block(op_types: list[str], precision: str, cell: str, recipe: s
         recurrent = "weights-int8" if "DequantizeLinear" in bare else "float"
         note = (f"the {kinds} op computes in float" + (" with float weights" if recurrent == "float" else "")
                 + f" (onnxruntime has no integer {kinds})"
-                + (", its weights are stored int8 and dequantized when the session loads" if
+                + (", its weights are stored int8 behind DequantizeLinear (onnxruntime folds them to float "
+                   "once at load with the session option session.disable_quant_qdq=1, as edgernn's runtime "
+                   "sets it; without it they are dequantized on every call, ~1.4x slower)" if
                    recurrent == "weights-int8" else "") + "; the head is dynamic-int8. For an integer "
                 "recurrence use --recipe integer-matmul (ONNX) or --format tflite")
     elif "Loop" in bare or recipe == "integer-matmul":

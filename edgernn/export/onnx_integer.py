@@ -170,6 +170,7 @@ def latency_us(path: Path, feeds: dict, mode: str, n: int = 200) -> float:
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    so.add_session_config_entry("session.disable_quant_qdq", "1")  # as edgernn.runtimes.ort_backend
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     for _ in range(10):
         sess.run(None, feeds)

@@ -12,7 +12,7 @@ rejected. Calibration never sees the held-out windows: run.data()["X_calib"] (tr
 `train`) is split by calibration_split(): every HOLDOUT_EVERY-th window is held out for the gate, the
 rest calibrate. The test windows stay untouched for `edgernn parity`. Besides the parity gate on the
 held-out windows (accuracy, and the long stream for step artifacts), a candidate must agree with the
-float model on a STRESS set: perturbed copies of the held-out windows (amplitude x0.25/x0.5/x1.5 around
+float model on a STRESS set: perturbed copies of the saved training windows (amplitude x0.25/x0.5/x1.5 around
 the training mean, noise, a half-window roll), where full int8 breaks first when field data is quieter
 or louder than the training windows.
 """
@@ -57,8 +57,13 @@ RECIPES = {r.name: r for r in (
 # the order `--precision int8` tries, per format (ort is converted from the onnx artifact the order chose)
 ORDER = {"tflite": ("full-int8", "int16x8", "dynamic"), "onnx": ("dynamic", "int8-head")}
 HOLDOUT_EVERY = 4  # every 4th calibration window is held out for the recipe gate
-STRESS_AMPLITUDES = (0.25, 0.5, 1.5)  # stress copies of the held-out windows, scaled around the training mean
+STRESS_AMPLITUDES = (0.25, 0.5, 1.5)  # stress copies of the training windows, scaled around the training mean
 STRESS_NOISE = 0.1  # and with gaussian noise of this many training standard deviations
+STRESS_BASE = 200  # training windows the stress set perturbs
+# a stress window whose output is off by more than this share of the float output range is a gross error:
+# rounding noise does not do that (dynamic and ONNX int8 stayed near 3% or less on the stress sets measured),
+# a broken state or a clipped range does (full-int8 GRU h32: 52% on 2 of 200 copies, and it lost a test window)
+STRESS_GROSS = 0.25
 MIN_HOLDOUT = 4  # below 2 * this many calibration windows there is nothing to spare: gate on all of them
 
 
@@ -111,16 +116,17 @@ class _Holdout:
         self.ref_metrics = score_outputs(self.ref, self.y, self.lengths, run.task, denormalized=True)
         self.gates = gates
         self._stream_ref = None
-        # the stress set: the held-out windows perturbed the way field data differs from training data
-        # (quieter / louder signals, sensor noise, another phase of the pattern). Labels may not survive a
-        # perturbation, so an artifact must AGREE with the float model there (top-1, classify/tag). Measured
-        # on the basic-motions GRU h64: full-int8 agreed 100% on the held-out windows but flipped on
-        # half-amplitude copies - and on 2 of 40 test windows - while dynamic agreed everywhere.
+        # the stress set: the saved training windows (up to STRESS_BASE) perturbed the way field data
+        # differs from training data (quieter / louder signals, sensor noise, another phase of the pattern):
+        # no perturbed copy was seen by calibration. Labels may not survive a perturbation, so an artifact
+        # must AGREE with the float model there (top-1, classify/tag). Measured on the demo GRU h32: full-int8
+        # step agreed 100% on the 10 held-out windows and on 50 perturbed copies of them, yet lost a test
+        # window; on 200 copies of all 40 training windows it agreed 95-97.5% while dynamic agreed 100%.
         if run.task != "forecast":
             pre = run.preprocessing()
             mean, std = (np.asarray(pre[k], np.float32) for k in ("mean", "std"))
             rng = np.random.default_rng(0)
-            X = self.X.astype(np.float32)
+            X = d["X_calib"][:STRESS_BASE].astype(np.float32)
             variants = [mean + (X - mean) * a for a in STRESS_AMPLITUDES]
             variants.append(X + STRESS_NOISE * std * rng.standard_normal(X.shape).astype(np.float32))
             variants.append(np.roll(X, X.shape[1] // 2, axis=1))
@@ -154,12 +160,17 @@ class _Holdout:
             got, _ = run_artifact(load(path), self.X_stress, mode, run.task)
             agree = float(np.mean(got.argmax(-1) == self.ref_stress.argmax(-1)))
             need = self.gates.min_accuracy_ratio
+            rng = float(self.ref_stress.max() - self.ref_stress.min())
+            err = np.abs(got - self.ref_stress).reshape(len(got), -1).max(-1)
+            gross = int(np.sum(err > STRESS_GROSS * rng))
             out["stress"] = {"windows": int(len(self.X_stress)), "agreement": agree,
-                             "max_abs_diff": float(np.abs(got - self.ref_stress).max()),
-                             "gate": f"agreement with float >= {need:g} on {len(self.X_stress)} perturbed copies "
-                                     f"(amplitude x{', x'.join(f'{a:g}' for a in STRESS_AMPLITUDES)}, noise "
+                             "max_abs_diff": float(err.max()), "gross_errors": gross,
+                             "gate": f"agreement with float >= {need:g} and no output off by more than "
+                                     f"{STRESS_GROSS:.0%} of the float output range ({STRESS_GROSS * rng:.3g}) on "
+                                     f"{len(self.X_stress)} perturbed copies (amplitude "
+                                     f"x{', x'.join(f'{a:g}' for a in STRESS_AMPLITUDES)}, noise "
                                      f"{STRESS_NOISE:g} std, half-window roll)",
-                             "passed": agree >= need - 1e-12}
+                             "passed": agree >= need - 1e-12 and gross == 0}
             out["passed"] = out["passed"] and out["stress"]["passed"]
         return out
 
@@ -176,7 +187,8 @@ def _verdict(g: dict) -> str:
         parts.append(f"long stream failed ({ls['gate']})")
     st = g.get("stress")
     if st:
-        parts.append(f"stress agreement {st['agreement']:.3f} on {st['windows']} perturbed copies"
+        parts.append(f"stress agreement {st['agreement']:.3f}, {st['gross_errors']} gross errors on {st['windows']} "
+                     "perturbed copies"
                      + ("" if st["passed"] else f" (FAILED: {st['gate']}, max|diff| {st['max_abs_diff']:.3g})"))
     return f"{'passed' if g['passed'] else 'failed'} on {g['windows']} held-out windows: " + ", ".join(parts)
 
