@@ -182,27 +182,30 @@ def _tensors(run, path: Path, manifest: dict, window) -> tuple[list, str]:
     twin = path.with_name(f"{manifest['mode']}-float.tflite")
     if not twin.exists() or window is None:
         return [], f"per-tensor error: needs {twin.name} beside the artifact (export --precision float too)"
-    from .tensor_error import tensor_errors
+    from .tensor_error import onset, tensor_errors
 
-    rows = tensor_errors(path, twin, run.normalize(window[None])[0], top=TOP_TENSORS)
+    rows = tensor_errors(path, twin, run.normalize(window[None])[0])
     if not rows:
         return [], "per-tensor error: no tensor names in common with the float graph"
-    w = rows[0]
+    w, first = rows[0], onset(rows)
     recipe = (manifest.get("quantization") or {}).get("recipe")
-    if w.get("steps") and w["steps"] > 20:
-        fix = ("far beyond rounding noise (~0.3 steps): its values leave the calibrated range and clip; calibrate "
-               "on windows that cover the field data, or --recipe dynamic (no calibrated activation ranges)"
-               + ("; --recipe int16x8 keeps the same ranges" if w["dtype"] == "int8" else ""))
-    elif w["dtype"] == "int8":
-        fix = ("int16 activations (--recipe int16x8) give it 256x finer steps; --recipe dynamic keeps "
-               "activations float")
+    if w["dtype"] == "int8":
+        fix = ("--recipe int16x8 gives activations 256x finer steps (same calibrated ranges); --recipe dynamic "
+               "keeps activations float")
     elif w["dtype"] == "int16":
         fix = "--recipe dynamic keeps activations float"
     else:
-        fix = "it is float already: the error arrives from quantized tensors upstream"
+        fix = "it is float: the error arrives from quantized tensors upstream"
     steps = f", {w['steps']:.1f} quantization steps" if w.get("steps") else ""
-    return rows, (f"worst tensor {w['tensor']} ({w['op']}, {w['dtype']}{f', recipe {recipe}' if recipe else ''}): "
-                  f"rmse {w['rmse']:.3g} = {w['relative']:.1%} of its float range{steps}; {fix}")
+    text = (f"worst tensor {w['tensor']} ({w['op']} #{w['op_index']}, {w['dtype']}"
+            f"{f', recipe {recipe}' if recipe else ''}): rmse {w['rmse']:.3g} = {w['relative']:.1%} of its float "
+            f"range{steps}")
+    if w.get("steps") and w["steps"] > 3:
+        text += " - far beyond rounding noise (~0.3 steps): error amplified along the graph, or a clipped range"
+    if first and first["tensor"] != w["tensor"]:
+        text += (f"; the error takes off at {first['tensor']} ({first['op']} #{first['op_index']} of the graph, "
+                 f"{first['relative']:.1%} of range)")
+    return rows[:TOP_TENSORS], text + f"; {fix}"
 
 
 def _alternatives(run, manifest: dict, name: str) -> list:

@@ -14,6 +14,8 @@ and every tensor present in both graphs under the same name is compared after de
   steps     rmse / the tensor's quantization scale (what TFLite's QuantizationDebugger calls rmse/scale:
             ~0.29 is plain rounding noise; much more means error arriving from upstream or clipping)
 The graphs come from one Keras model, so names match for most activations; constants are skipped.
+The error is cumulative (each graph runs on its own upstream values), so in a recurrence the worst
+tensors are late ones; `onset` finds the first tensor in execution order whose error crosses a threshold.
 """
 
 from __future__ import annotations
@@ -67,11 +69,12 @@ class _Runner:
         self.inputs = {d["name"]: d for d in self.it.get_input_details()}
         self.outputs = {d["name"]: d for d in self.it.get_output_details()}
         ops = self.it._get_ops_details()
-        self.producer = {}
-        for op in ops:
+        self.producer, self.order = {}, {}
+        for k, op in enumerate(ops):
             for i in op["outputs"]:
                 if i >= 0:
                     self.producer[i] = op["op_name"]
+                    self.order[i] = k
 
     def _x(self, x: np.ndarray):
         name = next(t["name"] for t in self.manifest["inputs"] if t["role"] == "x")
@@ -150,8 +153,18 @@ def tensor_errors(int8_path: Path, float_path: Path, window: np.ndarray, top: in
         rng = a["hi"] - a["lo"]
         scale = float(det["quantization"][0]) if np.dtype(det["dtype"]).kind == "i" else None
         rows.append({"tensor": name, "op": q_run.producer.get(det["index"], "?"),
+                     "op_index": q_run.order.get(det["index"], -1),
                      "dtype": np.dtype(det["dtype"]).name, "scale": scale, "rmse": rmse,
                      "relative": rmse / rng if rng > 0 else 0.0,
                      "steps": rmse / scale if scale else None})
     rows.sort(key=lambda r: -r["relative"])
     return rows[:top] if top else rows
+
+
+def onset(rows: list[dict], share: float = 0.5) -> dict | None:
+    """The first tensor in execution order whose relative error reaches `share` of the worst one's."""
+    if not rows:
+        return None
+    limit = share * max(r["relative"] for r in rows)
+    early = [r for r in rows if r["relative"] >= limit and r["op_index"] >= 0]
+    return min(early, key=lambda r: r["op_index"]) if early else None

@@ -89,8 +89,8 @@ def test_explain_names_the_worst_tensor_of_a_tflite_artifact(run_copy, monkeypat
     rep = json.loads((run / "explain" / "explain-sequence-int8.tflite.json").read_text())
     worst = rep["tensors"][0]
     assert worst["dtype"] == "int8" and worst["steps"] > 3 and worst["relative"] > 0.05, worst
-    assert f"worst tensor {worst['tensor']} ({worst['op']}, int8, recipe full-int8)" in r.output
-    assert "leave the calibrated range and clip" in r.output and "--recipe dynamic" in r.output
+    assert f"worst tensor {worst['tensor']} ({worst['op']} #{worst['op_index']}, int8, recipe full-int8)" in r.output
+    assert "far beyond rounding noise" in r.output and "--recipe dynamic" in r.output
     # the same comparison of the float twin with itself: nothing to blame
     art = run / "artifacts" / "sequence-float.tflite"
     X = np.asarray(json.loads((run / "explain" / "explain-sequence-int8.tflite.json").read_text())["windows"][0]
