@@ -65,21 +65,13 @@ def test_fragile_float_model_is_not_blamed_on_int8():
     assert _verdict(0.0, [1.0] * 40)[0] == "error from the first frames"
 
 
-def test_explain_names_the_worst_tensor_of_a_tflite_artifact(run_copy, monkeypatch):
-    """full-int8 calibrated on windows 50x quieter than the data: every real input saturates the int8
-    input range, so the per-tensor comparison with the float twin must show tensors many quantization
-    steps off, name the worst and point at a recipe."""
-    from edgernn.export import export_run, recipes
+def test_explain_names_the_worst_tensor_of_a_tflite_artifact(run_copy, quiet_calibration):
+    """full-int8 calibrated on windows 50x quieter than the data (conftest's quiet_calibration): every
+    real input saturates the int8 input range, so the per-tensor comparison with the float twin must
+    show tensors many quantization steps off, name the worst and point at a recipe."""
+    from edgernn.export import export_run
     from edgernn.tensor_error import tensor_errors
 
-    real = recipes.calibration_windows
-
-    def quiet(run):
-        X = real(run)
-        mean = np.asarray(run.preprocessing()["mean"], np.float32)
-        return (mean + (X - mean) * 0.02).astype(np.float32)
-
-    monkeypatch.setattr(recipes, "calibration_windows", quiet)
     run = run_copy(cell="gru", hidden=16)
     export_run(run, formats="tflite", precisions="float,int8", recipe="full-int8")
     r = CliRunner().invoke(main, ["parity", str(run), "-q"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -16,21 +15,6 @@ from edgernn.rundir import load_run
 from edgernn.runtimes.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def quiet_calibration(monkeypatch):
-    """Calibrate int8 on copies of the calibration windows shrunk 50x around the training mean."""
-    from edgernn.export import recipes
-
-    real = recipes.calibration_windows
-
-    def quiet(run):
-        X = real(run)
-        mean = np.asarray(run.preprocessing()["mean"], np.float32)
-        return (mean + (X - mean) * 0.02).astype(np.float32)
-
-    monkeypatch.setattr(recipes, "calibration_windows", quiet)
 
 
 def test_fallback_takes_the_next_recipe_when_the_first_fails(run_copy, quiet_calibration):
