@@ -123,3 +123,17 @@ def test_calibration_never_sees_the_held_out_windows(make_run):
 
     calib, hold = calibration_split(load_run(make_run(cell="gru", hidden=16)))
     assert len(hold) == 25 and len(calib) == 75 and not set(calib) & set(hold)
+
+
+def test_export_json_names_the_recipe(run_copy):
+    from edgernn.cli import main
+
+    run_dir = run_copy(cell="lstm", hidden=16)
+    r = CliRunner().invoke(main, ["export", str(run_dir), "--format", "onnx", "--precision", "float,int8", "--json",
+                                  "-q"])
+    assert r.exit_code == 0, r.output
+    rows = {row["precision"]: row for row in json.loads(r.output)}
+    assert rows["float"]["recipe"] == "none" and rows["float"]["rejected_recipes"] == []
+    q = read_manifest(rows["int8"]["path"])["quantization"]
+    assert rows["int8"]["recipe"] == q["recipe"] in ("dynamic", "int8-head")
+    assert rows["int8"]["rejected_recipes"] == [x["recipe"] for x in q["selection"]["rejected"]]

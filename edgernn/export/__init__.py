@@ -131,9 +131,17 @@ class ExportResult:
     skipped: str = ""  # reason, when a combination is not produced
 
     def to_dict(self) -> dict:
-        return {"format": self.format, "precision": self.precision, "mode": self.mode,
-                "path": str(self.path) if self.path else None, "seconds": round(self.seconds, 3),
-                "size_bytes": self.path.stat().st_size if self.path else None, "skipped": self.skipped}
+        d = {"format": self.format, "precision": self.precision, "mode": self.mode,
+             "path": str(self.path) if self.path else None, "seconds": round(self.seconds, 3),
+             "size_bytes": self.path.stat().st_size if self.path else None, "skipped": self.skipped,
+             "recipe": None, "rejected_recipes": []}
+        if self.path:
+            from ..runtimes.manifest import read_manifest
+
+            q = read_manifest(self.path, verify=False)["quantization"]
+            d["recipe"] = q.get("recipe")
+            d["rejected_recipes"] = [r["recipe"] for r in (q.get("selection") or {}).get("rejected", [])]
+        return d
 
 
 def plan(formats, precisions, streaming: bool, bidirectional: bool):
