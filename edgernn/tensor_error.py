@@ -43,20 +43,20 @@ def _interpreter(path: Path):
     return it
 
 
-def _q(d: dict, x: np.ndarray) -> np.ndarray:
-    dt = np.dtype(d["dtype"])
+def _tensor(d: dict):
+    """The runtime's Tensor (edgernn.runtimes.tensor) for an interpreter tensor detail: its (de)quantization."""
+    from .runtimes.tensor import Tensor
+
     scale, zp = d["quantization"]
-    if dt.kind == "i" and scale:
-        info = np.iinfo(dt)
-        return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dt)
-    return x.astype(dt)
+    return Tensor({"name": d["name"]}, d["dtype"], scale, zp)
+
+
+def _q(d: dict, x: np.ndarray) -> np.ndarray:
+    return _tensor(d).quantize(np.asarray(x, np.float32))
 
 
 def _dq(d: dict, v: np.ndarray) -> np.ndarray:
-    scale, zp = d["quantization"]
-    if np.dtype(d["dtype"]).kind == "i" and scale:
-        return (v.astype(np.float32) - zp) * scale
-    return v.astype(np.float32)
+    return _tensor(d).dequantize(v)
 
 
 class _Runner:

@@ -211,7 +211,7 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
         if holdout is None:
             from ..parity import Gates
 
-            holdout = recipes._Holdout(run, gates or Gates())
+            holdout = recipes.Holdout(run, gates or Gates())
         pinned = recipe if recipe in recipes.recipes_for(fmt) else None
         return recipes.export_int8(run, where, fmt, mode, replace(opts, recipe=pinned), get_exporter(fmt),
                                    holdout=holdout)

@@ -99,7 +99,7 @@ def calibration_windows(run) -> np.ndarray:
     return run.data()["X_calib"][calibration_split(run)[0]]
 
 
-class _Holdout:
+class Holdout:
     """Held-out windows with their float references, computed once per export_run."""
 
     def __init__(self, run, gates):
@@ -193,7 +193,7 @@ def _verdict(g: dict) -> str:
     return f"{'passed' if g['passed'] else 'failed'} on {g['windows']} held-out windows: " + ", ".join(parts)
 
 
-def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, holdout: _Holdout | None = None,
+def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, holdout: Holdout | None = None,
                 gates=None) -> Path:
     """Build `{mode}-int8.{ext}` with the first recipe of ORDER[fmt] that passes the parity gate on held-out
     calibration windows (or with options.recipe alone, kept whatever the gate says). Candidates are built
@@ -206,7 +206,7 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
     order = (pinned,) if pinned else ORDER[fmt]
     if pinned and fmt not in RECIPES[pinned].formats:
         raise ConfigError(f"recipe {pinned!r} is for --format {', '.join(RECIPES[pinned].formats)}, not {fmt}")
-    holdout = holdout or _Holdout(run, gates or Gates())
+    holdout = holdout or Holdout(run, gates or Gates())
     rejected, candidates = [], []
     out_dir = Path(out_dir)
     scratch = Path(tempfile.mkdtemp(prefix=".edgernn-recipe-", dir=out_dir))
