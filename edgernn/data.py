@@ -213,59 +213,159 @@ DATASETS = {
 # ----------------------------------------------------------------------------- user files
 
 
-def _check_X(X, what: str, path) -> np.ndarray:
-    X = np.asarray(X)
-    if X.size == 0:
-        raise DataError(f"{path}: {what} is empty; expected a float array [N, T, C] with N, T, C >= 1")
-    if X.ndim != 3:
-        raise DataError(f"{path}: {what} has shape {X.shape} ({X.ndim}-D); expected 3-D [N, T, C] "
-                        "(samples, time steps, channels)")
-    if not np.issubdtype(X.dtype, np.number):
-        raise DataError(f"{path}: {what} has dtype {X.dtype}; expected numbers [N, T, C]")
-    X = X.astype(np.float32)
-    bad = ~np.isfinite(X)
+# Largest |value| accepted in X, X_test and forecasting targets. Training statistics are float32 (see
+# train.norm_stats): the variance sums squared deviations of up to (2 * MAX_ABS)^2 = 4e28 each, which stays
+# below float32's 3.4e38 for up to ~8e9 values per channel. A bound of 1e18 would not do: 1000 values near
+# 1e18 already overflow to std = inf. No sensor reading in sensible units comes near 1e14 (Unix time in ms is
+# ~2e12); larger values are unit mistakes, or ns timestamps that float32 cannot resolve anyway.
+MAX_ABS = 1e14
+MIN_PER_CLASS = 2  # classification: training windows per class (after any test split)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+def _member(z, key: str, path) -> np.ndarray:
+    """One array of an open .npz; object (ragged) arrays and unreadable members become a DataError."""
+    try:
+        return np.asarray(z[key])
+    except ValueError as exc:
+        if "Object arrays" not in str(exc):
+            raise DataError(f"{path}: cannot read {key} ({_first_line(exc)}); re-save it with np.savez") from exc
+        fix = ("pad the sequences to one float array [N, T, C] with zeros at the start (left padding), or use "
+               "the CSV format, which allows sequences of different lengths" if key.startswith("X") else
+               "store labels as one int or str array: [N], or [N, T] per-step tags left-padded like X")
+        raise DataError(f"{path}: {key} is an object array (ragged: items of different lengths or types), "
+                        f"which .npz data cannot hold; {fix}") from exc
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read {key} ({_first_line(exc)}); re-save it with np.savez") from exc
+
+
+def _check_values(a: np.ndarray, what: str, path) -> None:
+    """No NaN/inf and |x| < MAX_ABS, checked in the array's own dtype (before a float32 cast overflows)."""
+    bad = ~np.isfinite(a)
     if bad.any():
         i = tuple(int(v) for v in np.argwhere(bad)[0])
         raise DataError(f"{path}: {what} contains {int(bad.sum())} NaN/inf values (first at index {i}); "
                         "clean or impute them before training")
-    return X
+    big = (a >= np.float64(MAX_ABS)) | (a <= -np.float64(MAX_ABS))  # float64 limit: no float16 overflow
+    if big.any():
+        i = tuple(int(v) for v in np.argwhere(big)[0])
+        peak = float(np.abs(a[big].astype(np.float64)).max())
+        raise DataError(f"{path}: {what} has {int(big.sum())} values with |x| >= {MAX_ABS:.0e} (largest {peak:.3g}, "
+                        f"first at index {i}), where float32 training statistics overflow; rescale to sensible "
+                        f"units (e.g. divide by {10.0 ** np.floor(np.log10(peak)):.0e})")
 
 
-def _labels_for(y, X, what: str, path, task: str):
+def _check_X(X, what: str, path) -> np.ndarray:
+    X = np.asarray(X)
+    if X.size == 0:
+        raise DataError(f"{path}: {what} is empty (shape {X.shape}); expected a float array [N, T, C] with "
+                        "N, T, C >= 1")
+    if X.ndim != 3:
+        raise DataError(f"{path}: {what} has shape {X.shape} ({X.ndim}-D); expected 3-D [N, T, C] "
+                        "(samples, time steps, channels)")
+    if X.dtype.kind not in "fiu":
+        raise DataError(f"{path}: {what} has dtype {X.dtype}; expected numbers [N, T, C]")
+    _check_values(X, what, path)
+    return X.astype(np.float32)
+
+
+def _labels_for(y, X, what: str, xwhat: str, path) -> np.ndarray:
     y = np.asarray(y)
-    if y.size == 0 or len(y) != len(X):
-        raise DataError(f"{path}: {what} has {len(y) if y.ndim else 0} labels but X has {len(X)} samples; "
-                        f"expected {what} of shape [{len(X)}]")
+    n = len(y) if y.ndim else 0
+    if y.size == 0 and n:
+        raise DataError(f"{path}: {what} is empty (shape {y.shape}); expected {len(X)} labels or targets, one per "
+                        f"window of {xwhat}")
+    if y.size == 0 or n != len(X):
+        raise DataError(f"{path}: {what} has {n} labels but {xwhat} has {len(X)} samples; expected {what} with "
+                        f"{len(X)} rows (got shape {y.shape})")
+    if y.dtype.kind not in "biufUS":
+        raise DataError(f"{path}: {what} has dtype {y.dtype}; expected int or str labels (float for forecasting)")
     return y
 
 
+def _integral(y: np.ndarray) -> bool:
+    return y.dtype.kind != "f" or bool(np.isfinite(y).all() and (y == np.floor(y)).all())
+
+
+def _encode(y, idx: dict, labels: list, what: str, path) -> np.ndarray:
+    """Labels (any shape) -> int64 class ids; a label absent from the training labels is a DataError."""
+    if not _integral(y):
+        raise DataError(f"{path}: {what} holds non-integer or NaN floats; class "
+                        "labels must be ints or strings")
+    num = y.dtype.kind in "iuf"
+    keys = [str(int(v)) if num else str(v) for v in y.ravel().tolist()]
+    unknown = sorted(set(keys) - set(idx))
+    if unknown:
+        raise DataError(f"{path}: {what} labels {unknown[:5]} never occur in the training labels {labels[:10]}; "
+                        "add training windows with those labels or drop them from the test data")
+    return np.array([idx[k] for k in keys], dtype=np.int64).reshape(y.shape)
+
+
 def _classify_labels(ytr, yte, path):
-    if ytr.ndim != 1 or (yte is not None and yte.ndim != 1):
-        raise DataError(f"{path}: y has shape {ytr.shape}; for classification expected 1-D [N] labels "
-                        "(use y of shape [N, T] for per-step tagging)")
-    if np.issubdtype(ytr.dtype, np.floating) and not np.all(np.mod(ytr, 1) == 0):
-        raise DataError(f"{path}: y holds non-integer floats; classification labels must be ints or strings "
-                        "(for forecasting pass y with shape [N, C] or [N, horizon, C])")
-    values = sorted({str(v) if not np.issubdtype(ytr.dtype, np.number) else int(v) for v in ytr.tolist()})
+    for y, what in ((ytr, "y"), (yte, "y_test")):
+        if y is None:
+            continue
+        if y.ndim != 1:
+            raise DataError(f"{path}: {what} has shape {y.shape}; for classification expected 1-D [N] labels "
+                            "(use y of shape [N, T] for per-step tagging)")
+        if not _integral(y):
+            raise DataError(f"{path}: {what} holds non-integer floats; classification labels must be ints or "
+                            "strings (for forecasting pass y with shape [N, C] or [N, horizon, C])")
+    values = sorted({int(v) if ytr.dtype.kind in "iuf" else str(v) for v in ytr.tolist()})
     labels = [str(v) for v in values]
     idx = {lab: i for i, lab in enumerate(labels)}
-
-    def enc(y):
-        keys = [str(int(v)) if np.issubdtype(y.dtype, np.number) else str(v) for v in y.tolist()]
-        unknown = sorted(set(keys) - set(idx))
-        if unknown:
-            raise DataError(f"{path}: test labels {unknown[:5]} never occur in the training labels {labels[:10]}")
-        return np.array([idx[k] for k in keys], dtype=np.int64)
-
-    return labels, enc(ytr), (enc(yte) if yte is not None else None)
+    return labels, _encode(ytr, idx, labels, "y", path), \
+        (_encode(yte, idx, labels, "y_test", path) if yte is not None else None)
 
 
-def _split(X, y, lengths, test_fraction: float, seed: int):
+def _check_classes(labels: list, y, path) -> None:
+    if len(labels) < 2:
+        what = "per-step labels" if y.ndim == 2 else "labels"
+        raise DataError(f"{path}: all {y.size} {what} in y are {labels[0]!r}; a classifier needs at least 2 classes: "
+                        "add windows of another class")
+
+
+def _check_sizes(path, task: str, n: int, labels: list, given_test: bool) -> None:
+    """Before the split: enough windows for MIN_PER_CLASS training windows per class (classify) or 2 (tag,
+    forecast), plus 1 test window unless X_test is given."""
+    need = MIN_PER_CLASS * len(labels) if task == "classify" else 2
+    what = f"{n} window{'s' * (n != 1)}" + (f" for {len(labels)} classes" if task == "classify" else "")
+    rule = f"{MIN_PER_CLASS} training windows per class" if task == "classify" else "2 training windows"
+    if given_test and n < need:
+        raise DataError(f"{path}: only {what} to train on; {_TASK_NAMES[task]} needs at least {need} ({rule}): "
+                        "add windows")
+    if not given_test and n < need + 1:
+        raise DataError(f"{path}: only {what}; {_TASK_NAMES[task]} needs at least {need + 1} ({rule} plus 1 test "
+                        "window): add windows or pass X_test/y_test")
+
+
+_TASK_NAMES = {"classify": "classification", "tag": "per-step tagging", "forecast": "forecasting"}
+
+
+def _check_trained_classes(path, y, labels: list, split_note: str) -> None:
+    """After the split: every class keeps MIN_PER_CLASS training windows."""
+    counts = np.bincount(y, minlength=len(labels))
+    k = int(np.argmin(counts))
+    if counts[k] < MIN_PER_CLASS:
+        raise DataError(f"{path}: class {labels[k]!r} has {int(counts[k])} training window(s){split_note}; every "
+                        f"class needs at least {MIN_PER_CLASS}: add windows of that class or pass X_test/y_test")
+
+
+def _check_real_steps(path, lengths: np.ndarray) -> None:
+    if not lengths.any():
+        raise DataError(f"{path}: every training window is all zeros, which reads as left padding (no real steps); "
+                        "check the data")
+
+
+def _split(X, y, lengths, test_fraction: float, seed: int, path):
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(X))
     n_test = max(1, int(round(len(X) * test_fraction)))
     if len(X) - n_test < 2:
-        raise DataError(f"only {len(X)} samples: need at least 3 to hold out a test split; "
+        raise DataError(f"{path}: only {len(X)} samples: need at least 3 to hold out a test split; "
                         "add samples or provide X_test/y_test")
     te, tr = perm[:n_test], perm[n_test:]
     return X[tr], y[tr], lengths[tr], X[te], y[te], lengths[te]
@@ -280,15 +380,20 @@ def _infer_lengths(X: np.ndarray) -> np.ndarray:
 
 def load_npz(path: Path | str, test_fraction: float = 0.25, seed: int = 0) -> Dataset:
     """User data: X [N,T,C] float, y [N] labels (classify), [N,T] (tag) or [N,C] / [N,H,C] float
-    (forecast); optional X_test/y_test, else a seeded test split of test_fraction."""
+    (forecast); optional X_test/y_test, else a seeded test split of test_fraction. Validates everything
+    training relies on (see docs/data.md), so a bad file fails here, before anything is written."""
     path = Path(path)
     try:
         z = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0]}); expected np.savez "
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    except Exception as exc:  # numpy reads what is neither a zip nor .npy data as a pickle, which it refuses
+        why = "neither a zip archive nor .npy data" if "pickled" in str(exc) else _first_line(exc)
+        raise DataError(f"{path}: not a readable .npz file ({why}); expected np.savez "
                         "with X [N, T, C] and y [N]") from exc
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: holds a single array (np.save), not an .npz archive; save it with "
+                        "np.savez(path, X=X, y=y)")
     with z:
         keys = set(z.files)
         if not keys:
@@ -300,44 +405,67 @@ def load_npz(path: Path | str, test_fraction: float = 0.25, seed: int = 0) -> Da
         if ("X_test" in keys) != ("y_test" in keys):
             raise DataError(f"{path}: has {'X_test' if 'X_test' in keys else 'y_test'} without its partner; "
                             "provide both X_test and y_test or neither")
-        X = _check_X(z["X"], "X", path)
-        y = _labels_for(z["y"], X, "y", path, "")
-        Xte = _check_X(z["X_test"], "X_test", path) if "X_test" in keys else None
-        yte = _labels_for(z["y_test"], Xte, "y_test", path, "") if Xte is not None else None
-    if Xte is not None and Xte.shape[2] != X.shape[2]:
-        raise DataError(f"{path}: X has {X.shape[2]} channels but X_test has {Xte.shape[2]}")
+        X = _check_X(_member(z, "X", path), "X", path)
+        y = _labels_for(_member(z, "y", path), X, "y", "X", path)
+        Xte = _check_X(_member(z, "X_test", path), "X_test", path) if "X_test" in keys else None
+        yte = _labels_for(_member(z, "y_test", path), Xte, "y_test", "X_test", path) if Xte is not None else None
+    N, T, C = X.shape
+    if Xte is not None and Xte.shape[2] != C:
+        raise DataError(f"{path}: X has {C} channels but X_test has {Xte.shape[2]}")
 
-    if np.issubdtype(y.dtype, np.floating) and y.ndim >= 2:
+    if y.dtype.kind == "f" and y.ndim >= 2:
         task = "forecast"
-        y = y.reshape(len(y), -1).astype(np.float32)
-        if not np.isfinite(y).all():
-            raise DataError(f"{path}: y contains NaN/inf values")
+        if y.ndim > 3 or (y.ndim == 2 and y.shape[1] % C) or (y.ndim == 3 and y.shape[2] != C):
+            raise DataError(f"{path}: forecasting y has shape {y.shape} but X has {C} channels; expected "
+                            f"[{N}, {C}] or [{N}, horizon, {C}] (a forecaster predicts every channel)")
+        _check_values(y, "y", path)
         if yte is not None:
+            if yte.shape[1:] != y.shape[1:]:
+                raise DataError(f"{path}: y_test has shape {yte.shape} but y has {y.shape}; forecasting targets "
+                                f"must match per window: y_test of shape {(len(yte),) + y.shape[1:]}")
+            if yte.dtype.kind not in "fiu":
+                raise DataError(f"{path}: y_test has dtype {yte.dtype}; forecasting targets must be numbers like y")
+            _check_values(yte, "y_test", path)
             yte = yte.reshape(len(yte), -1).astype(np.float32)
+        y = y.reshape(N, -1).astype(np.float32)
         labels = []
-        horizon = max(1, y.shape[1] // X.shape[2])
+        horizon = y.shape[1] // C
     elif y.ndim == 2:
         task = "tag"
-        if y.shape[1] != X.shape[1]:
-            raise DataError(f"{path}: per-step labels y have {y.shape[1]} steps but X has {X.shape[1]}")
-        labels = [str(v) for v in sorted(set(np.asarray(y).ravel().tolist()))]
+        if y.shape[1] != T:
+            raise DataError(f"{path}: per-step labels y have {y.shape[1]} steps but X has {T}; expected y of shape "
+                            f"[{N}, {T}] (or [{N}] for one label per window)")
+        if yte is not None and Xte.shape[1] != T:
+            raise DataError(f"{path}: X has {T} steps but X_test has {Xte.shape[1]}; per-step tagging needs one "
+                            "window length: left-pad the shorter windows (and their labels) to the same T")
+        if yte is not None and yte.shape != Xte.shape[:2]:
+            raise DataError(f"{path}: y_test has shape {yte.shape}; per-step labels must match X_test: "
+                            f"[{len(Xte)}, {Xte.shape[1]}]")
+        labels = [str(v) for v in sorted(set(y.ravel().tolist()))]
         idx = {lab: i for i, lab in enumerate(labels)}
-        enc = np.vectorize(lambda v: idx[str(v)])
-        y = enc(y).astype(np.int64)
-        yte = enc(yte).astype(np.int64) if yte is not None else None
+        y = _encode(y, idx, labels, "y", path)
+        yte = _encode(yte, idx, labels, "y_test", path) if yte is not None else None
+        _check_classes(labels, y, path)
         horizon = 1
     else:
         task = "classify"
         labels, y, yte = _classify_labels(y, yte, path)
+        _check_classes(labels, y, path)
         horizon = 1
+    _check_sizes(path, task, N, labels, Xte is not None)
 
     ltr = _infer_lengths(X)
     if Xte is None:
-        X, y, ltr, Xte, yte, lte = _split(X, y, ltr, test_fraction, seed)
+        X, y, ltr, Xte, yte, lte = _split(X, y, ltr, test_fraction, seed, path)
+        note = f" after the seeded {test_fraction:.0%} test split (seed {seed})"
     else:
         lte = _infer_lengths(Xte)
         T = max(X.shape[1], Xte.shape[1])
         X, Xte = _repad(X, ltr, T), _repad(Xte, lte, T)
+        note = ""
+    _check_real_steps(path, ltr)
+    if task == "classify":
+        _check_trained_classes(path, y, labels, note)
     return Dataset(path.stem, task, X, y, ltr, Xte, yte, lte, labels=labels,
                    description=f"user data from {path.name}", horizon=horizon)
 
@@ -349,35 +477,47 @@ def load_csv(path: Path | str, test_fraction: float = 0.25, seed: int = 0) -> Da
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a UTF-8 text CSV") from None
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: file not found") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not a UTF-8 text CSV") from exc
+    except csv.Error as exc:
+        raise DataError(f"{path}: not a readable CSV ({_first_line(exc)}); expected plain comma-separated "
+                        "text `sequence,label[,split],ch0,ch1,...`") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or _first_line(exc)})") from exc
     if not rows or not rows[0]:
         raise DataError(f"{path}: empty CSV; expected a header `sequence,label[,split],ch0,ch1,...`")
     header = [h.strip() for h in rows[0]]
     for col in ("sequence", "label"):
         if col not in header:
-            raise DataError(f"{path}: missing column {col!r} (header: {','.join(header)}); expected "
+            raise DataError(f"{path}: missing column {col!r} (header: {','.join(header)!r}); expected "
                             "`sequence,label[,split],ch0,ch1,...`, one row per time step")
     si, li = header.index("sequence"), header.index("label")
     pi = header.index("split") if "split" in header else None
     chan_idx = [i for i in range(len(header)) if i not in (si, li, pi)]
     if not chan_idx:
         raise DataError(f"{path}: no channel columns after sequence/label; expected at least one numeric column")
-    if len(rows) < 2:
+    if not any(rows[1:]):
         raise DataError(f"{path}: header only, no data rows")
     seqs: dict[str, list] = {}
     meta: dict[str, tuple] = {}
     for n, row in enumerate(rows[1:], start=2):
+        if not row:  # a blank line (e.g. at the end of the file) holds no data
+            continue
         if len(row) != len(header):
             raise DataError(f"{path}:{n}: {len(row)} fields but the header has {len(header)}")
         try:
             vals = [float(row[i]) for i in chan_idx]
-        except ValueError:
-            raise DataError(f"{path}:{n}: non-numeric channel value in {row}") from None
+        except ValueError as exc:
+            raise DataError(f"{path}:{n}: non-numeric channel value in {row}") from exc
         if not all(np.isfinite(vals)):
             raise DataError(f"{path}:{n}: NaN/inf channel value; clean or impute it before training")
+        peak = max(abs(v) for v in vals)
+        if peak >= MAX_ABS:
+            raise DataError(f"{path}:{n}: channel value {peak:.3g} has |x| >= {MAX_ABS:.0e}, where float32 training "
+                            f"statistics overflow; rescale to sensible units (e.g. divide by "
+                            f"{10.0 ** np.floor(np.log10(peak)):.0e})")
         key = row[si]
         split = row[pi].strip().lower() if pi is not None else "train"
         if split not in ("train", "test"):
@@ -391,12 +531,23 @@ def load_csv(path: Path | str, test_fraction: float = 0.25, seed: int = 0) -> Da
     X, lengths = pad_sequences(arrays)
     y = np.array([meta[k][0] for k in keys])
     is_test = np.array([meta[k][1] == "test" for k in keys])
+    if is_test.all():
+        raise DataError(f"{path}: all {len(keys)} sequences have split=test; mark at least "
+                        f"{MIN_PER_CLASS} per class as train")
     if is_test.any():
         labels, ytr, yte = _classify_labels(y[~is_test], y[is_test], path)
+        _check_classes(labels, ytr, path)
+        _check_sizes(path, "classify", len(ytr), labels, True)
+        _check_real_steps(path, lengths[~is_test])
+        _check_trained_classes(path, ytr, labels, "")
         return Dataset(path.stem, "classify", X[~is_test], ytr, lengths[~is_test], X[is_test], yte,
                        lengths[is_test], labels=labels, description=f"user CSV {path.name}")
     labels, yall, _ = _classify_labels(y, None, path)
-    Xtr, ytr, ltr, Xte, yte, lte = _split(X, yall, lengths, test_fraction, seed)
+    _check_classes(labels, yall, path)
+    _check_sizes(path, "classify", len(yall), labels, False)
+    Xtr, ytr, ltr, Xte, yte, lte = _split(X, yall, lengths, test_fraction, seed, path)
+    _check_real_steps(path, ltr)
+    _check_trained_classes(path, ytr, labels, f" after the seeded {test_fraction:.0%} test split (seed {seed})")
     return Dataset(path.stem, "classify", Xtr, ytr, ltr, Xte, yte, lte, labels=labels,
                    description=f"user CSV {path.name}")
 

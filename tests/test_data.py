@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgernn.data import DATASETS, load_dataset, pad_sequences, read_ts
+from edgernn.data import DATASETS, MAX_ABS, MIN_PER_CLASS, load_dataset, pad_sequences, read_ts
 from edgernn.errors import DataError
 
 
@@ -35,10 +35,13 @@ def test_synthetic_forecast():
     assert ds.task == "forecast" and ds.y_train.shape == (300, 2) and ds.num_outputs == 2
 
 
-def test_every_registered_dataset_loads():
+def test_every_registered_dataset_loads_and_meets_the_user_data_rules():
     for name in DATASETS:
         ds = load_dataset(name)
-        assert len(ds.X_train) and len(ds.X_test)
+        assert len(ds.X_train) >= 2 and len(ds.X_test) >= 1
+        assert np.isfinite(ds.X_train).all() and np.abs(ds.X_train).max() < MAX_ABS
+        if ds.task == "classify":
+            assert len(ds.labels) >= 2 and np.bincount(ds.y_train).min() >= MIN_PER_CLASS, name
 
 
 def test_pad_sequences():
@@ -157,3 +160,149 @@ def test_bad_csv(tmp_path, content, expected):
     p.write_text(content)
     with pytest.raises(DataError, match=expected):
         load_dataset(str(p))
+
+
+# ---- issue 13: each of these trained, crashed or wrote a run before; now one line naming the fix, no files -----
+def _ragged():
+    X = np.empty(2, dtype=object)
+    X[0], X[1] = np.zeros((5, 2)), np.zeros((7, 2))
+    return X
+
+
+_rng = np.random.default_rng(0)
+
+
+def _X(n, T=20, C=3):
+    return _rng.standard_normal((n, T, C)).astype(np.float32)
+
+
+def _fc_nan_y_test():
+    yt = _rng.standard_normal((10, 3)).astype(np.float32)
+    yt[2, 1] = np.nan
+    return yt
+
+
+ISSUE13 = {
+    "ragged": (dict(X=_ragged(), y=np.array([0, 1])),
+               ["X is an object array (ragged", "left padding", "CSV format"]),
+    "ragged_y": (dict(X=_X(2), y=_ragged()), ["y is an object array (ragged", "[N, T] per-step tags"]),
+    "tag_unseen": (dict(X=_X(30), y=_rng.integers(0, 2, (30, 20)), X_test=_X(10), y_test=np.full((10, 20), 7)),
+                   ["y_test labels ['7'] never occur in the training labels ['0', '1']"]),
+    "tag_T": (dict(X=_X(30), y=_rng.integers(0, 2, (30, 20)), X_test=_X(10, T=25),
+                   y_test=_rng.integers(0, 2, (10, 25))), ["X has 20 steps but X_test has 25", "left-pad"]),
+    "tag_y_test_T": (dict(X=_X(30), y=_rng.integers(0, 2, (30, 20)), X_test=_X(10),
+                          y_test=_rng.integers(0, 2, (10, 25))),
+                     ["y_test has shape (10, 25); per-step labels must match X_test: [10, 20]"]),
+    "tag_y_test_1d": (dict(X=_X(30), y=_rng.integers(0, 2, (30, 20)), X_test=_X(10), y_test=np.zeros(10, int)),
+                      ["y_test has shape (10,); per-step labels must match X_test: [10, 20]"]),
+    "one_class": (dict(X=_X(40), y=np.zeros(40, int)),
+                  ["all 40 labels in y are '0'", "needs at least 2 classes"]),
+    "one_class_tag": (dict(X=_X(40), y=np.ones((40, 20), int)),
+                      ["all 800 per-step labels in y are '1'", "needs at least 2 classes"]),
+    "fc_nan": (dict(X=_X(40), y=_rng.standard_normal((40, 3)).astype(np.float32), X_test=_X(10),
+                    y_test=_fc_nan_y_test()), ["y_test contains 1 NaN/inf values (first at index (2, 1))"]),
+    "fc_width": (dict(X=_X(40), y=_rng.standard_normal((40, 3)).astype(np.float32), X_test=_X(10),
+                      y_test=_rng.standard_normal((10, 1)).astype(np.float32)),
+                 ["y_test has shape (10, 1) but y has (40, 3)", "y_test of shape (10, 3)"]),
+    "fc_y_width": (dict(X=_X(40), y=_rng.standard_normal((40, 2)).astype(np.float32)),
+                   ["forecasting y has shape (40, 2) but X has 3 channels", "[40, horizon, 3]"]),
+    "huge": (dict(X=_X(40) * 1e30, y=_rng.integers(0, 3, 40)),
+             ["X has 2400 values with |x| >= 1e+14", "rescale to sensible units (e.g. divide by 1e+30)"]),
+    "huge_X_test": (dict(X=_X(40), y=np.arange(40) % 2, X_test=np.full((4, 20, 3), -5e15), y_test=np.arange(4) % 2),
+                    ["X_test has 240 values with |x| >= 1e+14 (largest 5e+15"]),
+    "beyond_float32": (dict(X=np.full((40, 20, 3), 1e300), y=np.arange(40) % 2),
+                       ["X has 2400 values with |x| >= 1e+14 (largest 1e+300"]),
+    "huge_forecast_y": (dict(X=_X(40), y=np.full((40, 3), 2e20)), ["y has 120 values with |x| >= 1e+14"]),
+    "three": (dict(X=_X(3), y=np.array([0, 1, 0])),
+              ["only 3 windows for 2 classes", "needs at least 5 (2 training windows per class plus 1 test window)"]),
+    "one_window_of_a_class": (dict(X=_X(9), y=np.array([0, 0, 0, 0, 1, 1, 1, 1, 2]), X_test=_X(2), y_test=[0, 1]),
+                              ["class '2' has 1 training window(s); every class needs at least 2"]),
+    "split_leaves_one": (dict(X=_X(7), y=np.array([1, 1, 0, 1, 0, 0, 1])),  # the seed-0 split tests windows 2, 4
+                         ["class '0' has 1 training window(s) after the seeded 25% test split (seed 0)"]),
+    "one_forecast_window": (dict(X=_X(2), y=np.ones((2, 3))), ["only 2 windows; forecasting needs at least 3"]),
+    "all_zero": (dict(X=np.zeros((12, 5, 2)), y=np.arange(12) % 2), ["every training window is all zeros"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ISSUE13))
+def test_issue13_bad_data_one_line_error(tmp_path, case):
+    arrays, expected = ISSUE13[case]
+    p = tmp_path / f"{case}.npz"
+    np.savez(p, **arrays)
+    with pytest.raises(DataError) as err:
+        load_dataset(str(p))
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(str(p)), msg
+    for fact in expected:
+        assert fact in msg, msg
+
+
+@pytest.mark.parametrize("case", ["ragged", "tag_unseen", "tag_T", "one_class", "fc_nan", "fc_width", "huge", "three"])
+def test_issue13_cli_train_exits_1_and_writes_nothing(tmp_path, case):
+    from click.testing import CliRunner
+
+    from edgernn.cli import main
+
+    arrays, expected = ISSUE13[case]
+    p = tmp_path / f"{case}.npz"
+    np.savez(p, **arrays)
+    out = tmp_path / "run"
+    r = CliRunner().invoke(main, ["train", "-d", str(p), "--epochs", "3", "-q", "--out", str(out)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.output  # no uncaught exception
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and len(r.output.strip().splitlines()) == 1, r.output
+    assert expected[0] in r.output and not out.exists()
+
+
+def test_npz_numbers_check_before_float32_cast(tmp_path):
+    """float16 and int data load; a float64 NaN is reported as NaN, not as a magnitude."""
+    p = tmp_path / "ok.npz"
+    np.savez(p, X=(_X(12) * 100).astype(np.float16), y=np.arange(12) % 3)
+    assert load_dataset(str(p)).X_train.dtype == np.float32
+    np.savez(p, X=np.arange(12 * 4 * 2).reshape(12, 4, 2) - 40, y=np.arange(12) % 3)
+    assert load_dataset(str(p)).X_train.dtype == np.float32
+    X = _X(12).astype(np.float64)
+    X[1, 2, 0] = np.nan
+    np.savez(p, X=X, y=np.arange(12) % 3)
+    with pytest.raises(DataError, match=r"X contains 1 NaN/inf values \(first at index \(1, 2, 0\)\)"):
+        load_dataset(str(p))
+
+
+def test_npz_that_is_not_an_npz(tmp_path):
+    p = tmp_path / "single.npz"
+    with open(p, "wb") as f:
+        np.save(f, _X(4))
+    with pytest.raises(DataError, match=r"holds a single array \(np.save\), not an .npz archive"):
+        load_dataset(str(p))
+    p.write_bytes(b"\x80\x04random bytes")
+    with pytest.raises(DataError, match=r"not a readable .npz file \(neither a zip archive nor .npy data\)"):
+        load_dataset(str(p))
+
+
+def _csv(tmp_path, rows, header="sequence,label,ax,ay"):
+    p = tmp_path / "d.csv"
+    p.write_text("\n".join([header] + rows) + "\n")
+    return p
+
+
+@pytest.mark.parametrize("rows,expected", [
+    ([f"s{i},a,{i},1" for i in range(6)], "all 6 labels in y are 'a'; a classifier needs at least 2 classes"),
+    (["s0,a,1,1", "s1,b,1,1", "s2,a,1,1"], "only 3 windows for 2 classes; classification needs at least 5"),
+    ([f"s{i},{'ab'[i % 2]},1,1" for i in range(8)] + ["s9,b,3e20,1"],
+     "d.csv:10: channel value 3e+20 has |x| >= 1e+14"),
+])
+def test_csv_gets_the_same_rules(tmp_path, rows, expected):
+    with pytest.raises(DataError) as err:
+        load_dataset(str(_csv(tmp_path, rows)))
+    assert expected in str(err.value)
+
+
+def test_csv_split_rules_and_blank_lines(tmp_path):
+    rows = [f"s{i},{'ab'[i % 2]},{'test' if i >= 4 else 'train'},{i},1" for i in range(6)]
+    ds = load_dataset(str(_csv(tmp_path, rows + [""], header="sequence,label,split,ax,ay")))  # trailing blank line
+    assert len(ds.X_train) == 4 and len(ds.X_test) == 2
+    rows = [f"s{i},{'ab'[i % 2]},test,{i},1" for i in range(6)]
+    with pytest.raises(DataError, match="all 6 sequences have split=test"):
+        load_dataset(str(_csv(tmp_path, rows, header="sequence,label,split,ax,ay")))
+    rows = [f"s{i},{'aab'[i % 3]},{'test' if i >= 5 else 'train'},{i},1" for i in range(6)]
+    with pytest.raises(DataError, match=r"class 'b' has 1 training window\(s\); every class needs at least 2"):
+        load_dataset(str(_csv(tmp_path, rows, header="sequence,label,split,ax,ay")))
