@@ -90,6 +90,8 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     threads = threads or board.default_threads
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
     manifests = {p: read_manifest(p) for p in paths}
+    for p, m in manifests.items():
+        run.check_artifact(p, m)
     if runtimes:
         wanted = set(runtimes)
         paths = [p for p in paths if manifests[p]["runtime"] in wanted]
@@ -132,6 +134,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     for p in paths:
         agg = aggregate(by_key[p], _macs(manifests[p], run.seq_len))
         agg["size_bytes"] = manifests[p]["size_bytes"]
+        agg["sha256"] = manifests[p]["sha256"]
         agg["compute_label"] = compute_label(manifests[p]["quantization"])
         out = next((r.get("parity_output") for r in by_key[p] if r.get("parity_output") is not None), None)
         agg.pop("parity_output", None)
@@ -149,6 +152,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     first = raw[0] if raw else {}
     report = {
         "run": str(run.path),
+        "model": run.identity,
         "target": board.name,
         "board": board.to_dict() if hasattr(board, "to_dict") else {"name": board.name},
         "host": host,
@@ -190,8 +194,10 @@ def format_table(report: dict) -> str:
     lines = [f"target {report['target']}: {m.get('cpu_model', '?')} ({m.get('cores', '?')} cores, "
              f"{m.get('arch', m.get('machine', '?'))}), threads {s['threads']}, batch 1, T={s['window_length']}, "
              f"{s['runs']} runs x {s['repeat']} repeat(s)",
-             f"{'artifact':<26} {'runtime':<11} {'p50 us':>9} {'p90':>9} {'p99':>9} {'std':>8} {'frame p50':>9} "
-             f"{'load ms':>8} {'RSS MB':>7} {'KB':>7} {'MMAC/s':>8} {'spread':>6}"]
+             "latency in microseconds per call: per window (sequence artifacts) or per frame (step artifacts), "
+             "see 'per'; 'stream p50' = per frame over one continuous stream (step artifacts)",
+             f"{'artifact':<26} {'runtime':<11} {'per':<6} {'p50 us':>9} {'p90':>9} {'p99':>9} {'std':>8} "
+             f"{'stream p50':>10} {'load ms':>8} {'RSS MB':>7} {'KB':>7} {'MMAC/s':>8} {'spread':>6}"]
     rows = list(report["results"])
     if report.get("torch_eager"):
         t = dict(report["torch_eager"])
@@ -207,12 +213,13 @@ def format_table(report: dict) -> str:
         rss = (r.get("rss_mb") or {}).get("inference_peak")
         load = r.get("load_s")
         mps = r.get("mac_per_s")
+        per = r.get("latency_unit") or ("frame" if r.get("mode") == "step" else "window")
+        spread = f"{r.get('spread_pct', 0):>5.1f}%" if r.get("repeats", 1) > 1 else f"{'-':>6}"  # one repeat: none
         lines.append(
-            f"{r['artifact']:<26} {r.get('runtime', 'torch'):<11} {f(lat.get('p50'), 9)} {f(lat.get('p90'), 9)} "
-            f"{f(lat.get('p99'), 9)} {f(lat.get('std'), 8)} {f(stream.get('p50'), 9)} "
+            f"{r['artifact']:<26} {r.get('runtime', 'torch'):<11} {per:<6} {f(lat.get('p50'), 9)} "
+            f"{f(lat.get('p90'), 9)} {f(lat.get('p99'), 9)} {f(lat.get('std'), 8)} {f(stream.get('p50'), 10)} "
             f"{f(load * 1e3 if load is not None else None, 8)} {f(rss, 7)} "
-            f"{r.get('size_bytes', 0) / 1024:>7.1f} {f(mps / 1e6 if mps else None, 8)} "
-            f"{r.get('spread_pct', 0):>5.1f}%")
+            f"{r.get('size_bytes', 0) / 1024:>7.1f} {f(mps / 1e6 if mps else None, 8)} {spread}")
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)

@@ -114,6 +114,7 @@ def explain(run_dir, artifact, trials: int = 100, out_dir: Path | None = None, p
     if not path.exists() and (run.artifacts_dir / path.name).exists():
         path = run.artifacts_dir / path.name
     manifest = read_manifest(path)
+    run.check_artifact(path, manifest)
     if manifest["precision"] == "float":
         raise ConfigError(f"{path.name} is a float artifact; --explain diagnoses quantized ones (int8, dynamic)")
     session = load(path)

@@ -8,16 +8,21 @@ Parity: run every exported artifact with its real runtime on the held-out test s
 Per artifact: accuracy (or RMSE for forecasting), change vs the float torch model, top-1 agreement,
 max / mean |output difference| (int8 outputs dequantized), and for streaming (step) artifacts the
 max difference between frame-by-frame outputs and the torch full-sequence output, plus a LONG-STREAM
-check: stream_windows (default 10) consecutive test windows as one stream with no reset, compared frame
-by frame with the float torch stepper, error reported per block (one block = one window of frames) so
-drift is visible.
+(soak) check: test windows back to back as one stream of stream_frames frames (default 20,000) with no
+reset, compared frame by frame with the float torch model, error reported per block of ~1,000 frames
+so drift is visible (a device streams for hours; an int8 state that leaves its calibrated range shows
+up only there).
 
 Gates (an artifact fails when):
   float artifacts        max |diff| > float_tol + float_rtol * (range of the float outputs)
                          (like numpy's allclose atol + rtol: float32 rounding grows with the outputs and
                          with T; defaults 1e-4 + 1e-4 x range, still ~100x below a wrong weight)
-  int8 / dynamic         accuracy < min_accuracy_ratio * float accuracy (default 0.99);
-                         forecasting: RMSE > float RMSE / min_accuracy_ratio
+  int8 / dynamic         classify/tag: accuracy < min_accuracy_ratio * float accuracy (default 0.99) or
+                         top-1 agreement with the float model < min_agreement (default 0.98: a gate on
+                         accuracy alone is one-sided - an artifact of ANOTHER model can score as well);
+                         forecasting: RMSE > max_rmse_ratio * float RMSE (default 1.02) or the RMS
+                         difference from the float forecasts > sqrt(max_rmse_ratio^2 - 1) * float RMSE
+                         (the deviation that, independent of the float error, would use up the ratio)
   long stream (step)     float: the float gate over the whole stream; quantized: the error drifts (the
                          stream's mean |diff| > max_stream_drift (default 2) x that of the same windows
                          streamed from a reset, + 0.1% of the output range) or (classify/tag) top-1
@@ -27,6 +32,7 @@ Gates (an artifact fails when):
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,15 +48,21 @@ from .train import score_outputs
 
 
 def find_artifacts(run: Run, artifacts_dir: Path | None = None) -> list[Path]:
+    """Every artifact file (by format extension) in RUN/artifacts, each with its manifest. An artifact
+    without a manifest is an error, not silently skipped: nothing says what it is or where it came from."""
     d = Path(artifacts_dir) if artifacts_dir else run.artifacts_dir
     if not d.is_dir():
         raise ConfigError(f"no artifacts in {d}; run `edgernn export {run.path}` first")
-    exts = {f.ext for f in FORMATS.values()}
-    paths = sorted(p.with_name(p.name[: -len(".json")]) for p in d.glob("*.json")
-                   if p.name.rsplit(".", 2)[-2] in exts)
-    if not paths:
+    exts = {"." + f.ext for f in FORMATS.values()}
+    files = sorted(p for p in d.iterdir() if p.suffix in exts and not p.name.startswith(".") and p.is_file())
+    orphans = [p.name for p in files if not p.with_name(p.name + ".json").is_file()]
+    if orphans:
+        raise ArtifactError(f"{d}: {', '.join(orphans)} {'has' if len(orphans) == 1 else 'have'} no manifest "
+                            f"(NAME.json beside it): re-export with `edgernn export {run.path}` or remove "
+                            f"{'it' if len(orphans) == 1 else 'them'}")
+    if not files:
         raise ConfigError(f"no artifacts in {d}; run `edgernn export {run.path}` first")
-    return paths
+    return files
 
 
 def run_artifact(session, X_raw: np.ndarray, mode: str, task: str) -> tuple[np.ndarray, float]:
@@ -77,29 +89,44 @@ def float_limit(ref: np.ndarray, float_tol: float, float_rtol: float) -> tuple[f
     return limit, f"max|diff| <= {limit:.3g} ({float_tol:g} + {float_rtol:g} x output range {rng:.3g})"
 
 
+BLOCK_FRAMES = 1000  # the soak reports its error per block of about this many frames (whole windows)
+
+
+def stream_windows_for(frames: int, T: int) -> int:
+    """How many test windows of T frames make a stream of at least `frames` frames."""
+    return max(1, -(-int(frames) // int(T)))
+
+
 def long_stream(run: Run, session, X_raw: np.ndarray, n_windows: int, refs: tuple | None = None) -> dict:
     """Stream n_windows consecutive test windows (cycled if the test set is smaller) through a step
-    artifact as ONE stream, no reset, and compare every frame's output with the float torch stepper.
-    The same windows are also streamed one at a time from a reset, so each block (one window of frames)
-    has an error with the carried-in state and one without: their ratio is the drift, free of how hard
-    the windows themselves are. `refs` = stream_references(...) may be passed to avoid recomputing."""
+    artifact as ONE stream, no reset, and compare every frame's output with the float torch model.
+    The same windows are also streamed one at a time from a reset, so each block has an error with the
+    carried-in state and one without: their ratio is the drift, free of how hard the windows themselves
+    are. Blocks are whole windows, about BLOCK_FRAMES frames each. `refs` = stream_references(...) may be
+    passed to avoid recomputing. Also returns the runtime's saturation count (Stream.saturation)."""
     frames, ref, ref_reset = refs if refs is not None else stream_references(run, X_raw, n_windows)
+    from .runtimes import SaturationWarning
+
     T = X_raw.shape[1]
-    stream = session.stream()
-    out = np.stack([np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames])
-    out_reset = []
-    for b in range(0, len(frames), T):
-        stream.reset()
-        out_reset += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[b:b + T]]
+    with warnings.catch_warnings():  # counted below and shown in the table, not warned
+        warnings.simplefilter("ignore", SaturationWarning)
+        stream = session.stream()
+        out = np.stack([np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames])
+        saturation = stream.saturation
+        out_reset = []
+        for b in range(0, len(frames), T):
+            stream.reset()
+            out_reset += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[b:b + T]]
     out_reset = np.stack(out_reset)
     diff, diff_reset = np.abs(out - ref), np.abs(out_reset - ref_reset)
-    blocks = [slice(b, b + T) for b in range(0, len(frames), T)]
-    res = {"windows": int(n_windows), "frames": int(len(frames)), "block_frames": int(T),
+    size = T * max(1, round(BLOCK_FRAMES / T))
+    blocks = [slice(b, b + size) for b in range(0, len(frames), size)]
+    res = {"windows": int(n_windows), "frames": int(len(frames)), "block_frames": int(size),
            "block_max_abs_diff": [float(diff[b].max()) for b in blocks],
            "block_mean_abs_diff": [float(diff[b].mean()) for b in blocks],
            "block_mean_abs_diff_reset": [float(diff_reset[b].mean()) for b in blocks],
            "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-           "mean_abs_diff_reset": float(diff_reset.mean())}
+           "mean_abs_diff_reset": float(diff_reset.mean()), "saturation": saturation}
     if run.task != "forecast":
         agree = out.argmax(-1) == ref.argmax(-1)
         res["block_agreement"] = [float(agree[b].mean()) for b in blocks]
@@ -137,9 +164,8 @@ def long_stream_gate(res: dict, ref: np.ndarray, precision: str, task: str, floa
     return {**res, "drift_ratio": drift, "gate": text, "passed": bool(passed)}
 
 
-def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metrics: dict,
-            float_tol: float, min_ratio: float, float_rtol: float = 1e-4, y: np.ndarray | None = None,
-            lengths: np.ndarray | None = None) -> dict:
+def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metrics: dict, gates: "Gates",
+            y: np.ndarray | None = None, lengths: np.ndarray | None = None) -> dict:
     """Parity numbers and gate verdict for one artifact's outputs vs the torch reference (both in the
     model's output units, i.e. de-normalized for forecast), scored against labels y (default: the
     run's test labels)."""
@@ -159,6 +185,8 @@ def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metr
     if task == "forecast":
         row["rmse"] = metrics["rmse"]
         row["rmse_change"] = metrics["rmse"] - ref_metrics["rmse"]
+        row["rmse_ratio"] = metrics["rmse"] / ref_metrics["rmse"] if ref_metrics["rmse"] > 0 else None
+        row["rms_diff"] = float(np.sqrt(np.mean((out - ref) ** 2)))
         row["agreement"] = None
     else:
         row["accuracy"] = metrics["accuracy"]
@@ -171,16 +199,19 @@ def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metr
             row["agreement"] = float((out.argmax(-1) == ref.argmax(-1)).mean())
     precision = manifest["precision"]
     if precision == "float":
-        limit, row["gate"] = float_limit(ref, float_tol, float_rtol)
+        limit, row["gate"] = float_limit(ref, gates.float_tol, gates.float_rtol)
         row["passed"] = bool(row["max_abs_diff"] <= limit)
     elif task == "forecast":
-        limit = ref_metrics["rmse"] / min_ratio
-        row["gate"] = f"rmse <= {limit:.4g} (float {ref_metrics['rmse']:.4g} / {min_ratio:g})"
-        row["passed"] = bool(row["rmse"] <= limit)
+        ratio, frmse = gates.max_rmse_ratio, ref_metrics["rmse"]
+        limit, dev = frmse * ratio, frmse * float(np.sqrt(ratio ** 2 - 1))
+        row["gate"] = (f"rmse <= {limit:.4g} ({ratio:g} x float {frmse:.4g}) and rms diff from float <= {dev:.4g} "
+                       f"(sqrt({ratio:g}^2 - 1) x float rmse)")
+        row["passed"] = bool(row["rmse"] <= limit * (1 + 1e-9) and row["rms_diff"] <= dev * (1 + 1e-9))
     else:
-        limit = ref_metrics["accuracy"] * min_ratio
-        row["gate"] = f"accuracy >= {limit:.4f} ({min_ratio:g} x float {ref_metrics['accuracy']:.4f})"
-        row["passed"] = bool(row["accuracy"] >= limit - 1e-12)
+        limit = ref_metrics["accuracy"] * gates.min_accuracy_ratio
+        row["gate"] = (f"accuracy >= {limit:.4f} ({gates.min_accuracy_ratio:g} x float {ref_metrics['accuracy']:.4f})"
+                       f" and agreement with float >= {gates.min_agreement:g}")
+        row["passed"] = bool(row["accuracy"] >= limit - 1e-12 and row["agreement"] >= gates.min_agreement - 1e-12)
     return row
 
 
@@ -189,20 +220,27 @@ class Gates:
     """The parity gate's thresholds (module docstring); one set, used by `parity` and by export's
     int8 recipe selection (edgernn.export.recipes), so an artifact chosen at export passes the same gate."""
     min_accuracy_ratio: float = 0.99
+    min_agreement: float = 0.98
+    max_rmse_ratio: float = 1.02
     float_tol: float = 1e-4
     float_rtol: float = 1e-4
     min_stream_agreement: float = 0.95
-    stream_windows: int = 10
+    stream_frames: int = 20000
     max_stream_drift: float = 2.0
 
     def __post_init__(self):
-        if not 0.0 < self.min_accuracy_ratio <= 1.0:
-            raise ConfigError(f"--min-accuracy-ratio must be in (0, 1], got {self.min_accuracy_ratio}")
-        if not (self.float_tol >= 0 and self.float_rtol >= 0 and 0.0 <= self.min_stream_agreement <= 1.0
-                and self.stream_windows >= 1 and self.max_stream_drift >= 1):
-            raise ConfigError(f"need float tolerances >= 0, stream agreement in [0, 1], >= 1 stream window and a "
-                              f"stream drift limit >= 1 (got {self.float_tol}, {self.float_rtol}, "
-                              f"{self.min_stream_agreement}, {self.stream_windows}, {self.max_stream_drift})")
+        checks = [("--min-accuracy-ratio", self.min_accuracy_ratio, 0.0 < self.min_accuracy_ratio <= 1.0, "in (0, 1]"),
+                  ("--min-agreement", self.min_agreement, 0.0 <= self.min_agreement <= 1.0, "in [0, 1]"),
+                  ("--max-rmse-ratio", self.max_rmse_ratio, self.max_rmse_ratio >= 1.0, ">= 1"),
+                  ("--float-tol", self.float_tol, self.float_tol >= 0, ">= 0"),
+                  ("--float-rtol", self.float_rtol, self.float_rtol >= 0, ">= 0"),
+                  ("--min-stream-agreement", self.min_stream_agreement, 0.0 <= self.min_stream_agreement <= 1.0,
+                   "in [0, 1]"),
+                  ("--stream-frames", self.stream_frames, self.stream_frames >= 1, ">= 1"),
+                  ("--max-stream-drift", self.max_stream_drift, self.max_stream_drift >= 1, ">= 1")]
+        for name, value, ok, want in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {want}, got {value}")
 
 
 def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: np.ndarray, ref: np.ndarray,
@@ -210,11 +248,12 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
                   stream_ref: tuple | None = None, manifest: dict | None = None) -> dict:
     """One artifact through the parity gate on raw windows X (labels y): its row of numbers and "passed".
     ref / ref_metrics: the float torch outputs on X and their scores. A step artifact also gets the
-    long-stream check over gates.stream_windows windows of X (stream_ref = stream_references(...) may be
-    shared between artifacts). `outputs` = precomputed outputs (e.g. from a device): no long stream."""
+    soak over gates.stream_frames frames (whole windows of X, cycled; stream_ref = stream_references(...)
+    may be shared between artifacts). `outputs` = precomputed outputs (e.g. from a device): no long stream."""
     from .runtimes import load
 
     manifest = manifest or read_manifest(path)
+    run.check_artifact(path, manifest)
     if outputs is not None:
         out, secs, session = np.asarray(outputs, np.float32), 0.0, None
     else:
@@ -223,17 +262,18 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
     q = manifest["quantization"]
     row = {"artifact": Path(path).name, "format": manifest["format"], "precision": manifest["precision"],
            "mode": manifest["mode"], "runtime": manifest["runtime"], "size_bytes": manifest["size_bytes"],
-           "recipe": q.get("recipe"), "compute": q["compute"], "compute_label": compute_label(q),
+           "sha256": manifest["sha256"], "recipe": q.get("recipe"), "compute": q["compute"],
+           "compute_label": compute_label(q),
            "int8_ops": q["int8_ops"], "float_ops": q["float_ops"], "seconds": round(secs, 3)}
-    row.update(compare(run, manifest, out, ref, ref_metrics, gates.float_tol, gates.min_accuracy_ratio,
-                       gates.float_rtol, y=y, lengths=lengths))
+    row.update(compare(run, manifest, out, ref, ref_metrics, gates, y=y, lengths=lengths))
     if manifest["mode"] == "step":
         # step artifacts stream each window frame by frame: their outputs ARE stream-vs-full
         row["stream_vs_full_max_diff"] = row["max_abs_diff"]
         if session is not None:
+            n_windows = stream_windows_for(gates.stream_frames, X.shape[1])
             if stream_ref is None:
-                stream_ref = stream_references(run, X, gates.stream_windows)
-            ls = long_stream(run, session, X, gates.stream_windows, stream_ref)
+                stream_ref = stream_references(run, X, n_windows)
+            ls = long_stream(run, session, X, n_windows, stream_ref)
             row["long_stream"] = long_stream_gate(ls, stream_ref[1], manifest["precision"], run.task, gates.float_tol,
                                                   gates.float_rtol, gates.min_stream_agreement,
                                                   gates.max_stream_drift)
@@ -241,16 +281,14 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
     return row
 
 
-def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: float = 0.99,
-                 float_tol: float = 1e-4, threads: int = 1, write: bool = True, progress: bool = False,
-                 outputs: dict | None = None, float_rtol: float = 1e-4, min_stream_agreement: float = 0.95,
-                 stream_windows: int = 10, max_stream_drift: float = 2.0) -> dict:
-    """Parity report for a run's artifacts (written to RUN_DIR/parity.json when write=True).
-    `outputs` may map artifact name -> precomputed outputs (e.g. pulled back from a device; those
-    artifacts get no long-stream check, which needs the runtime here)."""
+def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = None, threads: int = 1,
+                 write: bool = True, progress: bool = False, outputs: dict | None = None) -> dict:
+    """Parity report for a run's artifacts (written to RUN_DIR/parity.json when write=True), gated by
+    `gates` (default Gates()). `outputs` may map artifact name -> precomputed outputs (e.g. pulled back
+    from a device; those artifacts get no long-stream check, which needs the runtime here)."""
     from .progress import progressbar
 
-    gates = Gates(min_accuracy_ratio, float_tol, float_rtol, min_stream_agreement, stream_windows, max_stream_drift)
+    gates = gates or Gates()
     run = load_run(run_dir)
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
     d = run.data()
@@ -266,12 +304,13 @@ def check_parity(run_dir, artifacts: list | None = None, min_accuracy_ratio: flo
             manifest = read_manifest(path)
             given = None if outputs is None else outputs.get(path.name)
             if manifest["mode"] == "step" and given is None and stream_ref is None:
-                stream_ref = stream_references(run, X, stream_windows)
+                stream_ref = stream_references(run, X, stream_windows_for(gates.stream_frames, X.shape[1]))
             row = gate_artifact(run, path, X, d["y_test"], lengths, ref, ref_metrics, gates, threads=threads,
                                 outputs=given, stream_ref=stream_ref, manifest=manifest)
             rows.append(row)
     report = {
         "run": str(run.path),
+        "model": run.identity,
         "task": run.task,
         "n_test": int(len(X)),
         "reference": {"runtime": "torch float", **ref_metrics},
@@ -305,12 +344,17 @@ def format_table(report: dict) -> str:
             streams.append(r)
     if streams:
         ls0 = streams[0]["long_stream"]
-        lines.append(f"long stream: {ls0['windows']} test windows = {ls0['frames']} frames without reset vs the float "
-                     f"stepper; max|diff| per block of {ls0['block_frames']} frames (first .. last), agreement")
+        lines.append(f"soak: {ls0['frames']} frames ({ls0['windows']} test windows) without reset vs the float model; "
+                     f"max|diff| per {ls0['block_frames']} frames (first .. last), agreement, saturated frames "
+                     "(quantized input/state at its range end)")
         for r in streams:
             ls = r["long_stream"]
             blocks = ls["block_max_abs_diff"]
-            shown = " ".join(f"{v:.2g}" for v in (blocks if len(blocks) <= 10 else blocks[:5] + blocks[-5:]))
+            picked = blocks if len(blocks) <= 10 else blocks[:5] + [None] + blocks[-5:]
+            shown = " ".join("..." if v is None else f"{v:.2g}" for v in picked)
             agree = "-" if ls.get("agreement") is None else f"{ls['agreement']:.3f}"
-            lines.append(f"{r['artifact']:<26} {shown:<60} {agree:>6}  {'PASS' if ls['passed'] else 'FAIL'}")
+            sat = ls.get("saturation") or {}
+            sat_text = "/".join("-" if sat.get(k) is None else str(sat[k]) for k in ("input", "state"))
+            lines.append(f"{r['artifact']:<26} {shown:<64} {agree:>6} {sat_text:>9}  "
+                         f"{'PASS' if ls['passed'] else 'FAIL'}")
     return "\n".join(lines)

@@ -53,7 +53,7 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
         if "train" in cfg.stages:
             echo(f"== {cell}: train on {cfg.dataset} -> {run_dir}")
             tcfg = TrainConfig(dataset=cfg.dataset, cell=cell, hidden=cfg.hidden, seed=cfg.seed, epochs=cfg.epochs)
-            m = train(tcfg, run_dir, progress=cfg.progress)
+            m = train(tcfg, run_dir, progress=cfg.progress, force=True)  # the pipeline owns OUT/CELL
             key = m["headline_metric"]
             echo(f"   test {key} {m['test'][key]:.4f} ({m['parameters']} params, {m['train_time_s']:.1f} s)")
             entry["train"] = m

@@ -28,8 +28,9 @@ import io
 import json
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ArtifactError, ConfigError
 from .rundir import load_run
+from .runtimes.manifest import read_manifest
 from .runtimes.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 RUNTIME_COLORS = {"onnxruntime": "tab:blue", "litert": "tab:orange", "torch": "tab:gray"}
@@ -67,6 +68,12 @@ def collect(run_dir, target: str | None = None) -> dict:
     all_benches = sorted(run.path.glob("bench-*.json"), key=lambda p: p.stat().st_mtime)
     benches = [p for p in all_benches if p.name == f"bench-{target}.json"] if target else all_benches
     bench = _read_json(benches[-1]) if benches else None
+    if parity is None and bench is None:
+        raise ConfigError(f"nothing to report for {run.path}: no parity.json and no bench-*.json"
+                          + (f" for target {target}" if target and all_benches else "")
+                          + f"; run `edgernn parity {run.path}` and `edgernn bench {run.path}` first")
+    _check_current(run, parity, "parity.json", "parity")
+    _check_current(run, bench, benches[-1].name if benches else "", "bench")
     rows = {}
     for r in (parity or {}).get("artifacts", []):
         rows[r["artifact"]] = {"artifact": r["artifact"], "format": r["format"], "precision": r["precision"],
@@ -90,6 +97,22 @@ def collect(run_dir, target: str | None = None) -> dict:
             "artifacts": list(rows.values())}
     info["recommendations"], info["recommendation_note"] = recommend(info)
     return info
+
+
+def _check_current(run, results: dict | None, name: str, command: str) -> None:
+    """Refuse results measured on another model, or on artifacts that were re-exported since."""
+    if results is None:
+        return
+    fix = f"re-run `edgernn {command} {run.path}`"
+    run.check_built_for(f"{run.path / name}", {"model_sha256": (results.get("model") or {}).get("sha256"),
+                                               "model_summary": (results.get("model") or {}).get("summary")}, fix)
+    rows = results.get("artifacts") or results.get("results") or []
+    for r in rows:
+        sha = r.get("sha256")
+        m = run.artifacts_dir / (r.get("artifact") or "")
+        if sha and m.is_file() and (m.with_name(m.name + ".json")).is_file():
+            if read_manifest(m, verify=False).get("sha256") != sha:
+                raise ArtifactError(f"{run.path / name} measured an older {m.name} (re-exported since): {fix}")
 
 
 # ----------------------------------------------------------------------------- the decision

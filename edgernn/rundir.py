@@ -11,6 +11,11 @@ The run directory: everything a trained model needs to be exported, checked and 
                           calibration) and X_test/y_test/len_test (held-out set for parity)
       artifacts/          written by `edgernn export` (one manifest JSON beside each artifact)
 
+Every artifact's manifest records the identity of the model it was exported from (source.model_sha256:
+a hash of the weights, the model config, the normalization and the labels); parity, bench and report
+refuse an artifact or a result whose identity is not the run's (`check_artifact`), so a stale artifact
+(the run was retrained, or files were copied between runs) never passes a gate.
+
 A run directory is self-contained: export, parity and bench need nothing else, so it can be copied
 to another machine.
 
@@ -21,17 +26,21 @@ to another machine.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ArtifactError, ConfigError
 from .models import ModelConfig
 from .runtimes.files import atomic_save_npz, atomic_write_bytes, atomic_write_json
 
 REQUIRED = ("model.pt", "config.json", "normalization.json", "labels.json", "data.npz")
+# what `edgernn export`, `parity`, `bench` and `report` derive from the model: stale once it is retrained
+DERIVED = ("artifacts", "parity.json", "bench-*.json", "report.md", "report.json", "plots", "explain")
 
 
 @dataclass
@@ -47,6 +56,7 @@ class Run:
     pad_value: float = 0.0
     metrics: dict = field(default_factory=dict)
     _data: dict | None = None
+    _identity: dict | None = None
 
     @property
     def task(self) -> str:
@@ -85,6 +95,38 @@ class Run:
             pre["output"] = {"mean": self.dataset["output_mean"], "std": self.dataset["output_std"]}
         return pre
 
+    @property
+    def identity(self) -> dict:
+        """{"sha256": hash of weights + model config + normalization + labels, "summary": "GRU h32"}."""
+        if self._identity is None:
+            h = hashlib.sha256((self.path / "model.pt").read_bytes())
+            h.update(json.dumps({"model": self.config.to_dict(), "mean": [float(v) for v in self.mean],
+                                 "std": [float(v) for v in self.std], "pad": [self.pad_side, self.pad_value],
+                                 "labels": self.labels}, sort_keys=True).encode())
+            self._identity = {"sha256": h.hexdigest(), "summary": describe(self.config.to_dict())}
+        return self._identity
+
+    def check_built_for(self, what: str, source: dict | None, fix: str) -> None:
+        """Refuse `what` (an artifact, or a results file) when its recorded model identity (`source`:
+        {"model_sha256", "model_summary"}) is not this run's, in one line ending in `fix`."""
+        source = source or {}
+        have = self.identity
+        sha = source.get("model_sha256")
+        if sha == have["sha256"]:
+            return
+        if sha is None:
+            raise ArtifactError(f"{what} does not record which model it came from (made by an older edgernn): {fix}")
+        built = source.get("model_summary") or "another model"
+        if built != have["summary"]:
+            raise ArtifactError(f"{what} was built for {built}, run {self.path} is {have['summary']}: {fix}")
+        raise ArtifactError(f"{what} was built from other weights of {built} (model sha256 {sha[:12]}, run "
+                            f"{self.path} has {have['sha256'][:12]}: retrained or copied since): {fix}")
+
+    def check_artifact(self, artifact: Path | str, manifest: dict) -> None:
+        """Refuse an artifact exported from another model than this run's (see check_built_for)."""
+        self.check_built_for(Path(artifact).name, manifest.get("source"),
+                             f"re-export with `edgernn export {self.path}`")
+
     def load_model(self):
         from .errors import require
         from .models import build_model
@@ -102,6 +144,28 @@ class Run:
         return model.eval()
 
 
+def describe(model: dict) -> str:
+    """"GRU h32", "LSTM h64 x2 bidirectional": how messages name a model config."""
+    text = f"{str(model.get('cell', '?')).upper()} h{model.get('hidden', '?')}"
+    if int(model.get("layers", 1)) > 1:
+        text += f" x{model['layers']}"
+    return text + (" bidirectional" if model.get("bidirectional") else "")
+
+
+def stale_files(path: Path | str) -> list[Path]:
+    """The files and directories in a run directory derived from its model (DERIVED)."""
+    path = Path(path)
+    return sorted({p for pattern in DERIVED for p in path.glob(pattern)})
+
+
+def remove_stale(path: Path | str) -> list[Path]:
+    """Delete what was derived from a previous model in this run directory; returns what was removed."""
+    gone = stale_files(path)
+    for p in gone:
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    return gone
+
+
 def load_run(path: Path | str) -> Run:
     """Read a run directory, checking every required file; raises ConfigError naming what is wrong."""
     path = Path(path)
@@ -113,22 +177,32 @@ def load_run(path: Path | str) -> Run:
             f"{path} is not a complete run directory: missing {', '.join(missing)}; "
             "re-run `edgernn train --out " + str(path) + "`"
         )
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-        norm = json.loads((path / "normalization.json").read_text())
-        labels = json.loads((path / "labels.json").read_text())
-        metrics_path = path / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} has a corrupt JSON file ({exc}); re-run `edgernn train`") from exc
+
+    def read(name: str, optional: bool = False):
+        f = path / name
+        if optional and not f.is_file():
+            return {}
+        try:
+            return json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{f} is not valid JSON ({exc}); re-run `edgernn train --out {path}`") from exc
+
+    cfg, norm, labels = read("config.json"), read("normalization.json"), read("labels.json")
+    metrics = read("metrics.json", optional=True)
+    where = "config.json"
     try:
         model_cfg = ModelConfig.from_dict(cfg["model"])
-        mean = np.asarray(norm["mean"], dtype=np.float32)
-        std = np.asarray(norm["std"], dtype=np.float32)
         dataset = cfg["dataset"]
         int(dataset["seq_len"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}/config.json or normalization.json is missing a field ({exc})") from exc
+        where = "normalization.json"
+        mean = np.asarray(norm["mean"], dtype=np.float32)
+        std = np.asarray(norm["std"], dtype=np.float32)
+        where = "labels.json"
+        if not isinstance(labels, list):
+            raise TypeError(f"expected a list of class names, got {type(labels).__name__}")
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise ConfigError(f"{path / where} is missing or has a bad field ({exc}); "
+                          f"re-run `edgernn train --out {path}`") from exc
     if mean.shape != (model_cfg.input_size,) or std.shape != (model_cfg.input_size,):
         raise ConfigError(
             f"{path}/normalization.json has {mean.shape[0]} channels but the model expects "

@@ -131,21 +131,41 @@ def score_outputs(out: np.ndarray, y: np.ndarray, lengths: np.ndarray, task: str
     return {"rmse": float(np.sqrt((err ** 2).mean())), "mae": float(np.abs(err).mean()), "n": int(len(y))}
 
 
-def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset: Dataset | None = None) -> dict:
-    """Train a model per cfg and write a run directory at out_dir. Returns metrics (also metrics.json)."""
-    from .progress import progressbar
-    from .rundir import save_run
-
+def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset: Dataset | None = None,
+          force: bool = False) -> dict:
+    """Train a model per cfg and write a run directory at out_dir. Returns metrics (also metrics.json).
+    A non-empty out_dir is refused unless force=True; then, once training succeeded, what the old model
+    left there (artifacts/, parity.json, bench-*.json, report, plots: rundir.DERIVED) is removed, so no
+    stale artifact survives the new model. Interrupted (Ctrl-C, SIGTERM) or failed training leaves
+    out_dir as it was (a directory it created is removed again)."""
     torch = require("torch", "train")
     out_dir = Path(out_dir)
-    t0 = time.perf_counter()
     ds = dataset if dataset is not None else load_dataset(cfg.dataset, seed=cfg.seed)  # fail before writing
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a directory")
+    existing = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if existing and not force:
+        shown = ", ".join(existing[:4]) + (", ..." if len(existing) > 4 else "")
+        raise ConfigError(f"--out {out_dir} is not empty ({shown}): pass --force to replace the run there (its "
+                          "artifacts, parity and bench results are removed too) or choose another --out")
+    created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create run directory {out_dir}: {exc.strerror}") from exc
+    try:
+        return _train(torch, cfg, ds, out_dir, progress)
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # nothing half-made is left behind
+        raise
+
+
+def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) -> dict:
+    from .progress import progressbar
+    from .rundir import remove_stale, save_run
+
+    t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -248,6 +268,7 @@ def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset:
     if out_mean is not None:
         dataset_info["output_mean"] = [float(v) for v in out_mean]
         dataset_info["output_std"] = [float(v) for v in out_std]
+    remove_stale(out_dir)  # the previous model's artifacts and results (force=True)
     save_run(
         out_dir, model, mcfg, train_config=asdict(cfg), dataset=dataset_info, labels=ds.labels,
         mean=mean, std=std,

@@ -79,7 +79,8 @@ def test_float_sequence_matches_torch(run_copy, tmp_path, cell):
     assert m["quantization"]["compute"] == {"recurrent": "float", "head": "float"}
     assert m["model"]["cell"] == cell and m["labels"] == ["f1", "f2", "f3", "f4"]
     assert m["preprocessing"]["mean"] == pytest.approx(run.mean.tolist())
-    assert m["source"] == {"run": run.path.name}
+    assert m["source"] == {"run": run.path.name, "model_sha256": run.identity["sha256"],
+                           "model_summary": f"{cell.upper()} h16"}
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from edgernn.cli import main
 from edgernn.errors import ConfigError, ExportError
 from edgernn.export.manifest import write_manifest
-from edgernn.parity import check_parity, format_table
+from edgernn.parity import Gates, check_parity, format_table
 
 pytestmark = pytest.mark.export
 
@@ -59,8 +59,9 @@ def test_parity_passes_and_reports_every_number(exported):
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["passed"] is True and rep["failed"] == []
-    assert rep["gates"] == {"float_tol": 1e-4, "float_rtol": 1e-4, "min_accuracy_ratio": 0.01,
-                            "min_stream_agreement": 0.95, "stream_windows": 10, "max_stream_drift": 2.0}
+    assert rep["gates"] == {"float_tol": 1e-4, "float_rtol": 1e-4, "min_accuracy_ratio": 0.01, "min_agreement": 0.98,
+                            "max_rmse_ratio": 1.02, "min_stream_agreement": 0.95, "stream_frames": 20000,
+                            "max_stream_drift": 2.0}
     assert json.loads((exported / "parity.json").read_text()) == rep
     names = {a["artifact"] for a in rep["artifacts"]}
     assert names == {"sequence-float.onnx", "sequence-int8.onnx", "step-float.onnx", "step-int8.onnx"}
@@ -130,8 +131,9 @@ def test_gate_fails_on_damaged_artifact(exported):
     assert not bad["passed"] and bad["max_abs_diff"] > 1e-4
 
 
-def test_int8_gate_uses_accuracy_ratio(exported):
-    """The int8 gate compares accuracy with ratio x float accuracy. These tiny models keep the float
+def test_int8_gate_uses_accuracy_ratio_and_agreement(exported):
+    """The int8 gate compares accuracy with ratio x float accuracy, and top-1 agreement with float with
+    --min-agreement (accuracy alone is one-sided). These tiny models keep the float
     accuracy exactly in int8, so no ratio in (0, 1] fails them as exported: feed check_parity (through its
     `outputs=`, the path for outputs pulled back from a device) each int8 artifact's real outputs with a
     known number of correct windows turned wrong, and check both outcomes and the boundary."""
@@ -154,8 +156,9 @@ def test_int8_gate_uses_accuracy_ratio(exported):
         outputs[name] = out
         want_acc[name] = (len(correct) - k) / len(y)
 
-    def gate(ratio):
-        rep = check_parity(exported, min_accuracy_ratio=ratio, write=False, outputs=outputs)
+    def gate(ratio, min_agreement=0.0):
+        rep = check_parity(exported, gates=Gates(min_accuracy_ratio=ratio, min_agreement=min_agreement),
+                           write=False, outputs=outputs)
         rows = {a["artifact"]: a for a in rep["artifacts"]}
         int8 = {n: a for n, a in rows.items() if a["precision"] == "int8"}
         assert set(int8) == set(damage)
@@ -177,9 +180,13 @@ def test_int8_gate_uses_accuracy_ratio(exported):
     assert gate(seq_ratio)[1] == {"sequence-int8.onnx": True, "step-int8.onnx": True}
     assert gate(seq_ratio + 1e-3)[1] == {"sequence-int8.onnx": False, "step-int8.onnx": True}
     assert gate(0.5)[1] == {"sequence-int8.onnx": True, "step-int8.onnx": True}
+    # the same damaged outputs with a lenient ratio: the agreement gate alone fails them (16 and 8 of 80
+    # windows flipped: agreement 0.8 and 0.9), and an agreement limit between the two splits them
+    assert gate(0.5, min_agreement=0.98)[1] == {"sequence-int8.onnx": False, "step-int8.onnx": False}
+    assert gate(0.5, min_agreement=0.85)[1] == {"sequence-int8.onnx": False, "step-int8.onnx": True}
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match="--min-accuracy-ratio must be in"):
-            check_parity(exported, min_accuracy_ratio=bad, write=False)
+            check_parity(exported, gates=Gates(min_accuracy_ratio=bad), write=False)
 
 
 def test_truncated_artifact_is_caught_by_sha256(exported):
@@ -214,7 +221,7 @@ def test_export_bad_inputs(run_copy, tmp_path):
     assert not (run / "artifacts").exists()
     (run / "config.json").write_text("{not json")
     r = runner.invoke(main, ["export", str(run)])
-    assert r.exit_code == 1 and "corrupt JSON" in r.output
+    assert r.exit_code == 1 and "config.json is not valid JSON" in r.output
 
 
 def _edgernn_cli(*args, env_extra=None):

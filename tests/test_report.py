@@ -15,6 +15,7 @@ import pytest
 from matplotlib.text import Text
 
 from edgernn.report import build_report, collect, latency_figure, tradeoff_figure
+from edgernn.rundir import load_run
 
 GATE = "accuracy >= 0.8910 (0.99 x float 0.9000)"
 # artifact: (runtime, precision, compute_label, parity row overrides or None = no parity row, p50, size_bytes)
@@ -61,7 +62,8 @@ def _write_parity(d):
     rows = [_parity_row(n, rt, pr, lb, over, size) for n, (rt, pr, lb, over, _, size) in ARTIFACTS.items()
             if over is not None]
     (d / "parity.json").write_text(json.dumps({
-        "run": str(d), "task": "classify", "n_test": 80, "reference": {"runtime": "torch float", "accuracy": 0.9},
+        "run": str(d), "model": load_run(d).identity, "task": "classify", "n_test": 80,
+        "reference": {"runtime": "torch float", "accuracy": 0.9},
         "gates": {"float_tol": 1e-4, "min_accuracy_ratio": 0.99}, "artifacts": rows,
         "passed": all(r["passed"] for r in rows), "failed": [r["artifact"] for r in rows if not r["passed"]]}))
 
@@ -71,7 +73,8 @@ def _write_bench(d):
     eager = _bench_result("sequence-reference.torch", "torch", "float", "float", 400.0, 20000)
     del eager["artifact"]
     (d / "bench-desktop.json").write_text(json.dumps({
-        "run": str(d), "target": "desktop", "machine": {"cpu_model": "Test CPU", "cores": 2, "os": "Linux"},
+        "run": str(d), "model": load_run(d).identity, "target": "desktop",
+        "machine": {"cpu_model": "Test CPU", "cores": 2, "os": "Linux"},
         "settings": {"runs": 50, "warmup": 5, "threads": 1, "repeat": 1}, "results": results,
         "torch_eager": eager, "warnings": []}))
 

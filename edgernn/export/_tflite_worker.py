@@ -221,7 +221,8 @@ def inspect_ops(fb: bytes) -> dict:
     return {"integer": uniq(integer), "hybrid": uniq(hybrid), "float": uniq(flt), "shape": uniq(shape),
             "weight_dequantize":
             len(weight_deq), "boundary": uniq(boundary), "all": uniq(op["op_name"] for op in it._get_ops_details()),
-            "op_count": len(it._get_ops_details()), "variables": _variable_count(fb), "matmuls": matmuls}
+            "op_count": len(it._get_ops_details()), "variables": _variable_count(fb),
+            "variable_names": _variable_names(fb), "matmuls": matmuls}
 
 
 def _loop_body_matmuls(fb: bytes) -> list:
@@ -270,6 +271,13 @@ def _constant_tensors(fb: bytes) -> set:
     m = _model(fb)
     sg = m.Subgraphs(0)
     return {i for i in range(sg.TensorsLength()) if m.Buffers(sg.Tensors(i).Buffer()).DataLength() > 0}
+
+
+def _variable_names(fb: bytes) -> list[str]:
+    """Names of the variable tensors (state a stateful interpreter keeps between invokes), main subgraph."""
+    m = _model(fb)
+    g = m.Subgraphs(0)
+    return [g.Tensors(i).Name().decode() for i in range(g.TensorsLength()) if g.Tensors(i).IsVariable()]
 
 
 def _variable_count(fb: bytes) -> int:

@@ -35,7 +35,9 @@ def base_fields(run, fmt: str, precision: str, mode: str) -> dict:
     """The fields every format's manifest has, from the run directory."""
     return {"format": fmt, "runtime": FORMAT_RUNTIME[fmt], "precision": precision, "mode": mode,
             "task": run.task, "model": run.config.to_dict(), "preprocessing": run.preprocessing(),
-            "labels": list(run.labels), "source": {"run": Path(run.path).name}}
+            "labels": list(run.labels),
+            "source": {"run": Path(run.path).name, "model_sha256": run.identity["sha256"],
+                       "model_summary": run.identity["summary"]}}
 
 
 def manifest_for(artifact: Path, fields: dict) -> dict:

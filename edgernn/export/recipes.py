@@ -134,10 +134,11 @@ class Holdout:
             self.ref_stress = torch_outputs(run, self.X_stress)
 
     def stream_ref(self, run):
-        from ..parity import stream_references
+        from ..parity import stream_references, stream_windows_for
 
         if self._stream_ref is None:
-            self._stream_ref = stream_references(run, self.X, self.gates.stream_windows)
+            n = stream_windows_for(self.gates.stream_frames, self.X.shape[1])
+            self._stream_ref = stream_references(run, self.X, n)
         return self._stream_ref
 
     def gate(self, run, path: Path, mode: str) -> dict:
@@ -253,8 +254,16 @@ def selection_summary(manifest: dict) -> str:
     text = q["recipe"] + (" (pinned)" if sel.get("pinned") else "")
     if sel.get("rejected"):
         text += "; rejected " + ", ".join(r["recipe"] for r in sel["rejected"])
+    if not selection_passed(manifest):
+        text += f"; LOSES against float: {sel.get('verdict', 'failed its gate')}"
     return text
 
 
+def selection_passed(manifest: dict) -> bool:
+    """False when the kept int8 recipe failed its own export-time gate (pinned, or nothing passed)."""
+    sel = (manifest.get("quantization") or {}).get("selection") or {}
+    return bool((sel.get("gate") or {}).get("passed", True))
+
+
 __all__ = ["RECIPES", "ORDER", "Recipe", "export_int8", "calibration_split", "calibration_windows", "check_recipe",
-           "recipes_for", "selection_summary"]
+           "recipes_for", "selection_summary", "selection_passed"]

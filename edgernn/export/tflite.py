@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, ExportError
+from ..signals import die_with_parent
 from . import INT8_IO, ExportOptions, check_combination, check_prerequisites
 from .manifest import base_fields, publish
 
@@ -258,7 +259,8 @@ def _run_worker(spec: dict, tmp: Path, extra: dict, what: str, deadline: float) 
                           "retry with a larger timeout")
     try:
         proc = subprocess.run([sys.executable, "-m", "edgernn.export._tflite_worker", str(spec_path)],
-                              capture_output=True, text=True, timeout=timeout, env=env, cwd=str(tmp))
+                              capture_output=True, text=True, timeout=timeout, env=env, cwd=str(tmp),
+                              preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired:
         raise ExportError(f"TFLite conversion of {what} did not finish within its time budget ({timeout:.0f} s "
                           "left) and was stopped; retry with a larger timeout or a smaller model") from None
@@ -418,6 +420,7 @@ def _manifest_fields(run, report: dict, precision: str, mode: str, int8_io: str,
         "outputs": report["outputs"],
         "sequence_length": seq_len,
         "stateful_interpreter": report["ops"]["variables"] > 0,
+        "state_variables": report["ops"].get("variable_names", []),
         "export_check": _check_summary(report, mode),
         "graph": _graph(report),
         "convert_seconds": round(seconds, 2),

@@ -24,6 +24,7 @@ One job per file:
 from __future__ import annotations
 
 from .registry import INSTALL, RUNTIMES, available_runtimes, load, missing_dependency
-from .session import Session, Stream
+from .session import SaturationWarning, Session, Stream
 
-__all__ = ["load", "available_runtimes", "Session", "Stream", "RUNTIMES", "INSTALL", "missing_dependency"]
+__all__ = ["load", "available_runtimes", "Session", "Stream", "SaturationWarning", "RUNTIMES", "INSTALL",
+           "missing_dependency"]

@@ -15,7 +15,13 @@ variables are reset before every independent sequence.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as _md
+import os
+import sys
+import tempfile
+
+import numpy as np
 
 from ..errors import ArtifactError
 from .registry import missing_dependency
@@ -64,6 +70,31 @@ def _version(pkg: str) -> str:
     return "unknown"
 
 
+@contextlib.contextmanager
+def _without_info_lines():
+    """The TFLite C++ runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on stderr
+    (file descriptor 2, past Python) when an interpreter is made: it would break `-q` and pollute a device
+    app's log. Capture fd 2 while the interpreter is built and pass on everything except INFO lines."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (e.g. a GUI app): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not ln.startswith("INFO: ")]
+            if kept:
+                os.write(2, "".join(kept).encode())
+
+
 class LiteRTSession(Session):
     runtime_name = "litert"
 
@@ -72,8 +103,9 @@ class LiteRTSession(Session):
         self.runtime_package = pkg
         self.runtime_version = _version(pkg)
         try:
-            self._it = Interpreter(model_path=str(self.path), num_threads=threads)
-            self._it.allocate_tensors()
+            with _without_info_lines():
+                self._it = Interpreter(model_path=str(self.path), num_threads=threads)
+                self._it.allocate_tensors()
         except Exception as exc:
             raise ArtifactError(f"{pkg} {self.runtime_version} cannot load {self.path.name} "
                                 f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}); "
@@ -83,6 +115,11 @@ class LiteRTSession(Session):
         self._in_idx = [t.index for t in self.inputs]
         self._out_idx = [t.index for t in self.outputs]
         self._shapes = {d["index"]: tuple(int(v) for v in d["shape"]) for d in self._it.get_input_details()}
+        # the state a stateful interpreter keeps in variable tensors (the manifest names them): read for the
+        # stream's saturation count only
+        names = set(self.manifest.get("state_variables") or [])
+        self._variables = [Tensor({"name": d["name"], "role": "state"}, d["dtype"], *d["quantization"],
+                                  index=d["index"]) for d in self._it.get_tensor_details() if d["name"] in names]
         # The public set_tensor/invoke/get_tensor are thin Python wrappers around the C++ interpreter, and
         # invoke() first checks that no tensor() views into its memory are alive (this class never makes
         # any). Call the C++ object directly when this build has it: about 1 us less per call. Never keep
@@ -178,6 +215,12 @@ class LiteRTSession(Session):
 
     def _reset(self) -> None:
         self._it.reset_all_variables()
+
+    def _internal_states(self) -> list:
+        return self._variables
+
+    def _read_internal(self, t) -> np.ndarray:
+        return self._it.get_tensor(t.index)
 
     def close(self) -> None:
         self._it = None

@@ -61,6 +61,7 @@ FIELDS = {
     "created": (str, True),
     "state_layout": (str, False),
     "stateful_interpreter": (bool, False),
+    "state_variables": (list, False),  # names of the interpreter's variable (state) tensors
 }
 QUANTIZATION_FIELDS = {"recipe": str, "compute": dict, "int8_ops": list, "float_ops": list, "note": str}
 

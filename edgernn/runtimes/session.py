@@ -17,6 +17,7 @@ tag). Outputs are the model's raw outputs (logits for classify/tag: apply a soft
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,6 @@ from ..errors import ArtifactError, RuntimeInputError
 from .tensor import F32
 
 _isfinite = math.isfinite
-_sum = np.add.reduce
 
 
 class Session:
@@ -107,6 +107,14 @@ class Session:
     def _reset(self) -> None:
         """Clear runtime-internal state before an independent sequence (stateful interpreters)."""
 
+    def _internal_states(self) -> list:
+        """Tensors of state a stateful interpreter keeps inside (TFLite variable tensors), for the
+        saturation count; [] when the state is fed back through inputs/outputs."""
+        return []
+
+    def _read_internal(self, t) -> np.ndarray:  # pragma: no cover - only with _internal_states()
+        raise NotImplementedError
+
     def close(self) -> None:
         """Release the runtime session (the object is unusable afterwards)."""
 
@@ -148,8 +156,8 @@ class Session:
         if bad:
             return RuntimeInputError(f"{what} contains {bad} NaN/inf value(s) of {x.size}; clean or interpolate "
                                      f"the sensor data before {call}")
-        return RuntimeInputError(f"{what} values are too large to normalize (max |x| {float(np.abs(x).max()):.3g}); "
-                                 "check the sensor units")
+        return RuntimeInputError(f"{what} values are too large to normalize (max |x| {float(np.abs(x).max()):.3g}, "
+                                 "over ~1e19 standard deviations from the training data); check the sensor units")
 
     def _normalize_window(self, window):
         """Raw window -> (normalized float32 [B, T', C], batched, original T); pads to a fixed length."""
@@ -176,7 +184,10 @@ class Session:
             x3 = np.concatenate([pad, x3], axis=1)
         xn = x3 - self._mean
         xn /= self._std
-        if not _isfinite(_sum(xn, None)):  # one reduction catches NaN, inf and overflow
+        flat = xn.reshape(-1)  # xn is a fresh C-contiguous array: a view
+        # one reduction, the sum of squares, catches NaN, inf and values too large for the model (a normalized
+        # |x| beyond ~1e19 overflows float32 when squared); a plain sum would let +1e38 and -1e38 cancel out
+        if not _isfinite(np.dot(flat, flat)):
             raise self._nonfinite(x3, "window")
         return xn, batched, T
 
@@ -240,6 +251,17 @@ class Session:
         return Stream(self)
 
 
+def _tanh_range(t) -> bool:
+    """True when a quantized tensor's representable range is [-1, 1] (to 2%): a tanh-bounded state."""
+    lo, hi = (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
+    return -1.02 <= lo <= -0.98 and 0.98 <= hi <= 1.02
+
+
+class SaturationWarning(RuntimeWarning):
+    """An int8/int16 stream input or state hit the end of its quantized range (clipped): the data left
+    the range the artifact was calibrated on, and its outputs may drift from the float model's."""
+
+
 class Stream:
     """Frame-by-frame inference over a step artifact. State tensors (manifest role "state") start at
     zero, are kept in float32, and are (de)quantized per tensor when the artifact's state is int8.
@@ -248,6 +270,11 @@ class Stream:
         y = st.step(frame)      # raw frame [C] or [1, C] -> float32 output [K]
         st.reset()              # next independent sequence
         st.state                # {state input name: float32 array}
+        st.saturation           # {"frames": 20000, "input": 3, "state": 0}: frames whose quantized input /
+                                # recurrent state hit the int8 (int16) range ends; None = not quantized
+
+    The first saturated frame of a stream also raises one SaturationWarning (Python's warnings: filter
+    or log it as your app prefers). Counts run over the stream's life; reset() does not clear them.
     """
 
     def __init__(self, session: Session):
@@ -259,7 +286,34 @@ class Stream:
         self._frame_shapes = ((s.channels,), (1, s.channels))
         xs = s._x.shape or []
         self._x_shape = (1, 1, s.channels) if len(xs) == 3 else None  # a sequence graph fed one frame at a time
+        # saturation counters: only quantized tensors can clip (float I/O and runtime-internal state cannot).
+        # The input clips when a normalized frame lies beyond its int range (+ half a step). A state output
+        # is counted when it sits at its range end - unless that range is the [-1, 1] of a tanh-bounded
+        # hidden state (GRU h, LSTM h), whose ends are the activation's own, not a calibrated, limit: only
+        # states with a calibrated range (an LSTM cell state) can leave it.
+        x = s._x
+        self._x_lim = None
+        if not x.plain and x.scale is not None:
+            half = 0.5 * x.scale
+            self._x_lim = ((x.qmin - x.zero_point) * x.scale - half, (x.qmax - x.zero_point) * x.scale + half)
+        self._q_states = {o for o, _, t, _ in self._loop if not t.plain and t.scale is not None and not _tanh_range(t)}
+        self._q_internal = [t for t in s._internal_states() if t.scale is not None and not _tanh_range(t)]
+        counted = self._q_states or self._q_internal
+        self._sat = {"frames": 0, "input": 0 if self._x_lim else None, "state": 0 if counted else None}
+        self._warned = False
         self.reset()
+
+    @property
+    def saturation(self) -> dict:
+        return dict(self._sat)
+
+    def _saturated(self, kind: str) -> None:
+        self._sat[kind] += 1
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"{self.session.path.name}: the quantized {kind} hit the end of its int range at frame "
+                          f"{self._sat['frames']} (clipped): the stream left the range the artifact was calibrated "
+                          "on; see Stream.saturation", SaturationWarning, stacklevel=3)
 
     @property
     def state(self) -> dict:
@@ -284,7 +338,8 @@ class Stream:
             raise RuntimeInputError(f"frame has shape {list(x.shape)}; expected {s._expect('frame')}")
         xn = x - s._mean
         xn /= s._std
-        if not _isfinite(_sum(xn, None)):
+        flat = xn.reshape(-1)
+        if not _isfinite(np.dot(flat, flat)):  # NaN, inf or too large (see _normalize_window)
             raise s._nonfinite(x, "frame")
         y = self._step_normalized(xn)
         return y if s._out_mean is None else s._denorm(y)
@@ -296,12 +351,32 @@ class Stream:
         x = s._x
         if self._x_shape is not None:
             xn = xn.reshape(self._x_shape)
-        feeds[s._x_pos] = xn if x.plain else x.quantize(xn)
+        self._sat["frames"] += 1
+        if x.plain:
+            feeds[s._x_pos] = xn
+        else:
+            lim = self._x_lim
+            if lim is not None and (xn.min() < lim[0] or xn.max() > lim[1]):
+                self._saturated("input")
+            feeds[s._x_pos] = x.quantize(xn)
         outs = s._invoke(feeds)
+        clipped = False
         for k, (o, i, t_out, t_in) in enumerate(self._loop):
-            v = outs[o] if t_out.plain else t_out.dequantize(outs[o])
+            if t_out.plain:
+                v = outs[o]
+            else:
+                q = outs[o]
+                if o in self._q_states and not clipped:
+                    clipped = q.min() == t_out.qmin or q.max() == t_out.qmax
+                v = t_out.dequantize(q)
             self._fstate[k] = v
             feeds[i] = v if t_in.plain else t_in.quantize(v)
+        for t in self._q_internal:
+            if not clipped:
+                q = s._read_internal(t)
+                clipped = q.min() == t.qmin or q.max() == t.qmax
+        if clipped:
+            self._saturated("state")
         y = outs[s._y_pos]
         if not s._y.plain:
             y = s._y.dequantize(y)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, TargetError
+from ..signals import die_with_parent
 from . import BenchJob, Target, worker_args
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the directory that holds edgernn/
@@ -84,7 +85,7 @@ class LocalTarget(Target):
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=tmp, env=self._env(), capture_output=True, text=True,
-                                  timeout=self.job_timeout, stdin=subprocess.DEVNULL)
+                                  timeout=self.job_timeout, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         except subprocess.TimeoutExpired:
             raise TargetError(f"benchmark of {job.label} did not finish within {self.job_timeout:g} s; lower --runs "
                               "or raise the job timeout") from None
