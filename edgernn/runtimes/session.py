@@ -311,9 +311,10 @@ class Stream:
         self._sat[kind] += 1
         if not self._warned:
             self._warned = True
-            warnings.warn(f"{self.session.path.name}: the quantized {kind} hit the end of its int range at frame "
-                          f"{self._sat['frames']} (clipped): the stream left the range the artifact was calibrated "
-                          "on; see Stream.saturation", SaturationWarning, stacklevel=3)
+            # no frame number in the text: Python shows a warning once per text and place, not once per stream
+            warnings.warn(f"{self.session.path.name}: the quantized {kind} hit the end of its int range (clipped): "
+                          "the stream left the range the artifact was calibrated on; see Stream.saturation",
+                          SaturationWarning, stacklevel=3)
 
     @property
     def state(self) -> dict:
