@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import numpy as np
 from click.testing import CliRunner
 
 from edgernn.cli import main
@@ -204,3 +205,19 @@ def test_stream_counts_saturated_int8_inputs_and_warns_once(run_copy):
         assert calm["frames"] == 40 and loud["frames"] == 80
         assert calm["input"] <= 2 and loud["input"] - calm["input"] >= 30, (calm, loud)  # most loud frames clip
         assert loud["state"] == state
+
+
+def test_range_end_check_is_exact_for_int8_and_int16():
+    """The fast bytes search in the saturation check never decides a hit alone: misaligned int16 byte
+    patterns (0x0000, 0x0080 contains the bytes of -32768) are confirmed with min/max."""
+    from edgernn.runtimes.session import _at_end
+    from edgernn.runtimes.tensor import Tensor
+
+    for dtype in (np.int8, np.int16):
+        t = Tensor({"name": "s"}, dtype, 0.01, 0)
+        info = np.iinfo(dtype)
+        assert not _at_end(np.array([[0, 5, -7]], dtype), t)
+        assert _at_end(np.array([[0, info.max, 3]], dtype), t) and _at_end(np.array([[info.min]], dtype), t)
+    t16 = Tensor({"name": "c"}, np.int16, 0.01, 0)
+    assert not _at_end(np.array([0, 128], np.int16), t16)      # bytes 00 00 80 00 hold 00 80
+    assert not _at_end(np.array([-1, 127], np.int16), t16)     # bytes ff ff 7f 00 hold ff 7f

@@ -220,6 +220,8 @@ class LiteRTSession(Session):
         return self._variables
 
     def _read_internal(self, t) -> np.ndarray:
+        if self._direct:
+            return self._it._interpreter.GetTensor(t.index, 0)
         return self._it.get_tensor(t.index)
 
     def close(self) -> None:

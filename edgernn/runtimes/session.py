@@ -17,6 +17,7 @@ tag). Outputs are the model's raw outputs (logits for classify/tag: apply a soft
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from pathlib import Path
 
@@ -251,6 +252,22 @@ class Session:
         return Stream(self)
 
 
+# the bytes of an int range's two ends (little-endian): a substring search over q.tobytes() rules out a hit
+# in ~0.3 us, 4x faster than q.min()/q.max() on a frame; only a (rare) match is confirmed with min/max
+_ENDS = {np.dtype(np.int8): (b"\x80", b"\x7f"), np.dtype(np.int16): (b"\x00\x80", b"\xff\x7f")} \
+    if sys.byteorder == "little" else {}
+
+
+def _at_end(q: np.ndarray, t) -> bool:
+    """True when the quantized array q has an element at its tensor's qmin or qmax."""
+    ends = _ENDS.get(q.dtype)
+    if ends is not None:
+        b = q.tobytes()
+        if ends[0] not in b and ends[1] not in b:
+            return False
+    return bool(q.min() == t.qmin or q.max() == t.qmax)
+
+
 def _tanh_range(t) -> bool:
     """True when a quantized tensor's representable range is [-1, 1] (to 2%): a tanh-bounded state."""
     lo, hi = (t.qmin - t.zero_point) * t.scale, (t.qmax - t.zero_point) * t.scale
@@ -286,20 +303,16 @@ class Stream:
         self._frame_shapes = ((s.channels,), (1, s.channels))
         xs = s._x.shape or []
         self._x_shape = (1, 1, s.channels) if len(xs) == 3 else None  # a sequence graph fed one frame at a time
-        # saturation counters: only quantized tensors can clip (float I/O and runtime-internal state cannot).
-        # The input clips when a normalized frame lies beyond its int range (+ half a step). A state output
-        # is counted when it sits at its range end - unless that range is the [-1, 1] of a tanh-bounded
-        # hidden state (GRU h, LSTM h), whose ends are the activation's own, not a calibrated, limit: only
-        # states with a calibrated range (an LSTM cell state) can leave it.
-        x = s._x
-        self._x_lim = None
-        if not x.plain and x.scale is not None:
-            half = 0.5 * x.scale
-            self._x_lim = ((x.qmin - x.zero_point) * x.scale - half, (x.qmax - x.zero_point) * x.scale + half)
+        # saturation counters: only quantized tensors can clip (float I/O cannot). A frame counts when its
+        # quantized input, or a quantized state, sits at an end of its int range - unless that range is the
+        # [-1, 1] of a tanh-bounded hidden state (GRU h, LSTM h), whose ends are the activation's own, not a
+        # calibrated, limit: only states with a calibrated range (an LSTM cell state) can leave it. State kept
+        # inside the interpreter (TFLite variable tensors) is read back for the count.
+        self._q_x = not s._x.plain and s._x.scale is not None
         self._q_states = {o for o, _, t, _ in self._loop if not t.plain and t.scale is not None and not _tanh_range(t)}
         self._q_internal = [t for t in s._internal_states() if t.scale is not None and not _tanh_range(t)]
         counted = self._q_states or self._q_internal
-        self._sat = {"frames": 0, "input": 0 if self._x_lim else None, "state": 0 if counted else None}
+        self._sat = {"frames": 0, "input": 0 if self._q_x else None, "state": 0 if counted else None}
         self._warned = False
         self.reset()
 
@@ -356,10 +369,9 @@ class Stream:
         if x.plain:
             feeds[s._x_pos] = xn
         else:
-            lim = self._x_lim
-            if lim is not None and (xn.min() < lim[0] or xn.max() > lim[1]):
+            q = feeds[s._x_pos] = x.quantize(xn)
+            if self._q_x and _at_end(q, x):
                 self._saturated("input")
-            feeds[s._x_pos] = x.quantize(xn)
         outs = s._invoke(feeds)
         clipped = False
         for k, (o, i, t_out, t_in) in enumerate(self._loop):
@@ -368,14 +380,13 @@ class Stream:
             else:
                 q = outs[o]
                 if o in self._q_states and not clipped:
-                    clipped = q.min() == t_out.qmin or q.max() == t_out.qmax
+                    clipped = _at_end(q, t_out)
                 v = t_out.dequantize(q)
             self._fstate[k] = v
             feeds[i] = v if t_in.plain else t_in.quantize(v)
         for t in self._q_internal:
             if not clipped:
-                q = s._read_internal(t)
-                clipped = q.min() == t.qmin or q.max() == t.qmax
+                clipped = _at_end(s._read_internal(t), t)
         if clipped:
             self._saturated("state")
         y = outs[s._y_pos]
