@@ -32,7 +32,6 @@ Gates (an artifact fails when):
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,20 +67,16 @@ def find_artifacts(run: Run, artifacts_dir: Path | None = None) -> list[Path]:
 def run_artifact(session, X_raw: np.ndarray, mode: str, task: str) -> tuple[np.ndarray, float]:
     """Outputs of one artifact on raw windows: sequence -> predict(batch); step -> stream each window
     frame by frame (reset between windows), keeping the last output (classify/forecast) or all (tag)."""
-    from .runtimes import SaturationWarning
-
     t0 = time.perf_counter()
     if mode == "sequence":
         out = np.asarray(session.predict(X_raw), dtype=np.float32)
     else:
-        with warnings.catch_warnings():  # the soak counts saturation (long_stream); no warning per window here
-            warnings.simplefilter("ignore", SaturationWarning)
-            stream = session.stream()
-            outs = []
-            for window in X_raw:
-                stream.reset()
-                frames = [np.asarray(stream.step(frame), dtype=np.float32).reshape(-1) for frame in window]
-                outs.append(np.stack(frames) if task == "tag" else frames[-1])
+        stream = session.stream(warn=False)  # the soak reports saturation (long_stream); no warning here
+        outs = []
+        for window in X_raw:
+            stream.reset()
+            frames = [np.asarray(stream.step(frame), dtype=np.float32).reshape(-1) for frame in window]
+            outs.append(np.stack(frames) if task == "tag" else frames[-1])
         out = np.stack(outs)
     return out, time.perf_counter() - t0
 
@@ -109,18 +104,14 @@ def long_stream(run: Run, session, X_raw: np.ndarray, n_windows: int, refs: tupl
     are. Blocks are whole windows, about BLOCK_FRAMES frames each. `refs` = stream_references(...) may be
     passed to avoid recomputing. Also returns the runtime's saturation count (Stream.saturation)."""
     frames, ref, ref_reset = refs if refs is not None else stream_references(run, X_raw, n_windows)
-    from .runtimes import SaturationWarning
-
     T = X_raw.shape[1]
-    with warnings.catch_warnings():  # counted below and shown in the table, not warned
-        warnings.simplefilter("ignore", SaturationWarning)
-        stream = session.stream()
-        out = np.stack([np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames])
-        saturation = stream.saturation
-        out_reset = []
-        for b in range(0, len(frames), T):
-            stream.reset()
-            out_reset += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[b:b + T]]
+    stream = session.stream(warn=False)  # saturation is counted and shown in the table, not warned
+    out = np.stack([np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames])
+    saturation = stream.saturation
+    out_reset = []
+    for b in range(0, len(frames), T):
+        stream.reset()
+        out_reset += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[b:b + T]]
     out_reset = np.stack(out_reset)
     diff, diff_reset = np.abs(out - ref), np.abs(out_reset - ref_reset)
     size = T * max(1, round(BLOCK_FRAMES / T))

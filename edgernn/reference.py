@@ -80,12 +80,12 @@ class TorchSession(Session):
             out = (out,)
         return [o.numpy() for o in out]
 
-    def stream(self):
+    def stream(self, warn: bool = True):
         if self.mode == "step":
-            return super().stream()
+            return super().stream(warn)
         if not hasattr(self, "_stepper"):
             self._stepper = TorchSession(self.run.path, self.threads, mode="step")
-        return self._stepper.stream()
+        return self._stepper.stream(warn)
 
     def close(self) -> None:
         self._model = None

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,13 @@ def test_stream_counts_saturated_int8_inputs_and_warns_once(run_copy):
             loud = st.saturation
             st.reset()
             assert st.saturation == loud  # counts run over the stream's life
+            with warnings.catch_warnings(record=True) as silent:  # warn=False: counted, never warned
+                warnings.simplefilter("always")
+                quiet = s.stream(warn=False)
+                for f in X[1]:
+                    quiet.step(run.mean + (f - run.mean) * 50)
+            assert not [w for w in silent if w.category is SaturationWarning]
+            assert quiet.saturation["input"] >= 30
         assert len([w for w in rec if w.category is SaturationWarning]) == 1  # warned once
         assert calm["frames"] == 40 and loud["frames"] == 80
         assert calm["input"] <= 2 and loud["input"] - calm["input"] >= 30, (calm, loud)  # most loud frames clip

@@ -243,13 +243,14 @@ class Session:
         outs = [st._step_normalized(xn[t:t + 1]) for t in range(xn.shape[0])]
         return np.stack(outs) if self.task == "tag" else outs[-1]
 
-    def stream(self) -> "Stream":
-        """A stateful stepper over a step artifact: step(frame) -> output, reset()."""
+    def stream(self, warn: bool = True) -> "Stream":
+        """A stateful stepper over a step artifact: step(frame) -> output, reset(). warn=False: count
+        saturation (Stream.saturation) without a SaturationWarning (for tools that report the count)."""
         if self.mode != "step":
             raise RuntimeInputError(
                 f"{self.path.name} is a {self.mode} artifact and cannot stream frame by frame; export with "
                 "--streaming and load the step-*.onnx / step-*.tflite artifact (or call predict(window))")
-        return Stream(self)
+        return Stream(self, warn=warn)
 
 
 # the bytes of an int range's two ends (little-endian): a substring search over q.tobytes() rules out a hit
@@ -294,7 +295,7 @@ class Stream:
     or log it as your app prefers). Counts run over the stream's life; reset() does not clear them.
     """
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, warn: bool = True):
         s = self.session = session
         self._feeds = [None] * len(s.inputs)
         # (output position, input position, output tensor, input tensor) per recurrent state
@@ -313,7 +314,7 @@ class Stream:
         self._q_internal = [t for t in s._internal_states() if t.scale is not None and not _tanh_range(t)]
         counted = self._q_states or self._q_internal
         self._sat = {"frames": 0, "input": 0 if self._q_x else None, "state": 0 if counted else None}
-        self._warned = False
+        self._warned = not warn  # warn=False: never warn (the count still runs)
         self.reset()
 
     @property
