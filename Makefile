@@ -21,12 +21,16 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q --no-deps 'tf-keras>=2.21,<2.22'
 	touch $(STAMP)
 
-# ssh/scp and sshd for the SSH-target tests (a real sshd on loopback); installed only if missing.
+# ssh/scp and sshd for the SSH-target tests (a real sshd on loopback), qemu-user-static + binfmt-support +
+# debootstrap for the emulated Pi (bench --emulate); installed only if missing.
+SYSTEM_PKGS = openssh-client openssh-server qemu-user-static binfmt-support debootstrap
 system-deps:
-	@command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && test -x /usr/sbin/sshd || { \
+	@command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && test -x /usr/sbin/sshd && \
+	  command -v qemu-aarch64-static >/dev/null 2>&1 && command -v update-binfmts >/dev/null 2>&1 && \
+	  command -v debootstrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client openssh-server >/dev/null; \
-	  else echo "install openssh-client and openssh-server (ssh, scp, sshd) for the SSH tests"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
+	  else echo "install $(SYSTEM_PKGS) for the SSH and emulated-Pi tests"; fi; }
 
 demo: install
 	$(VENV)/bin/edgernn pipeline --out $(DEMO_OUT)

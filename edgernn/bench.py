@@ -77,16 +77,21 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
               threads: int | None = None, runs: int = 200, warmup: int = 20, repeat: int = 1,
               stream_frames: int = 200, include_torch: bool = True, on_device_parity: bool | None = None,
               tool: str | None = None, target_opts: dict | None = None, progress: bool = True,
-              write: bool = True) -> dict:
+              write: bool = True, emulate: bool = False) -> dict:
+    """emulate=True: an aarch64 ssh board (rpi4, rpi5, ...) runs emulated here (edgernn.emulate): real ARM
+    outputs, timings that are NOT the board's; written to bench-<board>-emulated.json, marked "emulated"."""
     from .boards import load_board
-    from .parity import check_parity, find_artifacts
+    from .device_parity import check_emulate, device_parity, open_target
+    from .parity import find_artifacts
     from .runtimes.manifest import read_manifest
-    from .targets import BenchJob, get_target
+    from .targets import BenchJob
 
     if runs < 1 or warmup < 0 or repeat < 1:
         raise ConfigError(f"need runs >= 1, warmup >= 0, repeat >= 1 (got {runs}, {warmup}, {repeat})")
     run = load_run(run_dir)
     board = load_board(target)
+    if emulate:
+        check_emulate(board, host, target_opts)
     threads = threads or board.default_threads
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
     manifests = {p: read_manifest(p) for p in paths}
@@ -101,9 +106,10 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
     if on_device_parity is None:
         on_device_parity = board.transport == "ssh"
 
-    tgt = get_target(board, host=host, tool=tool, **(target_opts or {}))
     d = run.data()
-    with tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
+    with open_target(board, host=host, tool=tool, emulate=emulate, progress=progress,
+                     target_opts=target_opts) as (tgt, emu), \
+            tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
         inp = Path(tmp) / "windows.npy"
         np.save(inp, d["X_test"][:32].astype(np.float32))
         parity_inp = None
@@ -115,8 +121,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
             for k in range(repeat):
                 jobs.append(BenchJob(artifact=p, input=inp, runs=runs, warmup=warmup, threads=threads,
                                      stream_frames=stream_frames,
-                                     parity_input=parity_inp if (k == 0 and manifests[p]["mode"] == "sequence")
-                                     else None))
+                                     parity_input=parity_inp if k == 0 else None))
                 keys.append(p)
         if include_torch and not remote:
             for _ in range(repeat):
@@ -126,6 +131,7 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
         t0 = time.perf_counter()
         raw = tgt.run(jobs, progress=progress)
         wall = time.perf_counter() - t0
+        machine = (raw[0] if raw else {}).get("target") or tgt.fingerprint()
 
     by_key: dict = {}
     for key, res in zip(keys, raw):
@@ -150,13 +156,14 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
             if w not in warnings:
                 warnings.append(w)
     first = raw[0] if raw else {}
+    name = board.name + ("-emulated" if emu is not None else "")
     report = {
         "run": str(run.path),
         "model": run.identity,
-        "target": board.name,
+        "target": name,
         "board": board.to_dict() if hasattr(board, "to_dict") else {"name": board.name},
-        "host": host,
-        "machine": first.get("target") or tgt.fingerprint(),
+        "host": host if emu is None else "127.0.0.1 (emulated)",
+        "machine": machine,
         "machine_after": first.get("fingerprint_after"),
         "settings": {"runs": runs, "warmup": warmup, "threads": threads, "repeat": repeat,
                      "stream_frames": stream_frames, "batch": 1, "window_length": run.seq_len},
@@ -165,12 +172,17 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
         "warnings": warnings + [w for r in results for w in r.get("warnings", []) if w not in warnings],
         "wall_s": round(wall, 2),
     }
+    if emu is not None:
+        report["emulated"] = emu.describe()
+        report["warnings"].insert(0, f"emulated {board.name} (qemu -cpu {emu.cpu} on {emu.describe()['host_cpu']}): "
+                                     "outputs are real aarch64 results; timings are NOT Raspberry Pi timings")
     if device_outputs:
-        parity = check_parity(run.path, artifacts=[p for p in paths if p.name in device_outputs],
-                              outputs=device_outputs, write=False)
-        report["device_parity"] = parity
+        report["device_parity"] = device_parity(
+            run.path, paths, device_outputs, threads=threads,
+            device={"target": name, "cpu_model": machine.get("cpu_model"), "arch": machine.get("arch"),
+                    **(report.get("emulated") or {})})
     if write:
-        atomic_write_json(run.path / f"bench-{board.name}.json", _jsonable(report))
+        atomic_write_json(run.path / f"bench-{name}.json", _jsonable(report))
     return report
 
 

@@ -23,6 +23,7 @@ A profile file (every key below; unknown keys are an error, so a typo never pass
     runtimes = ["onnxruntime", "litert"]  # runtimes expected to be installable there
     install_hint = "python3 -m pip install numpy onnxruntime ai-edge-litert"   # run on the device
     python = "python3"                    # optional: the device's interpreter (e.g. a venv's python)
+    qemu_cpu = "cortex-a72"               # optional: the core `bench --emulate` emulates (aarch64 boards)
     notes = "..."                         # optional
 """
 
@@ -58,6 +59,7 @@ class Board:
     runtimes: list = field(default_factory=list)
     install_hint: str = ""
     python: str = "python3"
+    qemu_cpu: str = ""  # the core `--emulate` runs under qemu (edgernn.emulate.CORES); aarch64 ssh boards
     notes: str = ""
     path: str = ""  # where the profile was read from (not a TOML key)
 
@@ -122,7 +124,7 @@ def _check(data: dict, src: str, default_name: str) -> Board:
                           f"a profile needs: {', '.join(REQUIRED)}")
     data = dict(data)
     data.setdefault("name", default_name)
-    for key in ("name", "description", "arch", "cpu", "transport", "install_hint", "python", "notes"):
+    for key in ("name", "description", "arch", "cpu", "transport", "install_hint", "python", "qemu_cpu", "notes"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"board profile {src}: {key} must be a string, got {data[key]!r}")
     if data["transport"] not in TRANSPORTS:
@@ -139,6 +141,13 @@ def _check(data: dict, src: str, default_name: str) -> Board:
             data["cores"] = os.cpu_count() or 1
         if data["ram_mb"] == 0:
             data["ram_mb"] = _local_ram_mb()
+    if data.get("qemu_cpu"):
+        from .emulate import CORES
+
+        if data["qemu_cpu"] not in CORES:
+            raise ConfigError(f"board profile {src}: qemu_cpu {data['qemu_cpu']!r} is not one of {', '.join(CORES)}")
+        if normalize_arch(data["arch"]) != "aarch64":
+            raise ConfigError(f"board profile {src}: qemu_cpu is for aarch64 boards, this one is {data['arch']}")
     rts = data["runtimes"]
     if not isinstance(rts, list) or not all(isinstance(r, str) for r in rts):
         raise ConfigError(f"board profile {src}: runtimes must be a list of names, got {rts!r}")

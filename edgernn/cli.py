@@ -102,6 +102,12 @@ def _format_help() -> str:
         f"{f.name} ({f.help}; precisions {'/'.join(f.precisions)})" for f in FORMATS.values()) + "."
 
 
+EMULATE_HELP = ("Run an aarch64 board (rpi4, rpi5, rpi3b, rpi-zero-2w) emulated here: a cached arm64 Debian "
+                "with its own python and runtimes under qemu, reached over its own sshd on 127.0.0.1 (needs root; "
+                "the first run builds the rootfs, ~6 min). Outputs are real ARM results; timings are not the "
+                "board's. See `edgernn emulate --help`.")
+
+
 def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
@@ -370,11 +376,17 @@ def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, out_dir
                    "or a path) differs from float - error against frame index, how fragile the float model "
                    "is there, passing alternatives - and write RUN_DIR/explain/explain-ARTIFACT.json + .png.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="Runtime threads.")
+@click.option("--target", "-t", default=None,
+              help="Run the artifacts on this board instead (ssh: give --host, or --emulate) and compare their "
+                   "outputs with the float model AND with this machine's; writes RUN_DIR/parity-TARGET.json.")
+@click.option("--host", default=None, help="SSH destination for --target, e.g. pi@raspberrypi.local.")
+@click.option("--emulate", is_flag=True, help=EMULATE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def parity_cmd(run_dir, min_accuracy_ratio, min_agreement, max_rmse_ratio, float_tol, float_rtol, stream_frames,
-               min_stream_agreement, max_stream_drift, artifacts, explain_artifact, threads, as_json, quiet):
+               min_stream_agreement, max_stream_drift, artifacts, explain_artifact, threads, target, host, emulate,
+               as_json, quiet):
     """Check every artifact against the float PyTorch model on the held-out test set.
 
     Each artifact runs in its real runtime from raw inputs (normalization applied by the runtime,
@@ -401,15 +413,30 @@ def parity_cmd(run_dir, min_accuracy_ratio, min_agreement, max_rmse_ratio, float
     gates = Gates(min_accuracy_ratio=min_accuracy_ratio, min_agreement=min_agreement, max_rmse_ratio=max_rmse_ratio,
                   float_tol=float_tol, float_rtol=float_rtol, min_stream_agreement=min_stream_agreement,
                   stream_frames=stream_frames, max_stream_drift=max_stream_drift)
-    report = check_parity(run_dir, artifacts=list(artifacts) or None, gates=gates, threads=threads,
-                          progress=not quiet)
-    if as_json:
-        echo_json(report)
+    if emulate and not target:
+        raise click.UsageError("--emulate needs --target (rpi4, rpi5, rpi3b or rpi-zero-2w)")
+    if target:
+        from .device_parity import device_parity_run
+        from .device_parity import format_table as device_table
+
+        report = device_parity_run(run_dir, target, host=host, emulate=emulate, gates=gates,
+                                   artifacts=list(artifacts) or None, threads=threads, progress=not quiet)
+        written = Path(run_dir) / f"parity-{report['target']}.json"
+        if as_json:
+            echo_json(report)
+        else:
+            click.echo(device_table(report))
     else:
-        click.echo(format_table(report))
+        report = check_parity(run_dir, artifacts=list(artifacts) or None, gates=gates, threads=threads,
+                              progress=not quiet)
+        written = Path(run_dir) / "parity.json"
+        if as_json:
+            echo_json(report)
+        else:
+            click.echo(format_table(report))
     if not report["passed"]:
         raise ParityError(f"parity gate failed for {len(report['failed'])} artifact(s): {', '.join(report['failed'])}"
-                          f" (see {Path(run_dir) / 'parity.json'})")
+                          f" (see {written})")
 
 
 # ----------------------------------------------------------------------------- bench
@@ -442,17 +469,21 @@ def parity_cmd(run_dir, min_accuracy_ratio, min_agreement, max_rmse_ratio, float
 @click.option("--remote-tmp", default=None, help="SSH: base directory for the remote temporary directory.")
 @click.option("--port", type=int, default=None, help="SSH port (else ~/.ssh/config or 22).")
 @click.option("--identity", "-i", default=None, help="SSH identity file (else ~/.ssh/config or the agent).")
+@click.option("--emulate", is_flag=True, help=EMULATE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the full JSON instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
 def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup, repeat, stream_frames,
-              no_torch, tool, remote_python, remote_tmp, port, identity, as_json, quiet):
+              no_torch, tool, remote_python, remote_tmp, port, identity, emulate, as_json, quiet):
     """Benchmark every artifact of a run: latency percentiles, memory, size.
 
     Each artifact runs in a fresh process: load time, first inference, warm latency p50/p90/p99/mean/std,
     throughput, per-frame streaming latency, peak RSS for load and inference, size, MACs -> MAC/s.
     Writes RUN_DIR/bench-TARGET.json. On an ssh target the runtime module, artifacts and inputs are pushed
-    to a temporary directory on the device, run with its python3, and parity is checked on the device.
+    to a temporary directory on the device, run with its python3, and parity is checked on the device
+    (against the float model and against this machine's outputs).
+    With --emulate (rpi4, rpi5, rpi3b, rpi-zero-2w) the board runs emulated here: real aarch64 outputs,
+    timings that are not the board's; written to RUN_DIR/bench-TARGET-emulated.json.
     """
     from .bench import bench_run, format_table
 
@@ -461,7 +492,7 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
                        repeat=repeat, stream_frames=stream_frames, include_torch=not no_torch, tool=tool,
                        target_opts={k: v for k, v in {"remote_python": remote_python, "remote_tmp": remote_tmp,
                                                       "port": port, "identity": identity}.items() if v is not None},
-                       progress=not quiet)
+                       progress=not quiet, emulate=emulate)
     if as_json:
         from .bench import _jsonable
 
@@ -470,7 +501,7 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
     click.echo(format_table(report))
     dp = report.get("device_parity")
     if dp:
-        from .parity import format_table as parity_table
+        from .device_parity import format_table as parity_table
 
         click.echo("\non-device parity:")
         click.echo(parity_table(dp))
@@ -519,3 +550,89 @@ def boards_cmd(as_json):
     for b in boards:
         click.echo(f"{b.name:<14} {b.arch:<8} {b.cores:>5} {b.ram_mb:>7} {b.transport:<9} {b.default_threads:>7}  "
                    f"{b.cpu} / {', '.join(b.runtimes)}")
+
+
+# ----------------------------------------------------------------------------- emulate
+
+
+@main.group("emulate")
+def emulate_group():
+    """The emulated Raspberry Pi behind `bench --emulate` and `parity --target ... --emulate`.
+
+    \b
+    An arm64 Debian (bookworm, as Raspberry Pi OS 12) with its own python3, numpy, onnxruntime and
+    ai-edge-litert, run under qemu user emulation with the board's core (qemu_cpu in its profile),
+    cached under ~/.cache/edgernn/emulate ($EDGERNN_CACHE_DIR/emulate). Needs root.
+      edgernn emulate status          what the cache holds, its size, leftovers of a killed run
+      edgernn emulate build -t rpi4   build the rootfs now (else the first --emulate does, ~6 min)
+      edgernn emulate clean           remove the cache (unmounting anything a killed run left)
+    """
+
+
+@emulate_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def emulate_status_cmd(as_json):
+    """Show the cached rootfs: path, size, python and runtime versions, leftovers."""
+    from .emulate import status
+
+    st = status()
+    if as_json:
+        echo_json(st)
+        return
+    click.echo(f"cache {st['cache']}: {st['bytes'] / 2 ** 20:.0f} MB; qemu {st['qemu'] or 'not installed'}")
+    if not st["rootfs"]:
+        click.echo("no rootfs yet: the first `edgernn bench RUN --target rpi4 --emulate` (or `edgernn emulate "
+                   "build`) builds one")
+    for e in st["rootfs"]:
+        info = e["info"] or {}
+        pk = ", ".join(f"{k} {v}" for k, v in (info.get("packages") or {}).items())
+        state = "complete" if e["complete"] else "UNFINISHED build (removed by the next run or `emulate clean`)"
+        click.echo(f"  {Path(e['path']).name}: {e['bytes'] / 2 ** 20:.0f} MB, {state}"
+                   + (f", python {info.get('python')}, {pk}, built {info.get('built')} in {info.get('build_s')} s"
+                      if info else ""))
+        if e["mounted"] or e["processes"]:
+            click.echo(f"    left by a killed run: {len(e['mounted'])} mount(s), {e['processes']} process(es); "
+                       "the next --emulate run or `edgernn emulate clean` removes them")
+
+
+@emulate_group.command("build")
+@click.option("--target", "-t", default="rpi4", show_default=True, help="Board whose runtimes to install.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def emulate_build_cmd(target, quiet):
+    """Build (or check) the rootfs now and start/stop its sshd once, so later runs start warm."""
+    import subprocess
+    import time
+
+    from .boards import load_board
+    from .emulate import Emulator
+
+    from .runtimes.registry import INSTALL
+
+    board = load_board(target)
+    modules = ", ".join(["numpy"] + [INSTALL[rt][2][0] for rt in board.runtimes])
+    t0 = time.time()
+    with Emulator(board, progress=not quiet) as emu:
+        o = emu.target_opts()
+        proc = subprocess.run(["ssh", "-F", o["config"], emu.host, f"uname -m && {o['remote_python']} -c "
+                               f"'import {modules}'"], capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            from .emulate import EmulationError
+
+            raise EmulationError(f"the emulated {board.name} does not run its runtimes: "
+                                 f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        info = emu.info
+    click.echo(f"{'built' if emu.timings['built'] else 'reused'} {emu.rootfs} ({proc.stdout.strip()}, python "
+               f"{info.get('python')}, {', '.join(f'{k} {v}' for k, v in (info.get('packages') or {}).items())}) "
+               f"in {time.time() - t0:.0f} s")
+
+
+@emulate_group.command("clean")
+@handle_errors
+def emulate_clean_cmd():
+    """Remove the emulator cache (after unmounting and stopping anything a killed run left)."""
+    from .emulate import cache_root, clean
+
+    removed = clean()
+    click.echo(f"removed {', '.join(removed)}" if removed else f"nothing to remove in {cache_root()}")

@@ -66,7 +66,10 @@ def collect(run_dir, target: str | None = None) -> dict:
     run = load_run(run_dir)
     parity = _read_json(run.path / "parity.json")
     all_benches = sorted(run.path.glob("bench-*.json"), key=lambda p: p.stat().st_mtime)
-    benches = [p for p in all_benches if p.name == f"bench-{target}.json"] if target else all_benches
+    emulated = [p for p in all_benches if p.name.endswith(f"{EMULATED_SUFFIX}.json")]
+    # an emulated board's timings never choose what to ship: by default only real targets do
+    benches = ([p for p in all_benches if p.name == f"bench-{target}.json"] if target
+               else [p for p in all_benches if p not in emulated])
     bench = _read_json(benches[-1]) if benches else None
     if parity is None and bench is None:
         raise ConfigError(f"nothing to report for {run.path}: no parity.json and no bench-*.json"
@@ -79,6 +82,8 @@ def collect(run_dir, target: str | None = None) -> dict:
         rows[r["artifact"]] = {"artifact": r["artifact"], "format": r["format"], "precision": r["precision"],
                                "mode": r["mode"], "runtime": r["runtime"], "size_bytes": r["size_bytes"],
                                "compute_label": r.get("compute_label"), "parity": r}
+    if (bench or {}).get("emulated"):
+        bench = _omit_timings(bench)
     for r in (bench or {}).get("results", []):
         row = rows.setdefault(r["artifact"], {"artifact": r["artifact"], "format": r.get("format"),
                                               "precision": r.get("precision"), "mode": r.get("mode"),
@@ -94,9 +99,38 @@ def collect(run_dir, target: str | None = None) -> dict:
             "bench_targets": [p.name[len("bench-"):-len(".json")] for p in all_benches],
             "machine": (bench or {}).get("machine"), "settings": (bench or {}).get("settings"),
             "torch_eager": (bench or {}).get("torch_eager"), "warnings": (bench or {}).get("warnings", []),
+            "bench_emulated": (bench or {}).get("emulated"), "emulated": _emulated_parity(run, emulated),
             "artifacts": list(rows.values())}
     info["recommendations"], info["recommendation_note"] = recommend(info)
     return info
+
+
+EMULATED_SUFFIX = "-emulated"  # bench-rpi4-emulated.json: `bench --target rpi4 --emulate`
+
+
+def _omit_timings(bench: dict) -> dict:
+    """An emulated bench with its latencies removed: qemu timings are not the board's, so the report
+    shows none of them (its outputs, checked by on-device parity, are real ARM results)."""
+    bench = dict(bench)
+    bench["results"] = [{**r, "latency_us": {}, "stream_us": None, "mac_per_s": None} for r in bench["results"]]
+    bench["torch_eager"] = None
+    return bench
+
+
+def _emulated_parity(run, paths: list) -> list[dict]:
+    """Per emulated bench: where it ran and how its on-device (ARM) parity came out."""
+    out = []
+    for p in paths:
+        b = _read_json(p)
+        _check_current(run, b, p.name, "bench")
+        dp = b.get("device_parity") or {}
+        rows = dp.get("artifacts") or []
+        vs = [r["vs_host"]["max_abs_diff"] for r in rows if r.get("vs_host")]
+        out.append({"target": b.get("target"), "emulated": b.get("emulated") or {},
+                    "checked": len(rows), "passed": sum(1 for r in rows if r.get("passed")),
+                    "failed": [r["artifact"] for r in rows if not r.get("passed")],
+                    "max_vs_host": max(vs) if vs else None})
+    return out
 
 
 def _check_current(run, results: dict | None, name: str, command: str) -> None:
@@ -157,6 +191,10 @@ def recommend(run: dict) -> tuple[list[dict], str | None]:
         return [], (f"no recommendation: {where} has no parity.json, and an artifact without a parity result "
                     f"never counts as passing; run `edgernn parity {where}` first")
     target = run.get("bench_target")
+    if run.get("bench_emulated"):
+        return [], (f"no recommendation: `{target}` is an emulated board (qemu -cpu "
+                    f"{run['bench_emulated'].get('qemu_cpu')} on this machine), and emulated timings are not the "
+                    "board's; its outputs are real ARM results (see on-device parity). Bench a real board to choose")
     if target is None:
         wanted = run.get("requested_target")
         missing = f"bench-{wanted}.json" if wanted else "bench-<target>.json"
@@ -317,7 +355,12 @@ def markdown(runs: list[dict], plots: dict) -> str:
         if m.get("train_time_s") is not None:
             facts.append(f"trained in {m['train_time_s']} s")
         lines.append("- " + ", ".join(facts))
-        if r.get("machine"):
+        if r.get("bench_emulated"):
+            e = r["bench_emulated"]
+            lines.append(f"- bench target `{r['bench_target']}` is EMULATED (qemu {e.get('qemu_version')} -cpu "
+                         f"{e.get('qemu_cpu')} on {e.get('host_cpu', 'this machine')}): latencies are omitted, "
+                         "they are not the board's")
+        elif r.get("machine"):
             mc, s = r["machine"], r["settings"] or {}
             lines.append(f"- bench target `{r['bench_target']}`: {mc.get('cpu_model', '?')}, {mc.get('cores', '?')} "
                          f"cores, {mc.get('os', '')}; threads {s.get('threads')}, batch 1, {s.get('runs')} timed runs "
@@ -341,6 +384,13 @@ def markdown(runs: list[dict], plots: dict) -> str:
                          + (f"; failed: {', '.join(failed)}" if failed else ""))
         else:
             lines.append("- parity: no parity.json, so no artifact counts as passing")
+        for e in r.get("emulated") or []:
+            em = e["emulated"]
+            vs = "-" if e["max_vs_host"] is None else f"{e['max_vs_host']:.2g}"
+            lines.append(f"- on ARM (`{e['target']}`: real aarch64 runtimes under qemu -cpu {em.get('qemu_cpu')}; "
+                         f"timings not shown, they are not the board's): {e['passed']} of {e['checked']} artifacts "
+                         f"pass their gate, max |output difference| from this machine {vs}"
+                         + (f"; failed: {', '.join(e['failed'])}" if e["failed"] else ""))
         lines.append("")
         for mode in sorted({a.get("mode") for a in r["artifacts"]}, key=lambda x: (MODE_ORDER.get(x, 9), str(x))):
             lines += _artifact_table(r, mode)

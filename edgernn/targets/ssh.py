@@ -109,7 +109,8 @@ class SSHTarget(Target):
     def __init__(self, board, host: str, port: int | None = None, identity: str | None = None,
                  ssh_options=(), config: str | None = None, remote_python: str | None = None,
                  remote_tmp: str | None = None, connect_timeout: int = 10, job_timeout: float | None = 1800.0,
-                 multiplex: bool | None = None, ssh: str = "ssh", keep_remote: bool = False):
+                 multiplex: bool | None = None, ssh: str = "ssh", keep_remote: bool = False,
+                 remote_env: dict | None = None):
         super().__init__(board)
         self.host = check_host(host)
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
@@ -134,6 +135,10 @@ class SSHTarget(Target):
         self.multiplex = (os.name != "nt") if multiplex is None else bool(multiplex)
         self.ssh = ssh
         self.keep_remote = keep_remote
+        self.remote_env = dict(remote_env or {})  # exported before each worker (e.g. QEMU_CPU on an emulated Pi)
+        for k in self.remote_env:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(k)):
+                raise ConfigError(f"remote_env name {k!r} is not an environment variable name")
         self._control_dir = None
         self._master_pid = None
         self.last_remote_dir = None  # for tests and error messages
@@ -452,7 +457,8 @@ class SSHTarget(Target):
         out, pout = f"out/r{k}.json", f"out/p{k}.npy"
         args = worker_args(job, a, inp, out, pin, pout)
         py = remote_path_expr(self.remote_python)
-        script = (f"cd {q(tmp)} && echo $$ > .worker.pid && export PYTHONDONTWRITEBYTECODE=1 && "
+        env = "".join(f"export {k}={q(v)} && " for k, v in self.remote_env.items())
+        script = (f"cd {q(tmp)} && echo $$ > .worker.pid && {env}export PYTHONDONTWRITEBYTECODE=1 && "
                   f"exec {py} -m edgernn.runtimes.bench {' '.join(q(x) for x in args)}")
         t0 = time.perf_counter()
         proc = self._run_ssh(script, f"the benchmark of {job.label}", timeout=self.job_timeout, check=False)
