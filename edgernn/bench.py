@@ -203,13 +203,16 @@ def _jsonable(obj):
 def format_table(report: dict) -> str:
     m = report.get("machine") or {}
     s = report["settings"]
-    lines = [f"target {report['target']}: {m.get('cpu_model', '?')} ({m.get('cores', '?')} cores, "
-             f"{m.get('arch', m.get('machine', '?'))}), threads {s['threads']}, batch 1, T={s['window_length']}, "
-             f"{s['runs']} runs x {s['repeat']} repeat(s)",
-             "latency in microseconds per call: per window (sequence artifacts) or per frame (step artifacts), "
-             "see 'per'; 'stream p50' = per frame over one continuous stream (step artifacts)",
-             f"{'artifact':<26} {'runtime':<11} {'per':<6} {'p50 us':>9} {'p90':>9} {'p99':>9} {'std':>8} "
-             f"{'stream p50':>10} {'load ms':>8} {'RSS MB':>7} {'KB':>7} {'MMAC/s':>8} {'spread':>6}"]
+    e = report.get("emulated")
+    lines = ([f"EMULATED: qemu {e.get('qemu_version')} -cpu {e.get('qemu_cpu')} on {e.get('host_cpu')} - the outputs "
+              "are real aarch64 results, the timings below are NOT the board's"] if e else [])
+    lines += [f"target {report['target']}: {m.get('cpu_model', '?')} ({m.get('cores', '?')} cores, "
+              f"{m.get('arch', m.get('machine', '?'))}), threads {s['threads']}, batch 1, T={s['window_length']}, "
+              f"{s['runs']} runs x {s['repeat']} repeat(s)",
+              "latency in microseconds per call: per window (sequence artifacts) or per frame (step artifacts), "
+              "see 'per'; 'stream p50' = per frame over one continuous stream (step artifacts)",
+              f"{'artifact':<26} {'runtime':<11} {'per':<6} {'p50 us':>9} {'p90':>9} {'p99':>9} {'std':>8} "
+              f"{'stream p50':>10} {'load ms':>8} {'RSS MB':>7} {'KB':>7} {'MMAC/s':>8} {'spread':>6}"]
     rows = list(report["results"])
     if report.get("torch_eager"):
         t = dict(report["torch_eager"])

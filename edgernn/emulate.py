@@ -639,6 +639,10 @@ class Emulator:
             ensure_host(self.progress)
             root = self._stack.enter_context(cache_lock())
             self.recovered = recover(root)
+            if self.recovered:  # always said, also with --quiet: something was killed before
+                import click
+
+                click.echo("note: cleaned up after an earlier killed run: " + "; ".join(self.recovered), err=True)
             self.rootfs, self.info, built = ensure_rootfs(self.board, progress=self.progress)
             self.timings["rootfs_s"] = round(time.time() - t0, 1)
             self.timings["built"] = built

@@ -329,7 +329,8 @@ def _decision(r: dict) -> list[str]:
         lines.append(f"| {rec['runtime']} | {rec['mode']} | {ship} | {p50} | {rec['reason']} |")
     lines.append("")
     lines += _int8_speed(r)
-    others = [t for t in r.get("bench_targets", []) if t != r.get("bench_target")]
+    others = [t for t in r.get("bench_targets", []) if t != r.get("bench_target")
+              and not t.endswith(EMULATED_SUFFIX)]  # emulated ones have their "on ARM" line above
     if others:
         lines += [f"Also benchmarked on {', '.join(others)}: re-run `edgernn report` with `--target NAME` for "
                   "that target's decision.", ""]
