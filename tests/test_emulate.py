@@ -389,3 +389,22 @@ def test_cpuinfo_names_the_board_core():
     assert parse_cpuinfo(text)["cpu_model"].endswith("Cortex-A76")
     assert "Model\t\t: Raspberry Pi 5 (emulated)" in text
     assert np.all([c in emulate.SECOND_CORE for c in emulate.CORES])
+
+
+@pytest.mark.slow
+def test_a_worker_killed_by_sigill_is_named_not_taken_for_a_lost_connection(emulated_cache, exported_runs):
+    # cpuinfo says Cortex-A76 (dot product) while qemu runs a Cortex-A72: onnxruntime's int8 kernels for the
+    # A76 hit an instruction the A72 lacks. ssh exits 255 as on a lost connection; the error must say crash.
+    from edgernn.device_parity import collect_outputs
+    from edgernn.errors import TargetError
+    from edgernn.rundir import load_run
+    from edgernn.targets import get_target
+
+    run = load_run(exported_runs["lstm"])
+    board = load_board("rpi5")
+    with emulate.Emulator(board, progress=False) as emu:
+        tgt = get_target(board, host=emu.host, remote_env={"QEMU_CPU": "cortex-a72"}, **emu.target_opts())
+        with pytest.raises(TargetError, match=r"crashed on edgernn-emulated-rpi5 \(qemu: uncaught target signal 4 "
+                                              r"\(Illegal instruction\).*SIGILL means"):
+            collect_outputs(tgt, [run.artifacts_dir / "sequence-int8.onnx"], run.data()["X_test"], progress=False)
+    _assert_torn_down()

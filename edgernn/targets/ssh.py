@@ -56,6 +56,7 @@ CONNECT_ERRORS = ("Connection refused", "No route to host", "Connection timed ou
                   "Name or service not known", "Network is unreachable", "Operation timed out",
                   "Temporary failure in name resolution", "Connection closed by remote host",
                   "kex_exchange_identification", "Connection reset by peer")
+CRASHES = ("Illegal instruction", "Segmentation fault", "Bus error", "uncaught target signal", "core dumped")
 AUTH_ERRORS = ("Permission denied", "Too many authentication failures", "no mutual signature",
                "No supported authentication methods")
 
@@ -187,6 +188,11 @@ class SSHTarget(Target):
     def _failure(self, proc, what: str) -> TargetError:
         err = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else (proc.stderr or "")
         line = _last_line(err)
+        if any(c in err for c in CRASHES):  # the remote process died of a signal: ssh also exits 255
+            return TargetError(
+                f"{what} crashed on {self.host} ({line}): the runtime died of a signal there - SIGILL means it ran "
+                "an instruction this CPU lacks (on an emulated board: /proc/cpuinfo and QEMU_CPU disagree), "
+                "SIGSEGV a runtime bug; re-run that artifact alone to confirm")
         if proc.returncode == 255:
             if any(s in err for s in AUTH_ERRORS):
                 return TargetError(
