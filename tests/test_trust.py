@@ -153,8 +153,11 @@ def test_sigterm_during_export_stops_the_converter_and_leaves_nothing(run_copy, 
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
 def test_signal_during_train_leaves_no_run_directory(tmp_path, sig, code, word):
     out = tmp_path / "run"
+    # a test suite started in the background (`make test &`) inherits SIGINT ignored, and Python then
+    # installs no Ctrl-C handler: give the child the default disposition a terminal user's process has
     proc = subprocess.Popen(CLI + ["train", "-d", "synthetic", "--epochs", "100000", "--patience", "100000",
-                                   "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert _wait_for(out.exists, 60), "training never started"
         time.sleep(1.0)
