@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import glob
 import hashlib
 import json
@@ -139,10 +140,12 @@ def _run(argv, what: str, timeout: float = 600, env=None, log=None) -> subproces
 
 
 def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else "no output"
+    from .targets.ssh import _last_line as last  # lazy: board profiles import this module for CORES
+
+    return last(text) or "no output"
 
 
+@functools.lru_cache(maxsize=None)
 def host_cpu() -> str:
     """This machine's CPU model (what the emulator runs on)."""
     import platform
@@ -156,6 +159,7 @@ def host_cpu() -> str:
         return platform.machine()
 
 
+@functools.lru_cache(maxsize=None)
 def qemu_version() -> str:
     try:
         out = subprocess.run([QEMU, "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -177,7 +181,7 @@ def mounts_under(path) -> list[str]:
                     found.append(mp)
     except OSError:
         return []
-    return sorted(found, key=lambda m: (-m.count("/"), m), reverse=False)
+    return sorted(found, key=lambda m: (-m.count("/"), m))
 
 
 def unmount_all(path) -> list[str]:
@@ -550,7 +554,6 @@ def build_rootfs(dest: Path, reqs: list[str], board_name: str, cpu: str, progres
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
-        steps.close()
         # the half-built rootfs goes (never through a mount); the log stays beside it for a failed build
         with contextlib.suppress(EmulationError, OSError):
             kill_processes_in(rootfs)
