@@ -70,6 +70,10 @@ def aggregate(results: list[dict], macs: int | None) -> dict:
         out["macs"] = macs
         p50 = mid["latency_us"].get("p50")
         out["mac_per_s"] = macs / (p50 * 1e-6) if p50 else None
+        c = out.get("c_loop_us")
+        if c and c.get("peak_mac_per_s"):  # the C loop against this CPU's multiply-add bound
+            c["mac_bound_us"] = macs / c["peak_mac_per_s"] * 1e6
+            c["x_mac_bound"] = c["p50"] / c["mac_bound_us"] if c["mac_bound_us"] else None
     return out
 
 
@@ -210,9 +214,10 @@ def format_table(report: dict) -> str:
               f"{m.get('arch', m.get('machine', '?'))}), threads {s['threads']}, batch 1, T={s['window_length']}, "
               f"{s['runs']} runs x {s['repeat']} repeat(s)",
               "latency in microseconds per call: per window (sequence artifacts) or per frame (step artifacts), "
-              "see 'per'; 'stream p50' = per frame over one continuous stream (step artifacts)",
+              "see 'per'; 'stream p50' = per frame over one continuous stream (step artifacts); all timed from "
+              "Python; 'C loop' = C artifacts timed inside a compiled loop (no Python call overhead)",
               f"{'artifact':<26} {'runtime':<11} {'per':<6} {'p50 us':>9} {'p90':>9} {'p99':>9} {'std':>8} "
-              f"{'stream p50':>10} {'load ms':>8} {'RSS MB':>7} {'KB':>7} {'MMAC/s':>8} {'spread':>6}"]
+              f"{'stream p50':>10} {'C loop':>8} {'load ms':>8} {'RSS MB':>7} {'KB':>7} {'MMAC/s':>8} {'spread':>6}"]
     rows = list(report["results"])
     if report.get("torch_eager"):
         t = dict(report["torch_eager"])
@@ -233,8 +238,15 @@ def format_table(report: dict) -> str:
         lines.append(
             f"{r['artifact']:<26} {r.get('runtime', 'torch'):<11} {per:<6} {f(lat.get('p50'), 9)} "
             f"{f(lat.get('p90'), 9)} {f(lat.get('p99'), 9)} {f(lat.get('std'), 8)} {f(stream.get('p50'), 10)} "
+            f"{f((r.get('c_loop_us') or {}).get('p50'), 8, '.2f')} "
             f"{f(load * 1e3 if load is not None else None, 8)} {f(rss, 7)} "
             f"{r.get('size_bytes', 0) / 1024:>7.1f} {f(mps / 1e6 if mps else None, 8)} {spread}")
+    bound = [r for r in rows if (r.get("c_loop_us") or {}).get("x_mac_bound")]
+    for r in bound:
+        c = r["c_loop_us"]
+        lines.append(f"{r['artifact']}: C loop {c['p50']:.3f} us per {c['unit']} = {c['x_mac_bound']:.1f}x the MAC bound "
+                     f"({r['macs']} MACs at this CPU's peak {c['peak_mac_per_s'] / 1e9:.1f} GMAC/s = "
+                     f"{c['mac_bound_us']:.3f} us)")
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)

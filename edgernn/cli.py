@@ -252,7 +252,7 @@ def format_train_summary(cell, hidden, m, out) -> str:
               help="Comma-separated stages to run (later stages reuse what earlier runs wrote).")
 @click.option("--runs", type=click.IntRange(1), default=200, show_default=True, help="Timed runs per artifact.")
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Benchmark repeats.")
-@click.option("--format", "formats", type=CommaChoice(FORMATS), default="onnx,ort,tflite", show_default=True,
+@click.option("--format", "formats", type=CommaChoice(FORMATS), default="onnx,ort,tflite,c", show_default=True,
               help="Export formats (see `edgernn export --help`).")
 @click.option("--precision", "precisions", type=CommaChoice(PRECISIONS), default="float,int8,dynamic",
               show_default=True, help="Export precisions (see `edgernn export --help`).")
@@ -301,13 +301,16 @@ def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, format
                    "for frame-by-frame inference at sensor rate. Not possible for bidirectional models.")
 @click.option("--int8-io", type=click.Choice(INT8_IO), default="int8", show_default=True,
               help="TFLite full-int8 only: int8 input/output tensors, or float I/O around int8 internals.")
+@click.option("--c-prefix", default=None, metavar="NAME",
+              help="C only: the prefix of every symbol of the generated library (NAME_step, NAME_state, ...) "
+                   "[default: <run dir>_<mode>_<precision>, e.g. gru_step_int8].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: RUN_DIR/artifacts].")
 @click.option("--json", "as_json", is_flag=True, help="Print the list of artifacts as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, out_dir, as_json, quiet):
-    """Export a trained run to ONNX / ORT / TFLite artifacts, each with a JSON manifest.
+def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefix, out_dir, as_json, quiet):
+    """Export a trained run to ONNX / ORT / TFLite / C artifacts, each with a JSON manifest.
 
     Every artifact is written atomically (no half files) and gets RUN_DIR/artifacts/NAME.json: format,
     precision, which ops really run in int8, tensor names/shapes/dtypes/quantization, normalization,
@@ -319,7 +322,7 @@ def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, out_dir
     from .runtimes.manifest import read_manifest
 
     results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
-                         out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe)
+                         out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix)
     if as_json:
         echo_json([r.to_dict() for r in results])
         return
@@ -611,7 +614,7 @@ def emulate_build_cmd(target, quiet):
     from .runtimes.registry import INSTALL
 
     board = load_board(target)
-    modules = ", ".join(["numpy"] + [INSTALL[rt][2][0] for rt in board.runtimes])
+    modules = ", ".join(["numpy"] + [INSTALL[rt][2][0] for rt in board.runtimes if INSTALL[rt][2]])
     t0 = time.time()
     with Emulator(board, progress=not quiet) as emu:
         o = emu.target_opts()

@@ -60,7 +60,7 @@ PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "litert": "ai-edge-
 QEMU = "qemu-aarch64-static"
 BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
 MIN_FREE_BYTES = 1500 * 2 ** 20  # a build peaks at ~0.9 GB (debs + unpacked + venv); keep a margin
-CACHE_ENV = "EDGERNN_CACHE_DIR"
+from .runtimes.files import CACHE_ENV  # noqa: E402 - one home for the cache location
 MIRROR_ENV = "EDGERNN_DEBIAN_MIRROR"
 SESSION_DIR = "run/edgernn-ssh"  # inside the rootfs: sshd config and throwaway keys of one session
 
@@ -86,9 +86,9 @@ class EmulationError(TargetError):
 # ---- where things live -------------------------------------------------------------------------------
 def cache_root() -> Path:
     """$EDGERNN_CACHE_DIR/emulate, else $XDG_CACHE_HOME/edgernn/emulate, else ~/.cache/edgernn/emulate."""
-    base = os.environ.get(CACHE_ENV) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgernn")
-    return Path(base).expanduser() / "emulate"
+    from .runtimes.files import cache_dir
+
+    return cache_dir("emulate")
 
 
 def _host_version(dist: str):

@@ -31,7 +31,7 @@ class PipelineConfig:
     seed: int = 0
     progress: bool = True
     stages: tuple = STAGES
-    formats: tuple = ("onnx", "ort", "tflite")
+    formats: tuple = ("onnx", "ort", "tflite", "c")
     precisions: tuple = ("float", "int8", "dynamic")
     runs: int = 200
     repeat: int = 1

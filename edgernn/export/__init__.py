@@ -66,6 +66,10 @@ FORMATS = {f.name: f for f in (
            "TFLite for LiteRT; int8 = the first of full-int8, int16x8, dynamic range that passes the gate; "
            "dynamic = dynamic range",
            skip="edgernn.export.tflite:skip_reason"),
+    Format("c", "edgernn.export.c:export_c", "h", ("float", "int8"), MODES, ("torch",), "train",
+           "dependency-free C99 (one header-only file: no heap, no libm, caller-owned state) for C/C++ apps, "
+           "Android NDK and microcontrollers; int8 = int8 weights, int16 activations/state, int32 accumulators; "
+           "run by compiling it with the system C compiler"),
 )}
 assert set(FORMATS) == set(FORMAT_RUNTIME), "export registry and manifest schema disagree on formats"
 assert all(set(f.precisions) <= set(PRECISIONS) and set(f.modes) <= set(MODES) for f in FORMATS.values())
@@ -76,6 +80,7 @@ class ExportOptions:
     int8_io: str = "int8"
     source: Path | None = None  # for a converted format: the artifact it is converted from
     recipe: str | None = None  # int8 only: the recipe to build (edgernn.export.recipes); None = try ORDER
+    c_prefix: str | None = None  # C only: the symbol prefix (default <run>_<mode>_<precision>)
 
 
 def get_exporter(fmt: str):
@@ -158,8 +163,9 @@ def plan(formats, precisions, streaming: bool, bidirectional: bool):
         for prec in precisions:
             for mode in modes:
                 if prec not in f.precisions:
+                    why = "; its int8 is already dynamic quantization" if fmt in ("onnx", "ort") else ""
                     skipped.append((fmt, prec, mode, f"{fmt} has no '{prec}' variant (it offers "
-                                    f"{', '.join(f.precisions)}; its int8 is already dynamic quantization)"))
+                                    f"{', '.join(f.precisions)}{why})"))
                 elif mode not in f.modes:
                     skipped.append((fmt, prec, mode, f"{fmt} has no {mode} mode"))
                 else:
@@ -169,7 +175,7 @@ def plan(formats, precisions, streaming: bool, bidirectional: bool):
 
 def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", "int8"), streaming: bool = False,
                out_dir: Path | None = None, int8_io: str = "int8", progress: bool = False,
-               recipe: str | None = None, gates=None) -> list[ExportResult]:
+               recipe: str | None = None, gates=None, c_prefix: str | None = None) -> list[ExportResult]:
     """Export every requested combination; returns one ExportResult per combination (skipped ones too).
     int8 is built by edgernn.export.recipes: the first recipe of the format's order that passes the parity
     gate (`gates`, default edgernn.parity.Gates()) on held-out calibration windows, or `recipe` if pinned."""
@@ -181,6 +187,12 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     run = load_run(run_dir)
     formats = parse_list(formats, tuple(FORMATS), "format")
     precisions = parse_list(precisions, PRECISIONS, "precision")
+    if c_prefix is not None:
+        from .c import check_prefix
+
+        check_prefix(c_prefix)
+        if "c" not in formats:
+            raise ConfigError("--c-prefix names the symbols of C artifacts; add c to --format")
     if int8_io not in INT8_IO:
         raise ConfigError(f"unknown int8 I/O {int8_io!r}; choose from: {', '.join(INT8_IO)}")
     check_prerequisites(formats + [FORMATS[f].built_from for f in formats if FORMATS[f].built_from])
@@ -222,7 +234,7 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                          show=lambda t: f"{t[0]} {t[1]} {t[2]}" if t else "") as bar:
             for fmt, prec, mode in bar:
                 t0 = time.perf_counter()
-                opts = ExportOptions(int8_io=int8_io)
+                opts = ExportOptions(int8_io=int8_io, c_prefix=c_prefix)
                 src_fmt = FORMATS[fmt].built_from
                 if src_fmt:
                     src = built.get((src_fmt, prec, mode))

@@ -40,9 +40,10 @@ RECIPES = {r.name: r for r in (
     Recipe("full-int8", ("tflite",),
            "int8 activations and weights, calibrated ranges, integer kernels end to end (the fused LSTM keeps "
            "its cell state in int16); the smallest and, on ARM, the fastest"),
-    Recipe("int16x8", ("tflite",),
-           "TFLite 16x8: int16 activations, int8 weights, integer kernels; 256x finer activations where full "
-           "int8 loses accuracy, ~2x the activation memory, fewer optimized kernels"),
+    Recipe("int16x8", ("tflite", "c"),
+           "int16 activations, int8 weights, integer kernels (TFLite 16x8; int8 C: int16 state, int32 accumulators, "
+           "fixed-point requantization); 256x finer activations where full int8 loses accuracy, ~2x the "
+           "activation memory"),
     Recipe("dynamic", ("tflite", "onnx"),
            "int8 weights, no calibration: activations are quantized at run time where the kernel can "
            "(dynamic-int8), weights are dequantized to float elsewhere (weights-int8); float I/O"),
@@ -55,7 +56,7 @@ RECIPES = {r.name: r for r in (
            "the float GRU op (the manifest records both latencies)"),
 )}
 # the order `--precision int8` tries, per format (ort is converted from the onnx artifact the order chose)
-ORDER = {"tflite": ("full-int8", "int16x8", "dynamic"), "onnx": ("dynamic", "int8-head")}
+ORDER = {"tflite": ("full-int8", "int16x8", "dynamic"), "onnx": ("dynamic", "int8-head"), "c": ("int16x8",)}
 HOLDOUT_EVERY = 4  # every 4th calibration window is held out for the recipe gate
 STRESS_AMPLITUDES = (0.25, 0.5, 1.5)  # stress copies of the training windows, scaled around the training mean
 STRESS_NOISE = 0.1  # and with gaussian noise of this many training standard deviations

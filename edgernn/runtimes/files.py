@@ -77,3 +77,13 @@ def writable_dir_problem(d: Path | str) -> str | None:
         return None
     except OSError as exc:
         return exc.strerror or str(exc)
+
+
+CACHE_ENV = "EDGERNN_CACHE_DIR"
+
+
+def cache_dir(sub: str) -> Path:
+    """$EDGERNN_CACHE_DIR/SUB, else $XDG_CACHE_HOME/edgernn/SUB, else ~/.cache/edgernn/SUB (not created)."""
+    base = os.environ.get(CACHE_ENV) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgernn")
+    return Path(base).expanduser() / sub

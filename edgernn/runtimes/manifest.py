@@ -32,7 +32,7 @@ COMPUTE = ("float", "weights-int8", "dynamic-int8", "int16x8", "full-int8")
 FAMILIES = ("recurrent", "head")
 # The names every layer uses (the export registry, the CLI choices, the schema, load()) are defined
 # here once: device apps embed this file, the exporters import it.
-FORMAT_RUNTIME = {"onnx": "onnxruntime", "ort": "onnxruntime", "tflite": "litert"}  # format -> runtime
+FORMAT_RUNTIME = {"onnx": "onnxruntime", "ort": "onnxruntime", "tflite": "litert", "c": "c"}  # format -> runtime
 PRECISIONS = ("float", "int8", "dynamic")
 MODES = ("sequence", "step")
 TASKS = ("classify", "tag", "forecast")
@@ -62,6 +62,7 @@ FIELDS = {
     "state_layout": (str, False),
     "stateful_interpreter": (bool, False),
     "state_variables": (list, False),  # names of the interpreter's variable (state) tensors
+    "c": (dict, False),  # C artifacts: prefix, API, state size, int8 scheme, target sizes (docs/manifest.md)
 }
 QUANTIZATION_FIELDS = {"recipe": str, "compute": dict, "int8_ops": list, "float_ops": list, "note": str}
 

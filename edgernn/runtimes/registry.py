@@ -24,12 +24,15 @@ from .manifest import FORMAT_RUNTIME, read_manifest
 RUNTIMES = {
     "onnxruntime": "edgernn.runtimes.ort_backend:OrtSession",
     "litert": "edgernn.runtimes.litert_backend:LiteRTSession",
+    "c": "edgernn.runtimes.c_backend:CSession",
 }
 # runtime -> (pip extra, plain pip line for a device, importable module names that provide it)
 INSTALL = {
     "onnxruntime": ("ort", "pip install onnxruntime", ("onnxruntime",)),
     "litert": ("litert", "pip install ai-edge-litert (or tflite-runtime)",
                ("ai_edge_litert", "tflite_runtime", "tensorflow")),
+    # the C backend needs no Python package: ctypes + a C compiler (or a library prebuilt for the device)
+    "c": ("", "apt-get install gcc (a C compiler; or push a prebuilt library)", ()),
 }
 
 
@@ -47,6 +50,14 @@ def available_runtimes() -> list[str]:
     """Runtime names whose backend package is installed here (checked without importing it)."""
     out = []
     for name, (_, _, modules) in INSTALL.items():
+        if name == "c":  # no package: a C compiler on PATH
+            from .c_backend import find_compiler
+
+            try:
+                find_compiler()
+                out.append(name)
+            except MissingDependencyError:
+                pass
         for mod in modules:
             try:
                 if importlib.util.find_spec(mod) is not None:

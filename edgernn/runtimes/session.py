@@ -162,6 +162,12 @@ class Session:
 
     def _normalize_window(self, window):
         """Raw window -> (normalized float32 [B, T', C], batched, original T); pads to a fixed length."""
+        _, xn, batched, T = self._prepare_window(window)
+        return xn, batched, T
+
+    def _prepare_window(self, window):
+        """Raw window -> (raw float32 [B, T', C] padded to a fixed length, its normalized copy, batched,
+        original T), after every input check."""
         x = self._as_float(window, "window")
         if x.ndim == 2:
             x3, batched = x[None], False
@@ -190,7 +196,7 @@ class Session:
         # |x| beyond ~1e19 overflows float32 when squared); a plain sum would let +1e38 and -1e38 cancel out
         if not _isfinite(np.dot(flat, flat)):
             raise self._nonfinite(x3, "window")
-        return xn, batched, T
+        return x3, xn, batched, T
 
     def _denorm(self, y: np.ndarray) -> np.ndarray:
         if self._out_mean is None:
@@ -394,3 +400,17 @@ class Stream:
         if not s._y.plain:
             y = s._y.dequantize(y)
         return y[0] if y.ndim >= 2 and y.shape[0] == 1 else y
+
+
+def check_frame(session: Session, frame) -> np.ndarray:
+    """A raw frame after Stream.step's checks (shape [C] or [1, C], finite, not too large), as float32: for
+    backends that take raw frames themselves (the C backend normalizes inside the C code)."""
+    x = frame if type(frame) is np.ndarray and frame.dtype == F32 else session._as_float(frame, "frame")
+    if x.shape not in ((session.channels,), (1, session.channels)):
+        raise RuntimeInputError(f"frame has shape {list(x.shape)}; expected {session._expect('frame')}")
+    xn = x - session._mean
+    xn /= session._std
+    flat = xn.reshape(-1)
+    if not _isfinite(np.dot(flat, flat)):
+        raise session._nonfinite(x, "frame")
+    return x

@@ -335,7 +335,7 @@ class SSHTarget(Target):
 
         manifests = self._check_jobs(jobs, allow_torch=False)
         runtimes = {m["runtime"] for m in manifests.values()}
-        requires = ["numpy"] + ["|".join(INSTALL[rt][2]) for rt in sorted(runtimes) if rt in INSTALL]
+        requires = ["numpy"] + ["|".join(INSTALL[rt][2]) for rt in sorted(runtimes) if rt in INSTALL and INSTALL[rt][2]]
         update, close_progress = self._progress(progress, len(jobs))
         tmp = None
         primary = None
