@@ -7,7 +7,7 @@ PIP     = $(VENV)/bin/pip
 STAMP   = $(VENV)/.edgernn-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test test-fast wheel-check system-deps lint clean
+.PHONY: install demo test test-fast wheel-check system-deps c-deps lint clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 # ssh/scp and sshd for the SSH-target tests (a real sshd on loopback), qemu-user-static + binfmt-support +
 # debootstrap for the emulated Pi (bench --emulate); installed only if missing.
 SYSTEM_PKGS = openssh-client openssh-server qemu-user-static binfmt-support debootstrap
-system-deps:
+system-deps: c-deps
 	@command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && test -x /usr/sbin/sshd && \
 	  command -v qemu-aarch64-static >/dev/null 2>&1 && command -v update-binfmts >/dev/null 2>&1 && \
 	  command -v debootstrap >/dev/null 2>&1 || { \
@@ -32,7 +32,18 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
 	  else echo "install $(SYSTEM_PKGS) for the SSH and emulated-Pi tests"; fi; }
 
-demo: install
+# C compilers for --format c: gcc runs C artifacts here (parity, bench); clang, the aarch64 cross compiler
+# (libraries for a Pi) and arm-none-eabi (Cortex-M4 flash/RAM) are checked by the tests and the export
+C_PKGS = gcc clang gcc-aarch64-linux-gnu gcc-arm-none-eabi libnewlib-arm-none-eabi
+c-deps:
+	@command -v gcc >/dev/null 2>&1 && command -v clang >/dev/null 2>&1 && \
+	  command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v arm-none-eabi-gcc >/dev/null 2>&1 && \
+	  test -f /usr/lib/arm-none-eabi/include/stdint.h || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(C_PKGS) >/dev/null; \
+	  else echo "install $(C_PKGS) for C artifacts (--format c)"; fi; }
+
+demo: install c-deps
 	$(VENV)/bin/edgernn pipeline --out $(DEMO_OUT)
 
 test: install system-deps

@@ -92,6 +92,9 @@ def collect(run_dir, target: str | None = None) -> dict:
         row["bench"] = r
     for row in rows.values():
         row["verdict"] = verdict(row)
+        if row.get("format") == "c":  # the C block: prefix, state size, Cortex-M4 flash/RAM
+            m = _read_json(run.artifacts_dir / f"{row['artifact']}.json")
+            row["c"] = (m or {}).get("c")
     info = {"run": str(run.path), "name": run.path.name, "model": run.config.to_dict(), "metrics": run.metrics,
             "dataset": run.dataset.get("name"), "task": run.task, "has_parity": parity is not None,
             "parity_reference": (parity or {}).get("reference"), "parity_passed": (parity or {}).get("passed"),
@@ -317,6 +320,37 @@ def _artifact_table(r: dict, mode: str) -> list[str]:
     return lines + [""]
 
 
+def _c_table(r: dict) -> list[str]:
+    """C libraries: the C-loop latency (no Python in the loop) against the fastest runtime artifact and the
+    CPU's multiply-add bound, and what each needs on a Cortex-M4 (arm-none-eabi-gcc -Os)."""
+    arts = [a for a in r["artifacts"] if a.get("format") == "c" and a.get("c")]
+    if not arts:
+        return []
+    lines = ["C libraries (`--format c`; C loop = timed inside a compiled loop, no Python call overhead; Cortex-M4 "
+             "= arm-none-eabi-gcc -Os, flash = code + const weights, stack = upper bound):", "",
+             "| artifact | C loop p50 us | x MAC bound | Cortex-M4 flash KB | static RAM B | stack B <= | state B |",
+             "|---|---|---|---|---|---|---|"]
+    for a in sorted(arts, key=lambda a: (a.get("mode") != "step", a["artifact"])):
+        c, loop = a["c"], (a.get("bench") or {}).get("c_loop_us") or {}
+        m4 = (c.get("targets") or {}).get("cortex-m4") or {}
+        flash = f"{m4['flash_bytes'] / 1024:.1f}" if m4.get("flash_bytes") else m4.get("skipped", "-")
+        lines.append(f"| {a['artifact']} | {_fmt(loop.get('p50'), '.3f')} per {loop.get('unit', '-')} "
+                     f"| {_fmt(loop.get('x_mac_bound'), '.1f')} | {flash} | {_fmt(m4.get('ram_static_bytes'), 'd')} "
+                     f"| {_fmt(m4.get('stack_bytes_upper'), 'd')} | {c.get('state_bytes') or '-'} |")
+    runtimes = [a for a in r["artifacts"] if a.get("mode") == "step" and a.get("format") != "c"
+                and a.get("verdict") == "PASS" and _p50(a)]
+    cstep = [a for a in arts if a.get("mode") == "step" and a.get("precision") == "float"
+             and ((a.get("bench") or {}).get("c_loop_us") or {}).get("p50")]
+    lines.append("")
+    if runtimes and cstep:
+        best = min(runtimes, key=_p50)
+        c = cstep[0]["bench"]["c_loop_us"]["p50"]
+        lines += [f"Per frame, `{cstep[0]['artifact']}` takes {c:.3f} us in C against {_p50(best):.1f} us for the fastest "
+                  f"runtime artifact, `{best['artifact']}` ({_p50(best) / c:.0f}x): the runtimes' cost is call "
+                  "overhead, not arithmetic.", ""]
+    return lines
+
+
 def _decision(r: dict) -> list[str]:
     target = r.get("bench_target") or r.get("requested_target") or "?"
     lines = [f"### Decision: what to ship from {r['name']} on `{target}`", ""]
@@ -395,6 +429,7 @@ def markdown(runs: list[dict], plots: dict) -> str:
         lines.append("")
         for mode in sorted({a.get("mode") for a in r["artifacts"]}, key=lambda x: (MODE_ORDER.get(x, 9), str(x))):
             lines += _artifact_table(r, mode)
+        lines += _c_table(r)
         for w in r.get("warnings", []):
             lines += [f"> warning: {w}", ""]
         lines += _decision(r)

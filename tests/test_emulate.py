@@ -219,12 +219,12 @@ def emulated_cache():
 
 @pytest.fixture(scope="session")
 def exported_runs(make_run, tmp_path_factory):
-    """One GRU and one LSTM run (synthetic, T=40), every format and precision, sequence and step."""
+    """One GRU and one LSTM run (synthetic, T=40), every format and precision, sequence and step (18 artifacts)."""
     runs = {}
     for cell in ("gru", "lstm"):
         d = tmp_path_factory.mktemp(f"emu-{cell}") / cell
         shutil.copytree(make_run(cell=cell), d)
-        res = cli("export", d, "--format", "onnx,ort,tflite", "--precision", "float,int8,dynamic", "--streaming",
+        res = cli("export", d, "--format", "onnx,ort,tflite,c", "--precision", "float,int8,dynamic", "--streaming",
                   "-q", timeout=1800)
         assert res.returncode == 0, res.stderr
         runs[cell] = d
@@ -251,7 +251,10 @@ def test_bench_emulated_rpi4_gru(emulated_cache, exported_runs):
     assert rep["machine"]["arch"] == "aarch64" and rep["machine"]["cpu_model"].startswith("4x Cortex-A72") is False
     assert "Cortex-A72" in rep["machine"]["cpu_model"]
     assert "NOT Raspberry Pi timings" in rep["warnings"][0]
-    assert len(rep["results"]) == n == 14
+    assert len(rep["results"]) == n == 18
+    for r in rep["results"]:  # C artifacts run from the library cross-compiled here (the rootfs has no compiler)
+        if r["artifact"].endswith(".h"):
+            assert r["runtime_version"] == f"prebuilt {r['artifact']}.aarch64.so", r["runtime_version"]
     dp = rep["device_parity"]
     assert {r["mode"] for r in dp["artifacts"]} == {"sequence", "step"} and len(dp["artifacts"]) == n
     assert _verdicts(dp) == _verdicts(_host_parity(run))  # ARM passes and fails exactly what x86 does
@@ -294,7 +297,8 @@ def test_parity_emulated_rpi5_lstm(emulated_cache, exported_runs):
     rep = json.loads((run / "parity-rpi5-emulated.json").read_text())
     assert res.returncode == (0 if rep["passed"] else 1), res.stderr
     assert rep["device"]["qemu_cpu"] == "cortex-a76" and rep["device"]["arch"] == "aarch64"
-    assert len(rep["artifacts"]) == 14 and _verdicts(rep) == _verdicts(_host_parity(run))
+    assert len(rep["artifacts"]) == 18 and _verdicts(rep) == _verdicts(_host_parity(run))
+    assert all(rep["artifacts"][i]["passed"] for i, r in enumerate(rep["artifacts"]) if r["artifact"].endswith(".h"))
     for r in rep["artifacts"]:
         assert r["vs_host"]["agreement"] >= 0.95, r
         if r["precision"] != "int8":

@@ -380,6 +380,12 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
                                   + (f", c[{cfg.layers}][{cfg.hidden}]" if cfg.cell == "lstm" else "")
                                   + f" ({'int16' if elem == 2 else 'float'}), owned by the caller")
     out_dir = Path(out_dir)
+    from ..runtimes.files import writable_dir_problem
+
+    problem = writable_dir_problem(out_dir)
+    if problem:
+        raise ExportError(f"cannot write C artifacts to {out_dir}: {problem}; choose a writable directory with --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgernn-c-") as tmp:
         src = Path(tmp) / name
         src.write_text(text)

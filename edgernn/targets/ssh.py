@@ -351,7 +351,7 @@ class SSHTarget(Target):
             before["host"] = self.host
             self.stats["check_s"] = time.perf_counter() - t0
             tmp = self._mktemp()
-            layout, push_s, push_bytes = self._push(tmp, jobs)
+            layout, push_s, push_bytes = self._push(tmp, jobs, arch=before.get("arch"))
             self.stats.update(push_s=push_s, push_bytes=push_bytes)
             raw = []
             for k, job in enumerate(jobs):
@@ -404,11 +404,13 @@ class SSHTarget(Target):
         self.last_remote_dir = path
         return path
 
-    def _push(self, tmp: str, jobs: list):
-        """One tar stream with the runtime package, the artifacts (+ manifests) and the inputs.
-        Returns ({local path: remote relative path}, seconds, bytes)."""
+    def _push(self, tmp: str, jobs: list, arch: str | None = None):
+        """One tar stream with the runtime package, the artifacts (+ manifests) and the inputs; a C artifact
+        also gets its library built here for the device's architecture (`<artifact>.<arch>.so`: the device
+        needs no compiler). Returns ({local path: remote relative path}, seconds, bytes)."""
         buf = io.BytesIO()
         layout = {}
+        libs = tempfile.TemporaryDirectory(prefix="edgernn-clib-")
 
         def add(tar, local: Path, arc: str):
             info = tar.gettarinfo(str(local), arcname=arc)
@@ -430,6 +432,8 @@ class SSHTarget(Target):
                     layout[a] = f"a/{n_art}/{a.name}"
                     add(tar, a, layout[a])
                     add(tar, a.with_name(a.name + ".json"), layout[a] + ".json")
+                    if a.suffix == ".h" and arch:
+                        add(tar, device_library(a, arch, Path(libs.name) / f"{n_art}.so"), f"{layout[a]}.{arch}.so")
                     n_art += 1
                 for p in (job.input, job.parity_input):
                     if p is None:
@@ -443,6 +447,7 @@ class SSHTarget(Target):
             info.type = tarfile.DIRTYPE
             info.mode = 0o755
             tar.addfile(info)
+        libs.cleanup()
         data = buf.getvalue()
         t0 = time.perf_counter()
         timeout = self.connect_timeout + 120 + len(data) / 50e3  # >= 50 kB/s
@@ -512,3 +517,23 @@ class SSHTarget(Target):
             return (f"could not remove the temp dir {tmp} on {self.host} ({why}); remove it by hand: "
                     f"ssh {self.host} rm -rf {q(tmp)}")
         return None
+
+
+def device_library(artifact: Path, arch: str, out: Path) -> Path:
+    """The C runtime library of `artifact` for a device of architecture `arch`, built on this host (the
+    native compiler without -march=native when the device has this host's architecture, else a cross
+    compiler; a missing one is a TargetError naming the package)."""
+    import platform
+
+    from ..errors import MissingDependencyError
+    from ..export.c_build import cross_library
+    from ..runtimes.c_backend import build_library
+    from ..runtimes.manifest import read_manifest
+
+    manifest = read_manifest(artifact)
+    try:
+        if arch == platform.machine():
+            return build_library(artifact, manifest, out, flags=[])
+        return cross_library(artifact, manifest, arch, out)
+    except MissingDependencyError as exc:
+        raise TargetError(str(exc)) from exc
