@@ -127,6 +127,8 @@ def test_trained_models_pass_parity_with_long_stream(run_copy):
             if cell == "gru" or name == "step-float.h":
                 assert ls["passed"], (cell, name, ls["gate"])
         assert rows["step-int8.h"]["compute_label"] == "int16x8"
+        on_disk = json.loads((d / "artifacts" / "step-int8.h.json").read_text())
+        assert on_disk["quantization"]["recipe"] == "int16x8" and "_artifact_path" not in on_disk  # no scratch path
 
 
 def test_int8_fan_in_that_could_overflow_is_refused(tmp_path):

@@ -47,7 +47,7 @@ void sensor_isr(void)
 #if INT_PATH
     {
         int16_t q[MODEL_CHANNELS];
-        model_quantize_frame(raw, q); /* normalize + quantize: MODEL_CHANNELS float multiplies */
+        model_quantize_frame(raw, q); /* normalize + quantize: a few float operations per channel */
         for (c = 0; c < MODEL_CHANNELS; c++)
             ring[h % RING][c] = q[c];
     }

@@ -232,7 +232,7 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
         name, path, gate = candidates[-1]
         m = read_manifest(path)
         fields = {k: v for k, v in m.items() if k not in ("schema", "artifact", "sha256", "size_bytes",
-                                                          "versions", "created")}
+                                                          "versions", "created") and not k.startswith("_")}
         q = dict(fields["quantization"])
         q["recipe"] = name
         q["selection"] = {"pinned": bool(pinned), "order": list(order), "gate": gate, "verdict": _verdict(gate),
