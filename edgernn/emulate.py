@@ -51,6 +51,7 @@ from pathlib import Path
 
 from .errors import ConfigError, TargetError
 from .signals import die_with_parent
+from .runtimes.files import CACHE_ENV  # one home for the cache location
 
 SUITE = "bookworm"  # Raspberry Pi OS 12 is bookworm: the same Debian, python3.11 and glibc 2.36
 DEB_PACKAGES = ("python3", "python3-venv", "python3-pip", "openssh-server", "ca-certificates")
@@ -60,7 +61,6 @@ PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "litert": "ai-edge-
 QEMU = "qemu-aarch64-static"
 BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
 MIN_FREE_BYTES = 1500 * 2 ** 20  # a build peaks at ~0.9 GB (debs + unpacked + venv); keep a margin
-from .runtimes.files import CACHE_ENV  # noqa: E402 - one home for the cache location
 MIRROR_ENV = "EDGERNN_DEBIAN_MIRROR"
 SESSION_DIR = "run/edgernn-ssh"  # inside the rootfs: sshd config and throwaway keys of one session
 

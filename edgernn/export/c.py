@@ -71,7 +71,7 @@ def fan_in_problem(cfg) -> str | None:
         if n > MAX_FAN_IN:
             return (f"int8 C keeps activations and state in int16 and sums int8 x int16 products in int32: a {what} "
                     f"fan-in of {n} can reach {n} x 127 x 32767 = {n * 127 * 32767:.3g} > 2^31 - 1; the largest "
-                    f"fan-in it takes is {MAX_FAN_IN} (hidden <= {MAX_FAN_IN // D if cfg.layers > 1 or D > 1 else MAX_FAN_IN}"
+                    f"fan-in it takes is {MAX_FAN_IN} (hidden <= {MAX_FAN_IN // D}"
                     f"{' for this bidirectional model' if D > 1 else ''}): export float C, or train a smaller model")
     return None
 
@@ -84,9 +84,9 @@ def float_layers(model) -> list[dict]:
     for layer in range(cfg.layers):
         for d in range(cfg.directions):
             sfx = f"l{layer}" + ("_reverse" if d else "")
-            get = lambda n: getattr(model.rnn, f"{n}_{sfx}").detach().double().numpy()  # noqa: E731
-            out.append({"w_ih": get("weight_ih"), "w_hh": get("weight_hh"),
-                        "b_ih": get("bias_ih"), "b_hh": get("bias_hh")})
+            out.append({k: getattr(model.rnn, f"{name}_{sfx}").detach().double().numpy()
+                        for k, name in (("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"),
+                                        ("b_hh", "bias_hh"))})
     return out
 
 
@@ -222,7 +222,7 @@ def int8_spec_parts(run, layers: list[dict]) -> tuple[list[dict], dict, np.ndarr
     from .recipes import calibration_windows
 
     cfg = run.config
-    H, D = cfg.hidden, cfg.directions
+    D = cfg.directions
     xn = run.normalize(calibration_windows(run))
     absmax = np.abs(xn).reshape(-1, cfg.input_size).max(axis=0)
     in_scale = np.maximum(absmax * INPUT_HEADROOM, 1e-6) / 32767.0
@@ -319,6 +319,8 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
              options: ExportOptions | None = None) -> Path:
     """Write out_dir/f"{mode}-{precision}.h" + manifest; return the artifact path."""
     from ..runtimes.c_backend import find_compiler
+    from ..runtimes.files import writable_dir_problem
+    from .c_build import target_sizes
     from .manifest import base_fields, publish
 
     options = options or ExportOptions()
@@ -380,8 +382,6 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
                                   + (f", c[{cfg.layers}][{cfg.hidden}]" if cfg.cell == "lstm" else "")
                                   + f" ({'int16' if elem == 2 else 'float'}), owned by the caller")
     out_dir = Path(out_dir)
-    from ..runtimes.files import writable_dir_problem
-
     problem = writable_dir_problem(out_dir)
     if problem:
         raise ExportError(f"cannot write C artifacts to {out_dir}: {problem}; choose a writable directory with --out")
@@ -391,8 +391,6 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
         src.write_text(text)
         c_block["export_check"] = _check(run, model, src, fields, precision)
         c_block["export_seconds"] = round(time.perf_counter() - t0, 2)
-        from .c_build import target_sizes
-
         c_block["targets"] = target_sizes(src, prefix)
         return publish(src, out_dir / name, fields)
 

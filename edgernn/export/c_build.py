@@ -45,6 +45,8 @@ def _unit(header: Path, prefix: str, tmp: Path) -> Path:
 def compile_checks(header: Path, prefix: str, compilers=None) -> dict:
     """Compile the artifact with -std=c99 -Wall -Wextra -Werror -pedantic under every compiler of
     COMPILERS that is installed: {name: {"version", "flags", "clean": bool, "error"}} or {"skipped": why}."""
+    from ..runtimes.c_backend import compiler_id
+
     out = {}
     with tempfile.TemporaryDirectory(prefix="edgernn-cchk-") as tmp:
         tmp = Path(tmp)
@@ -58,8 +60,6 @@ def compile_checks(header: Path, prefix: str, compilers=None) -> dict:
             flags = STRICT + extra
             proc = subprocess.run([path, *flags, "-c", "-o", str(tmp / f"{name}.o"), str(unit)],
                                   capture_output=True, text=True, timeout=300)
-            from ..runtimes.c_backend import compiler_id
-
             res = {"version": compiler_id(path), "flags": " ".join(flags), "clean": proc.returncode == 0
                    and not proc.stderr.strip()}
             if not res["clean"]:

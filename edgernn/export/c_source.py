@@ -490,7 +490,7 @@ static void {p}_dequantize(const int32_t *out_q, float *out)
     int l, r;
     for (l = 0; l < {L}; l++)
         for (r = 0; r < {s.H}; r++) {{
-            st->h[l][r] = 0;{f'''
+            st->h[l][r] = 0;{'''
             st->c[l][r] = 0;''' if lstm else ''}
         }}
 }}

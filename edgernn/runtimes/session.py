@@ -307,7 +307,6 @@ class Stream:
         # (output position, input position, output tensor, input tensor) per recurrent state
         self._loop = [(o, i, s.outputs[o], s.inputs[i]) for o, i in s._feedback]
         self._fstate = [None] * len(self._loop)
-        self._frame_shapes = ((s.channels,), (1, s.channels))
         xs = s._x.shape or []
         self._x_shape = (1, 1, s.channels) if len(xs) == 3 else None  # a sequence graph fed one frame at a time
         # saturation counters: only quantized tensors can clip (float I/O cannot). A frame counts when its
@@ -354,14 +353,7 @@ class Stream:
     def step(self, frame) -> np.ndarray:
         """Raw frame [C] or [1, C] -> float32 output [K] after this frame (state advanced)."""
         s = self.session
-        x = frame if type(frame) is np.ndarray and frame.dtype == F32 else s._as_float(frame, "frame")
-        if x.shape not in self._frame_shapes:
-            raise RuntimeInputError(f"frame has shape {list(x.shape)}; expected {s._expect('frame')}")
-        xn = x - s._mean
-        xn /= s._std
-        flat = xn.reshape(-1)
-        if not _isfinite(np.dot(flat, flat)):  # NaN, inf or too large (see _normalize_window)
-            raise s._nonfinite(x, "frame")
+        _, xn = check_frame(s, frame)
         y = self._step_normalized(xn)
         return y if s._out_mean is None else s._denorm(y)
 
@@ -402,9 +394,10 @@ class Stream:
         return y[0] if y.ndim >= 2 and y.shape[0] == 1 else y
 
 
-def check_frame(session: Session, frame) -> np.ndarray:
-    """A raw frame after Stream.step's checks (shape [C] or [1, C], finite, not too large), as float32: for
-    backends that take raw frames themselves (the C backend normalizes inside the C code)."""
+def check_frame(session: Session, frame) -> tuple[np.ndarray, np.ndarray]:
+    """(raw float32 frame, its normalized copy [1, C]) after every frame check: shape [C] or [1, C], finite,
+    not too large to normalize (see _normalize_window). Stream.step feeds the normalized copy; the C backend
+    the raw frame (its C code normalizes)."""
     x = frame if type(frame) is np.ndarray and frame.dtype == F32 else session._as_float(frame, "frame")
     if x.shape not in ((session.channels,), (1, session.channels)):
         raise RuntimeInputError(f"frame has shape {list(x.shape)}; expected {session._expect('frame')}")
@@ -413,4 +406,4 @@ def check_frame(session: Session, frame) -> np.ndarray:
     flat = xn.reshape(-1)
     if not _isfinite(np.dot(flat, flat)):
         raise session._nonfinite(x, "frame")
-    return x
+    return x, xn
