@@ -185,7 +185,12 @@ def train_options(fn):
         click.option("--val-fraction", type=click.FloatRange(0.0, 0.9), default=0.2, show_default=True,
                      help="Fraction of the training split held out for early stopping."),
         click.option("--patience", type=click.IntRange(1), default=60, show_default=True,
-                     help="Stop after this many epochs without validation-loss improvement."),
+                     help="Stop after this many epochs without validation-loss improvement (no early stopping "
+                          "when the validation split has under 30 windows: all epochs run on all windows)."),
+        click.option("--min-epochs", type=click.IntRange(0), default=100, show_default=True,
+                     help="Early stopping may not end training before this epoch."),
+        click.option("--lr-schedule", type=click.Choice(("plateau", "none")), default="plateau", show_default=True,
+                     help="plateau: halve the learning rate after patience/3 epochs without improvement."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Random seed: same seed, same weights."),
         click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
@@ -224,6 +229,17 @@ def train_cmd(out, force, as_json, quiet, **kw):
     if stale:
         click.echo(f"removed what the previous model left in {out}: {', '.join(stale)}")
     click.echo(format_train_summary(kw["cell"], kw["hidden"], metrics, out))
+    warning = baseline_warning(metrics)
+    if warning:
+        click.echo(warning, err=True)
+
+
+def baseline_warning(m) -> str:
+    """One line when the model does not beat its strongest baseline (empty otherwise)."""
+    if m.get("beats_baseline", True):
+        return ""
+    return (f"WARNING: {m['baseline_verdict']}; do not ship this model: retrain it (more --epochs, another --lr, "
+            "--hidden or --seed) or collect more data")
 
 
 def format_train_summary(cell, hidden, m, out) -> str:
@@ -509,6 +525,107 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
         click.echo("\non-device parity:")
         click.echo(parity_table(dp))
     click.echo(f"\nwrote {Path(run_dir) / ('bench-' + report['target'] + '.json')}")
+
+
+# ----------------------------------------------------------------------------- tune
+
+
+class IntList(click.ParamType):
+    """A comma-separated list of positive integers ("8,16,32")."""
+
+    name = "ints"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            items = tuple(dict.fromkeys(int(v) for v in str(value).split(",") if v.strip()))
+        except ValueError:
+            self.fail(f"{value!r}: give comma-separated whole numbers, e.g. 8,16,32", param, ctx)
+        if not items or min(items) < 1:
+            self.fail(f"{value!r}: give positive whole numbers", param, ctx)
+        return items
+
+
+@main.command("tune")
+@click.option("--dataset", "-d", default="basic-motions", show_default=True,
+              help="Bundled dataset name or .npz/.csv path.")
+@click.option("--target", "-t", default="desktop", show_default=True,
+              help="Board to benchmark on (see `edgernn boards`): desktop, or an ssh board with --host/--emulate.")
+@click.option("--host", default=None, help="SSH destination of the board (e.g. pi@raspberrypi.local).")
+@click.option("--emulate", is_flag=True, help="Benchmark an aarch64 board (rpi4, ...) emulated on this machine.")
+@click.option("--max-latency-us", type=click.FloatRange(0, min_open=True), default=None,
+              help="Budget: p50 latency of the artifact on the target (per window; per frame with --mode step).")
+@click.option("--max-kb", type=click.FloatRange(0, min_open=True), default=None,
+              help="Budget: artifact file size in KB.")
+@click.option("--trials", type=click.IntRange(0), default=20, show_default=True,
+              help="Trials THIS command runs (other workers on the same --storage add theirs); 0 = only "
+                   "rewrite the outputs from the study.")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for the trials' run directories, tune.md/json, pareto.png (and study.db).")
+@click.option("--storage", default=None,
+              help="Optuna storage URL shared by all workers, e.g. postgresql://USER:PASSWORD@HOST:5432/DB "
+                   "[default: sqlite:///OUT/study.db, one machine].")
+@click.option("--study", default="edgernn", show_default=True, help="Study name inside the storage.")
+@click.option("--mode", type=click.Choice(("sequence", "step")), default="sequence", show_default=True,
+              help="sequence: whole-window artifacts, latency per window; step: streaming, latency per frame.")
+@click.option("--cells", type=CommaChoice(("gru", "lstm", "rnn")), default="gru,lstm", show_default=True,
+              help="Cells to search.")
+@click.option("--hidden", type=IntList(), default="8,16,32,64", show_default=True, help="Hidden sizes to search.")
+@click.option("--layers", type=IntList(), default="1,2", show_default=True, help="Layer counts to search.")
+@click.option("--format", "formats", type=CommaChoice(("onnx", "ort", "tflite", "c")), default="onnx,tflite,c",
+              show_default=True, help="Formats to search.")
+@click.option("--precision", "precisions", type=CommaChoice(("float", "int8", "dynamic")),
+              default="float,int8,dynamic", show_default=True,
+              help="Precisions to search (int8 picks its recipe by the parity gate, see `edgernn export`).")
+@click.option("--epochs", type=click.IntRange(1), default=300, show_default=True,
+              help="Maximum training epochs per trial.")
+@click.option("--runs", type=click.IntRange(1), default=100, show_default=True, help="Timed bench runs per trial.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed (the same for every trial).")
+@click.option("--port", type=int, default=None, help="SSH port of --host.")
+@click.option("--identity", "-i", default=None, help="SSH identity file for --host.")
+@click.option("--remote-python", default=None, help="SSH: the board's Python [default: the board profile's].")
+@click.option("--heartbeat", type=click.IntRange(1), default=30, show_default=True,
+              help="Seconds between a worker's heartbeats; a worker silent for twice this is presumed dead "
+                   "and its running trial is failed and retried.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="Only the final table.")
+@handle_errors
+def tune_cmd(dataset, target, host, emulate, max_latency_us, max_kb, trials, out, storage, study, mode, cells,
+             hidden, layers, formats, precisions, epochs, runs, seed, port, identity, remote_python, heartbeat,
+             as_json, quiet):
+    """Search cell, size, learning rate and format/precision for the best accuracy within a budget.
+
+    Every trial trains a model, exports one artifact, gates it with parity and benchmarks it on
+    --target (Optuna, multi-objective: accuracy of the exported artifact, p50 latency, size; the
+    budgets and the parity gate are constraints). Writes OUT/tune.md (Pareto front, recommendation),
+    OUT/tune.json and OUT/pareto.png; each trial's run directory is OUT/trials/NNNN.
+
+    Workers on several machines share one study through --storage postgresql://...; each runs its own
+    --trials. Rerunning continues the study; Ctrl-C marks the running trial failed and keeps the rest.
+    """
+    from .tune import TuneConfig, format_table, run_tune
+
+    opts = {k: v for k, v in {"port": port, "identity": identity, "remote_python": remote_python}.items()
+            if v is not None}
+    cfg = TuneConfig(out=out, dataset=dataset, target=target, host=host, emulate=emulate, target_opts=opts,
+                     max_latency_us=max_latency_us, max_kb=max_kb, trials=trials, storage=storage, study=study,
+                     mode=mode, cells=cells, hidden=hidden, layers=layers, formats=formats, precisions=precisions,
+                     epochs=epochs, runs=runs, seed=seed, heartbeat_s=heartbeat, progress=not quiet)
+    echo = (lambda *_: None) if quiet or as_json else click.echo
+    try:
+        res = run_tune(cfg, echo=echo)
+    except KeyboardInterrupt as exc:
+        r = getattr(exc, "result", None)
+        if r is not None:
+            click.echo(f"interrupted: the running trial is marked failed; {r.ran} trials finished in this command; "
+                       f"outputs in {r.paths['markdown']}; rerun to continue the study", err=True)
+        raise
+    if as_json:
+        echo_json(res.summary)
+        return
+    click.echo(format_table(res.summary))
+    click.echo("wrote " + ", ".join(res.paths.values()))
 
 
 # ----------------------------------------------------------------------------- report

@@ -55,7 +55,10 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
             tcfg = TrainConfig(dataset=cfg.dataset, cell=cell, hidden=cfg.hidden, seed=cfg.seed, epochs=cfg.epochs)
             m = train(tcfg, run_dir, progress=cfg.progress, force=True)  # the pipeline owns OUT/CELL
             key = m["headline_metric"]
-            echo(f"   test {key} {m['test'][key]:.4f} ({m['parameters']} params, {m['train_time_s']:.1f} s)")
+            echo(f"   test {key} {m['test'][key]:.4f} ({m['parameters']} params, {m['train_time_s']:.1f} s); "
+                 f"{m['baseline_verdict']}")
+            if not m.get("beats_baseline", True):
+                echo(f"WARNING: {cell} does not beat its baseline: retrain it before shipping")
             entry["train"] = m
         if "export" in cfg.stages:
             from .export import export_run

@@ -371,6 +371,25 @@ def _decision(r: dict) -> list[str]:
     return lines
 
 
+def _baseline_lines(m: dict) -> list[str]:
+    """The baselines the model must beat (metrics.json; runs trained before baselines existed have none)."""
+    from .baselines import NAMES
+
+    b = m.get("baselines")
+    if not b:
+        return ["- baselines: not in metrics.json (trained by an older edgernn); retrain to compare"]
+    parts = []
+    for name, v in b.items():
+        score = v.get("rmse") if "rmse" in v else v.get("accuracy")
+        unit = "RMSE" if "rmse" in v else "accuracy"
+        parts.append(f"{NAMES.get(name, name)} {unit} {_fmt(score, '.4f')}")
+    line = "- baselines on the test windows: " + ", ".join(parts)
+    if m.get("beats_baseline") is False:
+        return [line, f"- **WARNING: {m.get('baseline_verdict')}**: do not ship this model; retrain it or "
+                      "collect more data"]
+    return [line + (f" ({m['baseline_verdict']})" if m.get("baseline_verdict") else "")]
+
+
 def markdown(runs: list[dict], plots: dict) -> str:
     lines = ["# edgernn report", ""]
     for r in runs:
@@ -390,6 +409,7 @@ def markdown(runs: list[dict], plots: dict) -> str:
         if m.get("train_time_s") is not None:
             facts.append(f"trained in {m['train_time_s']} s")
         lines.append("- " + ", ".join(facts))
+        lines += _baseline_lines(m)
         if r.get("bench_emulated"):
             e = r["bench_emulated"]
             lines.append(f"- bench target `{r['bench_target']}` is EMULATED (qemu {e.get('qemu_version')} -cpu "
