@@ -22,15 +22,16 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 # ssh/scp and sshd for the SSH-target tests (a real sshd on loopback), qemu-user-static + binfmt-support +
-# debootstrap for the emulated Pi (bench --emulate); installed only if missing.
-SYSTEM_PKGS = openssh-client openssh-server qemu-user-static binfmt-support debootstrap
+# debootstrap for the emulated Pi (bench --emulate), postgresql for the shared `edgernn tune` study tests (a
+# throwaway server on loopback); installed only if missing.
+SYSTEM_PKGS = openssh-client openssh-server qemu-user-static binfmt-support debootstrap postgresql
 system-deps: c-deps
 	@command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && test -x /usr/sbin/sshd && \
 	  command -v qemu-aarch64-static >/dev/null 2>&1 && command -v update-binfmts >/dev/null 2>&1 && \
-	  command -v debootstrap >/dev/null 2>&1 || { \
+	  command -v debootstrap >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
-	  else echo "install $(SYSTEM_PKGS) for the SSH and emulated-Pi tests"; fi; }
+	  else echo "install $(SYSTEM_PKGS) for the SSH, emulated-Pi and tune tests"; fi; }
 
 # C compilers for --format c: gcc runs C artifacts here (parity, bench); clang, the aarch64 cross compiler
 # (libraries for a Pi) and arm-none-eabi (Cortex-M4 flash/RAM) are checked by the tests and the export

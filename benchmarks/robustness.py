@@ -54,7 +54,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     overrides = {k: _value(v) for k, v in (s.split("=", 1) for s in a.set)}
     datasets = a.dataset or ["basic-motions", "japanese-vowels"]
-    jobs = [(d, c, int(s), a.hidden, overrides) for d in datasets for c in a.cells.split(",") for s in a.seeds.split(",")]
+    jobs = [(d, c, int(s), a.hidden, overrides)
+            for d in datasets for c in a.cells.split(",") for s in a.seeds.split(",")]
     with ProcessPoolExecutor(a.jobs) as pool:
         rows = list(pool.map(_one, jobs))
     print(f"hidden {a.hidden}, overrides {overrides or 'none (defaults)'}")

@@ -8,7 +8,6 @@ h8, 3 epochs, ONNX float) so each takes seconds."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
