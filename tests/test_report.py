@@ -235,3 +235,27 @@ def test_tradeoff_labels_do_not_overlap(run_dir):
             for b in boxes[i + 1:]:
                 assert not a.overlaps(b), [t.get_text() for t in ax.texts]
     assert n_labels == 8  # every artifact with a parity row and a p50
+
+
+def test_report_shows_the_baselines_and_warns_when_the_model_does_not_beat_them(run_dir, tmp_path):
+    _write_parity(run_dir)
+    # the fixture's run is hand-built (no train()): its metrics.json has no baselines, and the report says so
+    lines = _lines(build_report([run_dir], out_dir=tmp_path / "a"))
+    assert "- baselines: not in metrics.json (trained by an older edgernn); retrain to compare" in lines
+    m = json.loads((run_dir / "metrics.json").read_text())
+    m.update(baselines={"majority": {"accuracy": 0.25, "n": 40, "class": "a"},
+                        "nearest_neighbour": {"accuracy": 0.575, "n": 40}},
+             beats_baseline=True,
+             baseline_verdict="test accuracy 0.900 vs 1-nearest-neighbour 0.575: beats the baseline")
+    (run_dir / "metrics.json").write_text(json.dumps(m))
+    lines = _lines(build_report([run_dir], out_dir=tmp_path / "b"))
+    assert ("- baselines on the test windows: majority class accuracy 0.2500, 1-nearest-neighbour accuracy 0.5750 "
+            "(test accuracy 0.900 vs 1-nearest-neighbour 0.575: beats the baseline)") in lines
+    assert not any("WARNING" in x for x in lines)
+    m.update(beats_baseline=False,
+             baseline_verdict="test accuracy 0.250 vs 1-nearest-neighbour 0.575: does NOT beat the baseline "
+                              "(at chance: the majority class alone scores 0.250)")
+    (run_dir / "metrics.json").write_text(json.dumps(m))
+    lines = _lines(build_report([run_dir], out_dir=tmp_path / "c"))
+    assert ("- **WARNING: test accuracy 0.250 vs 1-nearest-neighbour 0.575: does NOT beat the baseline (at chance: the "
+            "majority class alone scores 0.250)**: do not ship this model; retrain it or collect more data") in lines
