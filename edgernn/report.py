@@ -463,7 +463,7 @@ def markdown(runs: list[dict], plots: dict) -> str:
 # ----------------------------------------------------------------------------- plots
 
 
-def _log_axis(ax, values, axis="x"):
+def log_axis(ax, values, axis="x"):
     """Log scale with plain-number tick labels (20, 50, 100; not 2x10^1)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -544,7 +544,7 @@ def latency_figure(runs: list[dict]):
                 tick.set_color("firebrick")
         ax.invert_yaxis()  # first item at the top, as in the tables
         flat = [v for s in data for v in s if v > 0]
-        _log_axis(ax, flat)
+        log_axis(ax, flat)
         ax.set_xlim(min(flat) / 1.15, max(flat) * 1.15)
         ax.grid(axis="x", which="major", alpha=0.3)
         ax.set_xlabel(f"latency per {_unit(mode)}, us (log scale)", fontsize=9)
@@ -557,7 +557,7 @@ def latency_figure(runs: list[dict]):
     return fig
 
 
-def _place_labels(ax, pts: list[dict], avoid=(), fontsize: float = 7.5):
+def place_labels(ax, pts: list[dict], avoid=(), fontsize: float = 7.5):
     """Annotate each point without collisions. Points are taken by y (top first) then x; each label
     takes the first offset (beside the marker, then 9, 18, ... points further up/down with a leader
     line) whose box overlaps no earlier label, no other marker and none of the `avoid` artists, and
@@ -682,7 +682,7 @@ def tradeoff_figure(runs: list[dict]):
     for j, mode in enumerate(modes):
         xs = [p["x"] for ax, pts, _ in panels if ax in axes[:, j] for p in pts]
         if xs:
-            _log_axis(axes[0, j], xs)
+            log_axis(axes[0, j], xs)
             axes[0, j].set_xlim(min(xs) / 1.3, max(xs) * 2.2)  # room on the right for labels
         for ax in axes[:, j]:
             ax.tick_params(axis="x", labelbottom=True)
@@ -702,7 +702,7 @@ def tradeoff_figure(runs: list[dict]):
     fig.tight_layout(rect=(0, 0.7 / fig.get_figheight(), 1, 1 - 0.35 / fig.get_figheight()))
     fig.canvas.draw()  # fix the layout first: labels are placed in screen space
     for ax, pts, avoid in panels:
-        _place_labels(ax, pts, avoid)
+        place_labels(ax, pts, avoid)
     return fig
 
 

@@ -385,19 +385,26 @@ def plot(summary: dict, cfg: TuneConfig, path: Path) -> Path | None:
         if pts:
             ax.scatter([r["p50_us"] for r in pts], [r["score"] for r in pts], s=[20 + r["kb"] * scale for r in pts],
                        c=color, alpha=0.8, edgecolors="black", linewidths=0.5, label=label)
+    labels = []
     for r in front:
-        ax.annotate(f"#{r['number']} {r['cell']} h{r['hidden']} {r['artifact_choice']}", (r["p50_us"], r["score"]),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+        recipe = f" ({r['recipe']})" if r["artifact_choice"].endswith("int8") and r.get("recipe") else ""
+        text = f"#{r['number']} {r['cell']} h{r['hidden']}x{r['layers']} {r['artifact_choice']}{recipe}"
+        labels.append({"x": r["p50_us"], "y": r["score"], "area": 20 + r["kb"] * scale, "color": "black",
+                       "label": text})
     if cfg.max_latency_us:
         ax.axvline(cfg.max_latency_us, color="#dd5533", linestyle="--", linewidth=1, label="latency budget")
-    ax.set_xscale("log")
+    from .report import log_axis, place_labels
+
+    log_axis(ax, [r["p50_us"] for r in done])
     ax.set_xlabel(f"p50 latency per {'window' if cfg.mode == 'sequence' else 'frame'} on "
                   f"{done[0].get('target') or cfg.target} (us, log scale)")
     ax.set_ylabel(f"{done[0]['score_name']} of the exported artifact (parity)")
     ax.set_title(f"edgernn tune: {cfg.dataset}, {len(done)} trials (marker area = artifact size)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    legend = ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
+    fig.canvas.draw()  # labels are placed in screen space, clear of each other, the markers and the legend
+    place_labels(ax, labels, avoid=[legend])
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
