@@ -336,8 +336,8 @@ def summarize(study, cfg: TuneConfig, task: str) -> dict:
 
 def format_table(summary: dict) -> str:
     front = [r for r in summary["trials"] if r["number"] in summary["pareto"]]
-    lines = [f"Pareto front ({len(front)} of {summary['states'].get('COMPLETE', 0)} complete trials meeting "
-             f"{summary['budget']}; trials by state: "
+    feasible = sum(1 for r in summary["trials"] if r["feasible"])
+    lines = [f"Pareto front: {len(front)} of the {feasible} trials that meet {summary['budget']} (trials by state: "
              + ", ".join(f"{k.lower()} {v}" for k, v in sorted(summary["states"].items())) + ")",
              "| trial | cell | hidden | layers | lr | artifact | recipe | score | p50 us | KB | host:run dir |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
