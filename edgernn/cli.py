@@ -611,7 +611,7 @@ def tune_cmd(dataset, target, host, emulate, max_latency_us, max_kb, trials, out
     cfg = TuneConfig(out=out, dataset=dataset, target=target, host=host, emulate=emulate, target_opts=opts,
                      max_latency_us=max_latency_us, max_kb=max_kb, trials=trials, storage=storage, study=study,
                      mode=mode, cells=cells, hidden=hidden, layers=layers, formats=formats, precisions=precisions,
-                     epochs=epochs, runs=runs, seed=seed, heartbeat_s=heartbeat, progress=not quiet)
+                     epochs=epochs, runs=runs, seed=seed, heartbeat_s=heartbeat)
     echo = (lambda *_: None) if quiet or as_json else click.echo
     try:
         res = run_tune(cfg, echo=echo)

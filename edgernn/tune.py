@@ -61,7 +61,6 @@ class TuneConfig:
     seed: int = 0  # training seed, the same for every trial: trials differ by their parameters only
     runs: int = 100  # timed bench runs per trial
     heartbeat_s: int = 30  # a worker silent for 2x this is presumed dead; its running trial is failed + retried
-    progress: bool = True
 
     def __post_init__(self):
         self.out = Path(self.out)

@@ -30,7 +30,7 @@ TINY = ["--dataset", "synthetic", "--hidden", "8", "--layers", "1", "--epochs", 
 
 def tiny_cfg(out, **kw) -> TuneConfig:
     base = dict(out=out, dataset="synthetic", hidden=(8,), layers=(1,), epochs=3, formats=("onnx",),
-                precisions=("float",), runs=20, progress=False)
+                precisions=("float",), runs=20)
     base.update(kw)
     return TuneConfig(**base)
 
