@@ -450,11 +450,17 @@ def run_tune(cfg: TuneConfig, echo=print) -> TuneResult:
         raise ConfigError(f"--target {cfg.target}: tune benchmarks on desktop and ssh boards (adb is not supported)")
     dataset = load_dataset(cfg.dataset, seed=cfg.seed)
     check_prerequisites(list(cfg.formats))
+    created = not cfg.out.exists()
     cfg.out.mkdir(parents=True, exist_ok=True)
     problem = writable_dir_problem(cfg.out)
     if problem:
         raise ConfigError(f"--out {cfg.out} is not writable ({problem})")
-    study = open_study(cfg, dataset.task)
+    try:
+        study = open_study(cfg, dataset.task)
+    except BaseException:
+        if created and not any(cfg.out.iterdir()):
+            cfg.out.rmdir()  # an unreachable storage leaves nothing behind
+        raise
     done_before = len(study.get_trials(deepcopy=False))
     echo(f"study {cfg.study!r} in {shown_url(storage_url(cfg))}: {done_before} trials so far; running {cfg.trials} "
          f"on {cfg.target}{' (emulated)' if cfg.emulate else ''}, budget: {_budget_text(cfg)}")

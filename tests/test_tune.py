@@ -83,6 +83,7 @@ def test_unreachable_storage_is_one_line_without_the_password(tmp_path):
     assert r.exit_code == 1
     assert "cannot open the study storage postgresql://me:***@127.0.0.1" in r.output
     assert "s3cret" not in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "t").exists()  # nothing left behind
     r = CliRunner().invoke(main, ["tune", *TINY, "--storage", "mysql://x", "--out", str(tmp_path / "t")])
     assert r.exit_code == 1 and "use sqlite:///PATH or postgresql://" in r.output
 
