@@ -135,9 +135,18 @@ def open_storage(url: str, heartbeat_s: int):
     elif not url.startswith("sqlite"):
         raise ConfigError(f"--storage {shown_url(given)}: use sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB")
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
-                          grace_period=2 * heartbeat_s,
-                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+        for attempt in range(5):
+            try:
+                return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
+                                  grace_period=2 * heartbeat_s,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
+            except Exception as exc:
+                # workers started together on an empty database race to create Optuna's tables (PostgreSQL:
+                # "duplicate key value violates unique constraint pg_type_typname_nsp_index"): the loser retries
+                text = str(exc)
+                if attempt == 4 or not ("duplicate key" in text or "already exists" in text):
+                    raise
+                time.sleep(0.5 + attempt)
     except ImportError as exc:
         raise ConfigError(f"--storage {shown_url(given)} needs a database driver ({exc.__cause__ or exc}); "
                           "install it with: pip install 'edgernn[tune]'") from exc

@@ -130,8 +130,10 @@ def _wait_for_line(proc, needle: str, timeout: float = 300) -> list[str]:
 
 def test_ctrl_c_keeps_the_study_consistent(tmp_path):
     out = tmp_path / "t"
+    # a shell's background job (`make test &`, nohup) starts with SIGINT ignored, and Python keeps an ignored
+    # SIGINT ignored: give the worker the default disposition, as a terminal's Ctrl-C would find it
     proc = subprocess.Popen(cli("--trials", "5", "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=tmp_path)
+                            text=True, cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_line(proc, "trial 0:")  # printed just before trial 0 is told; trial 1 starts right after
     time.sleep(0.5)  # a trial takes seconds (a bench subprocess alone ~1 s): trial 1 is running now
     proc.send_signal(signal.SIGINT)
