@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import real_steps
+
 MAX_TAG_FRAMES = 20000  # 1-NN over frames: a seeded subsample of training frames keeps this O(seconds)
 
 
@@ -29,10 +31,6 @@ def _nearest(train: np.ndarray, test: np.ndarray, chunk: int = 256) -> np.ndarra
         d = tr_sq[None, :] - 2.0 * te @ tr.T  # + |te|^2, the same for every training row
         out[i:i + chunk] = d.argmin(1)
     return out
-
-
-def _real(lengths: np.ndarray, T: int) -> np.ndarray:
-    return np.arange(T)[None, :] >= (T - lengths)[:, None]
 
 
 def baselines(ds, mean: np.ndarray, std: np.ndarray, seed: int = 0) -> dict:
@@ -57,7 +55,7 @@ def baselines(ds, mean: np.ndarray, std: np.ndarray, seed: int = 0) -> dict:
                 "nearest_neighbour": {"accuracy": float((nn == ds.y_test).mean()), "n": int(n)}}
     # tag: per real time step
     T = ds.seq_len
-    mtr, mte = _real(ds.len_train, T), _real(ds.len_test, T)
+    mtr, mte = real_steps(ds.len_train, T), real_steps(ds.len_test, T)
     ftr, ytr = Xtr[mtr], ds.y_train[mtr]
     if len(ftr) > MAX_TAG_FRAMES:
         keep = np.sort(np.random.default_rng(seed).permutation(len(ftr))[:MAX_TAG_FRAMES])

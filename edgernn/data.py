@@ -76,6 +76,11 @@ class Dataset:
 # ----------------------------------------------------------------------------- helpers
 
 
+def real_steps(lengths: np.ndarray, T: int) -> np.ndarray:
+    """[N, T] bool mask of the real (non-padding) steps of left-padded windows with these true lengths."""
+    return np.arange(T)[None, :] >= (T - np.asarray(lengths))[:, None]
+
+
 def pad_sequences(seqs: list[np.ndarray], length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Left-pad a list of [T_i, C] arrays with zeros to [N, T, C]; returns (X, lengths)."""
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import real_steps
 from .errors import ArtifactError, ConfigError
 from .export import FORMATS
 from .reference import torch_outputs, torch_stream_outputs
@@ -187,8 +188,7 @@ def compare(run: Run, manifest: dict, out: np.ndarray, ref: np.ndarray, ref_metr
         row["accuracy"] = metrics["accuracy"]
         row["accuracy_change"] = metrics["accuracy"] - ref_metrics["accuracy"]
         if task == "tag":
-            T = out.shape[1]
-            mask = np.arange(T)[None, :] >= (T - lengths)[:, None]
+            mask = real_steps(lengths, out.shape[1])
             row["agreement"] = float((out.argmax(-1)[mask] == ref.argmax(-1)[mask]).mean())
         else:
             row["agreement"] = float((out.argmax(-1) == ref.argmax(-1)).mean())

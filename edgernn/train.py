@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .baselines import baselines, beats_baseline
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, real_steps
 from .errors import ConfigError, require
 from .models import ModelConfig, build_model
 
@@ -72,9 +72,7 @@ class TrainConfig:
 
 def norm_stats(X: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean/std over real (non-padding) steps of training windows."""
-    T = X.shape[1]
-    mask = np.arange(T)[None, :] >= (T - lengths)[:, None]
-    vals = X[mask]
+    vals = X[real_steps(lengths, X.shape[1])]
     mean = vals.mean(axis=0)
     std = vals.std(axis=0)
     std = np.where(std < 1e-6, 1.0, std)
@@ -150,8 +148,7 @@ def score_outputs(out: np.ndarray, y: np.ndarray, lengths: np.ndarray, task: str
     if task == "classify":
         return {"accuracy": float((out.argmax(-1) == y).mean()), "n": int(len(y))}
     if task == "tag":
-        T = out.shape[1]
-        mask = np.arange(T)[None, :] >= (T - lengths)[:, None]
+        mask = real_steps(lengths, out.shape[1])
         return {"accuracy": float((out.argmax(-1)[mask] == y[mask]).mean()), "n": int(mask.sum())}
     pred = out if denormalized else out * out_std + out_mean
     err = pred - y

@@ -269,7 +269,8 @@ def trial_rows(study) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         u = t.user_attrs
-        rows.append({"number": t.number, "state": t.state.name, **t.params,
+        # params["artifact"] is the format/precision choice, user_attrs["artifact"] the file it produced
+        rows.append({"number": t.number, "state": t.state.name, **t.params, "artifact_choice": t.params.get("artifact"),
                      **{k: u.get(k) for k in ("score", "score_name", "float_score", "p50_us", "kb", "parity_passed",
                                               "recipe", "compute", "artifact", "run_dir", "host", "target",
                                               "constraints", "fail_reason", "seconds", "beats_baseline")},
@@ -326,10 +327,6 @@ def describe(r: dict) -> str:
 def summarize(study, cfg: TuneConfig, task: str) -> dict:
     rows = trial_rows(study)
     maximize = task != "forecast"
-    # params["artifact"] (format/precision) and user_attrs["artifact"] (the path) share a name: keep both
-    for t, r in zip(study.get_trials(deepcopy=False), rows):
-        r["artifact_choice"] = t.params.get("artifact")
-        r["artifact"] = t.user_attrs.get("artifact")
     states = {}
     for r in rows:
         states[r["state"]] = states.get(r["state"], 0) + 1
@@ -440,7 +437,6 @@ class TuneResult:
     summary: dict
     ran: int = 0  # trials this command finished (complete or failed)
     paths: dict = field(default_factory=dict)
-    interrupted: bool = False
 
 
 def run_tune(cfg: TuneConfig, echo=print) -> TuneResult:
@@ -492,7 +488,7 @@ def run_tune(cfg: TuneConfig, echo=print) -> TuneResult:
         interrupted = exc  # optuna marked the running trial failed before re-raising
     summary = summarize(study, cfg, dataset.task)
     paths = write_outputs(summary, cfg)
-    result = TuneResult(summary=summary, ran=ran["n"], paths=paths, interrupted=interrupted is not None)
+    result = TuneResult(summary=summary, ran=ran["n"], paths=paths)
     if failures["n"] >= MAX_CONSECUTIVE_FAILURES:
         last = [r for r in summary["trials"] if r["state"] == "FAIL"][-1]
         raise TuneStopped(f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed (last: {last.get('fail_reason')}); "
