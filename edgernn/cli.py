@@ -618,7 +618,7 @@ def tune_cmd(dataset, target, host, emulate, max_latency_us, max_kb, trials, out
     except KeyboardInterrupt as exc:
         r = getattr(exc, "result", None)
         if r is not None:
-            click.echo(f"interrupted: the running trial is marked failed; {r.ran} trials finished in this command; "
+            click.echo(f"interrupted: {r.ran} trials finished in this command (a trial cut short is marked failed); "
                        f"outputs in {r.paths['markdown']}; rerun to continue the study", err=True)
         raise
     if as_json:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, EdgernnError, require
+from .signals import InterruptGate
 
 STUDY_NAME = "edgernn"
 CELLS = ("gru", "lstm")
@@ -224,7 +225,7 @@ def deployed_bytes(path: Path, file_bytes: int) -> int:
     return int(flash) if flash else int(file_bytes)
 
 
-def _objective(cfg: TuneConfig, dataset, echo):
+def _objective(cfg: TuneConfig, dataset, echo, gate):
     def objective(trial):
         params = {"cell": trial.suggest_categorical("cell", list(cfg.cells)),
                   "hidden": trial.suggest_categorical("hidden", list(cfg.hidden)),
@@ -239,7 +240,8 @@ def _objective(cfg: TuneConfig, dataset, echo):
                  f"lr {params['lr']:.2g} {params['artifact']}")
         t0 = time.perf_counter()
         try:
-            r = _measure(cfg, params, run_dir, dataset)
+            with gate.open():  # Ctrl-C cuts the measurement (optuna marks the trial failed), never a DB write
+                r = _measure(cfg, params, run_dir, dataset)
         except EdgernnError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             trial.set_user_attr("fail_reason", reason)
@@ -471,23 +473,27 @@ def run_tune(cfg: TuneConfig, echo=print) -> TuneResult:
          f"on {cfg.target}{' (emulated)' if cfg.emulate else ''}, budget: {_budget_text(cfg)}")
     failures = {"n": 0}
     ran = {"n": 0}
-
-    def after(study, trial):
-        ran["n"] += 1
-        failures["n"] = failures["n"] + 1 if trial.state.name == "FAIL" else 0
-        if failures["n"] >= MAX_CONSECUTIVE_FAILURES:
-            study.stop()
-
-    interrupted = None
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        if cfg.trials:
-            study.optimize(_objective(cfg, dataset, echo), n_trials=cfg.trials, catch=(TrialFailed,),
-                           callbacks=[after])
-    except KeyboardInterrupt as exc:
-        interrupted = exc  # optuna marked the running trial failed before re-raising
-    summary = summarize(study, cfg, dataset.task)
-    paths = write_outputs(summary, cfg)
+    # Ctrl-C / SIGTERM interrupt a trial's measurement only: one that lands while optuna asks for a trial,
+    # records a result or while the outputs are written waits (optuna has no cleanup there; the trial would
+    # stay RUNNING until another worker's heartbeat check failed it) and stops the study after that step
+    with InterruptGate() as gate:
+        def after(study, trial):
+            ran["n"] += 1
+            failures["n"] = failures["n"] + 1 if trial.state.name == "FAIL" else 0
+            if failures["n"] >= MAX_CONSECUTIVE_FAILURES or gate.pending is not None:
+                study.stop()
+
+        interrupted = None
+        try:
+            if cfg.trials:
+                study.optimize(_objective(cfg, dataset, echo, gate), n_trials=cfg.trials, catch=(TrialFailed,),
+                               callbacks=[after])
+        except KeyboardInterrupt as exc:
+            interrupted = exc  # optuna marked the running trial failed before re-raising
+        interrupted = interrupted or gate.pending
+        summary = summarize(study, cfg, dataset.task)
+        paths = write_outputs(summary, cfg)
     result = TuneResult(summary=summary, ran=ran["n"], paths=paths)
     if failures["n"] >= MAX_CONSECUTIVE_FAILURES:
         last = [r for r in summary["trials"] if r["state"] == "FAIL"][-1]

@@ -8,6 +8,7 @@ h8, 3 epochs, ONNX float) so each takes seconds."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgernn.cli import main
+from edgernn.signals import InterruptGate
 from edgernn.tune import TuneConfig, open_storage, run_tune
 from tests.postgres_fixture import postgres  # noqa: F401 - fixture
 from tests.sshd_fixture import sshd  # noqa: F401 - fixture
@@ -116,43 +118,78 @@ def test_target_failing_mid_study_fails_its_trials_with_the_reason_and_the_study
     assert s["states"] == {"COMPLETE": 2, "FAIL": 3} and s["recommended"]["number"] in (0, 4)
 
 
-def _wait_for_line(proc, needle: str, timeout: float = 300) -> list[str]:
-    lines, t0 = [], time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if needle in line:
-            return lines
-    raise AssertionError(f"{needle!r} not seen: {''.join(lines)}")
-
-
 def test_ctrl_c_keeps_the_study_consistent(tmp_path):
     out = tmp_path / "t"
     # a shell's background job (`make test &`, nohup) starts with SIGINT ignored, and Python keeps an ignored
     # SIGINT ignored: give the worker the default disposition, as a terminal's Ctrl-C would find it
     proc = subprocess.Popen(cli("--trials", "5", "--out", str(out)), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd=tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    _wait_for_line(proc, "trial 0:")  # printed just before trial 0 is told; trial 1 starts right after
-    time.sleep(0.5)  # a trial takes seconds (a bench subprocess alone ~1 s): trial 1 is running now
+    _pause_with_a_trial_running(proc, out)  # stopped somewhere in a trial (may be optuna's bookkeeping)
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     rest = proc.communicate(timeout=120)[0]
     assert proc.returncode == 130, rest
     states = [t.state.name for t in trials(out)]
-    done = len(states) - 1
-    assert done >= 1 and states == ["COMPLETE"] * done + ["FAIL"], states  # nothing left RUNNING
-    assert f"interrupted: the running trial is marked failed; {done} trials finished in this command" in rest
-    assert json.loads((out / "tune.json").read_text())["states"] == {"COMPLETE": done, "FAIL": 1}
+    done = states.count("COMPLETE")
+    # nothing left RUNNING: the trial Ctrl-C cut is failed; one it hit while optuna recorded a result completes
+    assert done >= 1 and states in (["COMPLETE"] * done + ["FAIL"], ["COMPLETE"] * done), states
+    assert f"interrupted: {done} trials finished in this command" in rest
+    assert json.loads((out / "tune.json").read_text())["states"] == {"COMPLETE": done, "FAIL": len(states) - done}
+
+
+def test_ctrl_c_outside_a_measurement_waits_for_a_safe_point():
+    """The window the test above rarely hits (CI hit it once: a trial left RUNNING): a signal while optuna
+    asks for or records a trial is held until the next measurement starts, or the gate closes."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
+    try:
+        _gate_holds_sigint()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _gate_holds_sigint():
+    with InterruptGate() as gate:
+        os.kill(os.getpid(), signal.SIGINT)  # outside gate.open(): held
+        assert isinstance(gate.pending, KeyboardInterrupt)
+        with pytest.raises(KeyboardInterrupt):
+            with gate.open():  # a measurement does not start after Ctrl-C
+                raise AssertionError("not reached")
+    with InterruptGate() as gate:
+        with pytest.raises(KeyboardInterrupt):
+            with gate.open():
+                os.kill(os.getpid(), signal.SIGINT)  # inside: raises at once
+                time.sleep(5)
+                raise AssertionError("not reached")
+    with pytest.raises(KeyboardInterrupt):  # the gate closed: the old handler is back
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
+
+
+def _pause_with_a_trial_running(proc, out, first=1):
+    """SIGSTOP the worker at a moment its storage holds a RUNNING trial numbered >= first (a tiny trial takes
+    ~0.6 s, so a fixed sleep sometimes lands between two trials)."""
+    def running():
+        try:
+            return [t.number for t in trials(out) if t.state.name == "RUNNING" and t.number >= first]
+        except Exception:  # the worker is creating the tables, or was stopped holding SQLite's write lock
+            return []
+
+    for _ in range(600):
+        if (out / "study.db").exists() and running():
+            proc.send_signal(signal.SIGSTOP)
+            if running():
+                return
+            proc.send_signal(signal.SIGCONT)  # it finished between the two reads, or holds the lock: try again
+        time.sleep(0.05)
+    raise AssertionError("no trial was seen running")
 
 
 def test_killed_worker_loses_only_its_running_trial_and_a_restart_resumes(tmp_path):
     out = tmp_path / "t"
     proc = subprocess.Popen(cli("--trials", "5", "--heartbeat", "1", "--out", str(out)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    _wait_for_line(proc, "trial 0:")  # printed just before trial 0 is told; trial 1 starts right after
-    time.sleep(0.5)
-    proc.kill()  # SIGKILL: no handler runs; trial 1 stays RUNNING in the storage
+    _pause_with_a_trial_running(proc, out)
+    proc.kill()  # SIGKILL: no handler runs; the running trial stays RUNNING in the storage
     proc.wait()
     states = [t.state.name for t in trials(out)]
     k = len(states) - 1
@@ -163,8 +200,9 @@ def test_killed_worker_loses_only_its_running_trial_and_a_restart_resumes(tmp_pa
     assert r.returncode == 0, r.stdout + r.stderr
     ts = trials(out)
     assert [t.state.name for t in ts] == ["COMPLETE"] * k + ["FAIL", "COMPLETE", "COMPLETE"]
-    # the killed trial is retried first, with the same parameters (Optuna's RetryHeartbeatStaleTrialCallback)
-    assert ts[k + 1].system_attrs.get("failed_trial") == k and ts[k + 1].params == ts[k].params
+    # the killed trial is retried first, with the parameters it had drawn (Optuna's RetryHeartbeatStaleTrialCallback;
+    # killed before its last suggest_*, the retry draws the rest)
+    assert ts[k + 1].system_attrs.get("failed_trial") == k and ts[k].params.items() <= ts[k + 1].params.items()
 
 
 def test_two_workers_share_a_postgresql_study(postgres, tmp_path):  # noqa: F811
