@@ -110,6 +110,43 @@ def op_table(path: Path) -> list[tuple[str, list[str]]]:
     return [(op["op_name"], [dt[i] for i in op["outputs"] if i >= 0]) for op in it._get_ops_details()]
 
 
+def _flatbuffer(path: Path):
+    from ai_edge_litert import schema_py_generated as s
+
+    return s, s.ModelT.InitFromObj(s.Model.GetRootAsModel(path.read_bytes(), 0))
+
+
+def all_ops(path: Path) -> list[tuple[str, list[str]]]:
+    """(op name, output dtypes) for every op of every subgraph (WHILE cond/body included), from the file."""
+    s, m = _flatbuffer(path)
+    op_names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    types = {v: k.lower() for k, v in vars(s.TensorType).items() if not k.startswith("_")}
+    table = []
+    for g in m.subgraphs:
+        for op in g.operators:
+            code = m.operatorCodes[op.opcodeIndex]
+            table.append((op_names[max(code.builtinCode, code.deprecatedBuiltinCode)],
+                          [types[g.tensors[i].type] for i in op.outputs]))
+    return table
+
+
+def loop_state_params(path: Path) -> list[tuple]:
+    """Per WHILE-body loop variable that is quantized inside the body: (params of the QUANTIZE that takes it
+    in, params of the DEQUANTIZE that hands it on)."""
+    s, m = _flatbuffer(path)
+    q = lambda t: (float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0]))  # noqa: E731
+    pairs = []
+    for g in m.subgraphs[1:]:
+        if len(g.inputs) != len(g.outputs):
+            continue  # a cond subgraph
+        qin = {op.inputs[0]: q(g.tensors[op.outputs[0]]) for op in g.operators
+               if m.operatorCodes[op.opcodeIndex].builtinCode == s.BuiltinOperator.QUANTIZE}
+        qout = {op.outputs[0]: q(g.tensors[op.inputs[0]]) for op in g.operators
+                if m.operatorCodes[op.opcodeIndex].builtinCode == s.BuiltinOperator.DEQUANTIZE}
+        pairs += [(qin[i], qout[o]) for i, o in zip(g.inputs, g.outputs) if i in qin and o in qout]
+    return pairs
+
+
 def lstm_cell_clips(path: Path) -> list[float]:
     from ai_edge_litert import schema_py_generated as s
 
@@ -199,14 +236,22 @@ def test_int8_sequence_agrees_and_is_fully_integer(exported, cell):
     d_in, d_out = it.get_input_details()[0], it.get_output_details()[0]
     assert (x["quant"]["scale"], x["quant"]["zero_point"]) == pytest.approx(d_in["quantization"])
     assert (y["quant"]["scale"], y["quant"]["zero_point"]) == pytest.approx(d_out["quantization"])
-    # the manifest's full-int8 claim, checked against the graph itself
-    table = op_table(path)
-    really_int = all(outs and all(o in INT_TYPES + ("int32",) for o in outs) for _, outs in table)
+    # the manifest's full-int8 claim, checked against the graph itself: every op of every subgraph computes in
+    # integers, except the WHILE op (control flow) and the DEQUANTIZE/QUANTIZE pairs that carry a GRU loop's
+    # variables from one step to the next, which must round-trip exactly (same scale and zero point)
+    table = all_ops(path)
+    computing = [(name, outs) for name, outs in table if name not in ("WHILE", "QUANTIZE", "DEQUANTIZE")]
+    really_int = all(outs and all(o in INT_TYPES + ("int32", "bool") for o in outs) for _, outs in computing)
     assert (q["compute"] == {"recurrent": "full-int8", "head": "full-int8"}) is really_int
-    assert really_int, [t for t in table if not all(o in INT_TYPES for o in t[1])]
-    assert q["float_ops"] == [] and set(q["int8_ops"]) == {name for name, _ in table}
+    assert really_int, [t for t in computing if not all(o in INT_TYPES for o in t[1])]
+    assert q["float_ops"] == []
+    assert set(q["int8_ops"]) == {name for name, outs in computing if any(o in INT_TYPES for o in outs)}
     if cell == "lstm":
         assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in q["int8_ops"]
+    else:  # any T, constant size: the WHILE loop of tf_loop.py, its state handed on without requantization
+        assert "WHILE" in m["graph"]["op_types"] and "FULLY_CONNECTED" in q["int8_ops"]
+        assert loop_state_params(path) and all(a == b for a, b in loop_state_params(path))
+        assert "an exact round trip (no requantization)" in q["note"]
     X = xtest(run)
     agree = (run_sequence(path, m, X).argmax(-1) == torch_out(run, X).argmax(-1)).mean()
     assert agree >= 0.95, agree
@@ -369,29 +414,38 @@ def long_gru(make_run, tmp_path_factory):
     return run
 
 
-def test_long_gru_is_a_compact_loop_and_int8_falls_back_to_dynamic(long_gru):
-    from edgernn.export import export_run
+def test_long_gru_is_a_compact_loop_at_every_precision(long_gru):
+    from edgernn.export import ExportOptions, export_run
     from edgernn.export.tflite import UNROLL_MAX_STEPS, export_tflite
     from edgernn.runtimes import load
 
     assert load_run(long_gru).seq_len == 160 > UNROLL_MAX_STEPS
     results = {(r.precision, r.mode): r for r in export_run(long_gru, formats="tflite",
                                                              precisions="float,int8,dynamic")}
-    # full int8 and int16x8 cannot build a compact loop (the converter crashes on an integer WHILE): the
-    # recipes say why and keep dynamic range, which is a loop of any T
+    # int8 tries full-int8 first, now a loop too (tf_loop.py); int16x8 cannot calibrate a WHILE loop
+    # ("Empty min/max" for the cond's unused loop variables), and says so
     q = read_manifest(results[("int8", "sequence")].path)["quantization"]
-    assert q["recipe"] == "dynamic" and [r["recipe"] for r in q["selection"]["rejected"]] == ["full-int8", "int16x8"]
-    for r in q["selection"]["rejected"]:
-        assert r["reason"].startswith("could not be built") and "must be unrolled over T" in r["reason"]
+    tried = [q["recipe"]] + [r["recipe"] for r in q["selection"]["rejected"]]
+    assert tried[0] in ("full-int8", "dynamic") and "int16x8" not in tried[:1]
+    if q["recipe"] == "dynamic":
+        assert [r["recipe"] for r in q["selection"]["rejected"]] == ["full-int8", "int16x8"]
+    i16 = [r for r in q["selection"]["rejected"] if r["recipe"] == "int16x8"]
+    assert not i16 or (i16[0]["reason"].startswith("could not be built") and "min/max" in i16[0]["reason"])
+    pinned = export_tflite(load_run(long_gru), long_gru / "pinned", precision="int8", mode="sequence",
+                           options=ExportOptions(recipe="full-int8"))
+    assert read_manifest(pinned)["quantization"]["compute"] == {"recurrent": "full-int8", "head": "full-int8"}
+    assert "WHILE" in read_manifest(pinned)["graph"]["op_types"] and pinned.stat().st_size < 40_000
     run = load_run(long_gru)
     X = run.data()["X_test"]
     for prec in ("float", "dynamic", "int8"):
         path = results[(prec, "sequence")].path
         m = read_manifest(path)
-        assert m["sequence_length"] is None and "WHILE loop" in m["sequence_length_note"]
+        # int8 keeps a dynamic time axis only if other lengths agree as well as the calibrated one
+        assert m["sequence_length"] is None or (prec == "int8" and m["sequence_length"] == 160)
+        assert "WHILE loop" in m["sequence_length_note"]
         assert "WHILE" in m["graph"]["op_types"] and path.stat().st_size < 40_000  # unrolled: ~430 KB
         s = load(path)
-        for T in (160, 57):  # any length: the loop runs T steps
+        for T in (160, 57) if m["sequence_length"] is None else (160,):  # any length: the loop runs T steps
             got = s.predict(X[:, -T:])
             ref = torch_out(run, run.normalize(X[:, -T:]))
             if prec == "float":
@@ -400,5 +454,3 @@ def test_long_gru_is_a_compact_loop_and_int8_falls_back_to_dynamic(long_gru):
     # h32: the 96x32 recurrent kernel inside the loop body is quantized (hybrid), the rest stays float
     assert read_manifest(results[("dynamic", "sequence")].path)["quantization"]["compute"] == \
         {"recurrent": "dynamic-int8", "head": "float"}
-    with pytest.raises(ExportError, match="full-int8 TFLite GRU must be unrolled"):
-        export_tflite(run, long_gru / "elsewhere", precision="int8", mode="sequence")

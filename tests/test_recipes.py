@@ -27,8 +27,10 @@ def test_fallback_takes_the_next_recipe_when_the_first_fails(run_copy, quiet_cal
     sel = q["selection"]
     assert q["recipe"] == "dynamic" and sel["order"] == ["full-int8", "int16x8", "dynamic"]
     assert [r["recipe"] for r in sel["rejected"]] == ["full-int8", "int16x8"]
-    for r in sel["rejected"]:  # rejected by the gate on held-out windows, with the numbers
-        assert r["reason"].startswith("failed on 25 held-out windows") and not r["gate"]["passed"]
+    full, i16 = sel["rejected"]  # full int8 is rejected by the gate on held-out windows, with the numbers;
+    assert full["reason"].startswith("failed on 25 held-out windows") and not full["gate"]["passed"]
+    # int16x8 cannot calibrate the GRU's WHILE loop (an int8 GRU sequence is always the loop), and says why
+    assert i16["reason"].startswith("could not be built") and "min/max" in i16["reason"]
     assert sel["gate"]["passed"] and sel["gate"]["held_out"]
     # only the kept artifact reaches the artifacts dir: no candidates or scratch dirs left behind
     assert sorted(p.name for p in res.path.parent.iterdir()) == ["sequence-int8.tflite", "sequence-int8.tflite.json"]

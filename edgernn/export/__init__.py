@@ -44,7 +44,6 @@ class Format:
     extra: str  # pip extra that installs them
     help: str
     built_from: str | None = None  # format this one is converted from (its artifact arrives in options.source)
-    skip: str | None = None  # "module:function"(run, precision, mode) -> reason to skip, or None
 
     @property
     def runtime(self) -> str:
@@ -64,8 +63,7 @@ FORMATS = {f.name: f for f in (
     Format("tflite", "edgernn.export.tflite:export_tflite", "tflite", ("float", "int8", "dynamic"), MODES,
            ("torch", "tensorflow", "tf_keras"), "tflite",
            "TFLite for LiteRT; int8 = the first of full-int8, int16x8, dynamic range that passes the gate; "
-           "dynamic = dynamic range",
-           skip="edgernn.export.tflite:skip_reason"),
+           "dynamic = dynamic range"),
     Format("c", "edgernn.export.c:export_c", "h", ("float", "int8"), MODES, ("torch",), "train",
            "dependency-free C99 (one header-only file: no heap, no libm, caller-owned state) for C/C++ apps, "
            "Android NDK and microcontrollers; int8 = int8 weights, int16 activations/state, int32 accumulators; "
@@ -204,13 +202,6 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     if problem:
         raise ExportError(f"output directory {out_dir} is not writable ({problem}); choose another with --out")
     todo, skipped = plan(formats, precisions, streaming, run.config.bidirectional)
-    for fmt, prec, mode in list(todo):  # combinations the format declines for this model (with the reason)
-        if FORMATS[fmt].skip and prec != "int8":  # int8: each recipe says why it cannot build
-            module, func = FORMATS[fmt].skip.split(":")
-            why = getattr(importlib.import_module(module), func)(run, prec, mode)
-            if why:
-                todo.remove((fmt, prec, mode))
-                skipped.append((fmt, prec, mode, why))
     results = [ExportResult(f, p, m, None, 0.0, why) for f, p, m, why in skipped]
     built: dict = {}  # (format, precision, mode) -> path, for formats converted from another
     scratch = None

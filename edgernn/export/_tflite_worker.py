@@ -56,19 +56,11 @@ def convert(spec: dict, weights: dict, data: dict, seq_len) -> bytes:
 
     from . import keras_build as kb
 
-    cfg, mode, precision = spec["cfg"], spec["mode"], spec["precision"]
-    if spec.get("stateful_step"):
-        # the fused LSTM over a dynamic time axis, calibrated on whole windows; streamed one frame per
-        # invoke, its variable tensors carry the state (int8 h, int16 c) from frame to frame
-        model = kb.build_sequence_model(cfg, weights, None, unroll=False)
-    elif mode == "step":
-        model = kb.build_step_model(cfg, weights)
+    cfg, precision = spec["cfg"], spec["precision"]
+    if spec.get("int_loop"):
+        conv = _loop_converter(tf, spec, weights, seq_len)
     else:
-        # the fused LSTM keeps a dynamic loop inside one op; GRU/RNN loops become WHILE (int8 segfaults) -> unroll,
-        # unless the parent asked for the loop (float / dynamic range over long windows: constant size)
-        unroll = not spec.get("loop") and (cfg["cell"] != "lstm" or bool(spec.get("unroll_lstm")))
-        model = kb.build_sequence_model(cfg, weights, seq_len, unroll=unroll)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv = tf.lite.TFLiteConverter.from_keras_model(_keras_model(kb, spec, weights, seq_len))
     if precision in ("int8", "int16x8"):
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if precision == "int8" else
@@ -87,6 +79,40 @@ def convert(spec: dict, weights: dict, data: dict, seq_len) -> bytes:
     if os.environ.get("EDGERNN_TFLITE_WORKER_CRASH") == "1":
         os.abort()
     return conv.convert()
+
+
+def _keras_model(kb, spec: dict, weights: dict, seq_len):
+    cfg = spec["cfg"]
+    if spec.get("stateful_step"):
+        # the fused LSTM over a dynamic time axis, calibrated on whole windows; streamed one frame per
+        # invoke, its variable tensors carry the state (int8 h, int16 c) from frame to frame
+        return kb.build_sequence_model(cfg, weights, None, unroll=False)
+    if spec["mode"] == "step":
+        return kb.build_step_model(cfg, weights)
+    # the fused LSTM keeps a dynamic loop inside one op; a Keras GRU/RNN loop becomes a WHILE whose int8
+    # calibration segfaults, so it is unrolled unless the parent asked for the loop (float / dynamic range
+    # over long windows: constant size); integer GRU/RNN sequences use _loop_converter
+    unroll = not spec.get("loop") and (cfg["cell"] != "lstm" or bool(spec.get("unroll_lstm")))
+    return kb.build_sequence_model(cfg, weights, seq_len, unroll=unroll)
+
+
+def _loop_converter(tf, spec: dict, weights: dict, seq_len):
+    """Converter for the hand-written GRU/RNN WHILE loop (edgernn/export/tf_loop.py), via a SavedModel so
+    that the file keeps the serving_default signature (x -> y) that calibration and the runtime use."""
+    from pathlib import Path
+
+    from .tf_loop import build_loop_function
+
+    fn = build_loop_function(spec["cfg"], weights, seq_len)
+    module = tf.Module()
+    module.fn = fn
+    saved = Path(spec["out"]).parent / "loop_savedmodel"
+    tf.saved_model.save(module, str(saved), signatures={"serving_default": fn.get_concrete_function()})
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    # full integer: per-tensor (per-channel scales and zero points cost ~9 KB at h64: 34 vs 25 KB, and held
+    # no better on the stress set); dynamic range keeps per-channel weights (per-tensor lost 2 of 200 stress copies)
+    conv._experimental_disable_per_channel_quantization_for_dense_layers = spec["precision"] != "dynamic"
+    return conv
 
 
 def remove_float_cell_clip(fb: bytes) -> tuple[bytes, list]:
@@ -122,7 +148,8 @@ def remove_float_cell_clip(fb: bytes) -> tuple[bytes, list]:
 
 def _tensor_type(s, code: int) -> str:
     names = {v: k for k, v in vars(s.TensorType).items() if not k.startswith("_")}
-    return {"FLOAT32": "float32", "INT8": "int8", "INT16": "int16", "UINT8": "uint8", "INT32": "int32"}.get(
+    return {"FLOAT32": "float32", "INT8": "int8", "INT16": "int16", "UINT8": "uint8", "INT32": "int32",
+            "INT64": "int64", "BOOL": "bool"}.get(
         names.get(code, ""), "object")
 
 
@@ -186,7 +213,7 @@ def inspect_ops(fb: bytes) -> dict:
     it = interpreter(fb, delegates=False)
     details = {t["index"]: t for t in it.get_tensor_details()}
     const = _constant_tensors(fb)
-    integer, hybrid, flt, weight_deq, boundary, shape = [], [], [], [], [], []
+    integer, hybrid, flt, weight_deq, boundary, shape, control = [], [], [], [], [], [], []
     dequantized = set()  # outputs of DEQUANTIZE ops applied to constant (weight) tensors
     matmuls = []  # per matrix-product op, in execution order: how it computes and how many weights it has
     for op in it._get_ops_details():
@@ -208,8 +235,10 @@ def inspect_ops(fb: bytes) -> dict:
             kind = "hybrid"
         else:
             kind = "float"
+        if name == "WHILE":
+            kind = "control"  # runs the body subgraphs, classified below; computes nothing itself
         {"boundary": boundary, "weight_dequantize": weight_deq, "integer": integer, "shape": shape,
-         "hybrid": hybrid, "float": flt}[kind].append(name)
+         "hybrid": hybrid, "float": flt, "control": control}[kind].append(name)
         if name in MATMUL_OPS:
             weights = [i for i, _ in ins if i in const or i in dequantized]
             if kind == "float" and any(i in dequantized for i in weights):
@@ -217,12 +246,17 @@ def inspect_ops(fb: bytes) -> dict:
             matmuls.append({"op": name, "kind": kind, "subgraph": 0,
                             "weights": int(sum(np.prod(details[i]["shape"]) for i in weights))})
     matmuls += _loop_body_matmuls(fb)
+    loop = _loop_subgraph_ops(fb)
+    for kind, names in (("integer", integer), ("hybrid", hybrid), ("float", flt), ("shape", shape),
+                        ("boundary", boundary)):
+        names += loop[kind]
     uniq = lambda xs: sorted(set(xs))  # noqa: E731
     return {"integer": uniq(integer), "hybrid": uniq(hybrid), "float": uniq(flt), "shape": uniq(shape),
             "weight_dequantize":
             len(weight_deq), "boundary": uniq(boundary), "all": uniq(op["op_name"] for op in it._get_ops_details()),
             "op_count": len(it._get_ops_details()), "variables": _variable_count(fb),
-            "variable_names": _variable_names(fb), "matmuls": matmuls}
+            "variable_names": _variable_names(fb), "matmuls": matmuls, "control": uniq(control),
+            "loop_state": loop["state"]}
 
 
 def _loop_body_matmuls(fb: bytes) -> list:
@@ -252,6 +286,56 @@ def _loop_body_matmuls(fb: bytes) -> list:
                 kind = "float"
             weights = sum(int(np.prod(t.ShapeAsNumpy())) for t in const if t.ShapeLength() > 1)
             out.append({"op": name, "kind": kind, "subgraph": g, "weights": weights})
+    return out
+
+
+def _loop_subgraph_ops(fb: bytes) -> dict:
+    """Ops of the WHILE cond/body subgraphs (which the interpreter's op list does not show) by how they
+    compute, as inspect_ops sorts the main graph's; plus how each loop variable crosses iterations: a
+    quantized value the body DEQUANTIZEs on its way out and QUANTIZEs on its way in with the same scale and
+    zero point round-trips exactly ("exact"); other parameters requantize it every step ("requantized")."""
+    s = _schema()
+    m = _model(fb)
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    out = {"integer": [], "hybrid": [], "float": [], "shape": [], "boundary": [], "state": []}
+
+    def qparams(t):
+        q = t.Quantization()
+        return None if q is None or q.ScaleLength() == 0 else (float(q.Scale(0)), int(q.ZeroPoint(0)))
+
+    for g in range(1, m.SubgraphsLength()):
+        sg = m.Subgraphs(g)
+        quant_in, dequant_out = {}, {}  # subgraph input index -> params of its QUANTIZE; output -> DEQUANTIZE's
+        for k in range(sg.OperatorsLength()):
+            op = sg.Operators(k)
+            code = m.OperatorCodes(op.OpcodeIndex())
+            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
+            ins = [sg.Tensors(op.Inputs(j)) for j in range(op.InputsLength()) if op.Inputs(j) >= 0]
+            outs = [_tensor_type(s, sg.Tensors(op.Outputs(j)).Type()) for j in range(op.OutputsLength())]
+            in_types = [_tensor_type(s, t.Type()) for t in ins]
+            const_int = any(_tensor_type(s, t.Type()) in INT_TYPES and m.Buffers(t.Buffer()).DataLength() > 0
+                            for t in ins)
+            if name == "QUANTIZE":
+                kind = "boundary"
+                quant_in[op.Inputs(0)] = qparams(sg.Tensors(op.Outputs(0)))
+            elif name == "DEQUANTIZE":
+                kind = "boundary"
+                dequant_out[op.Outputs(0)] = qparams(sg.Tensors(op.Inputs(0)))
+            elif outs and all(o in INT_TYPES + ("int32",) for o in outs) and any(o in INT_TYPES for o in outs):
+                kind = "integer"
+            elif name == "SHAPE" or (outs and all(o in ("int32", "int64", "bool") for o in outs)
+                                     and all(t in ("int32", "int64", "bool") for t in in_types)):
+                kind = "shape"
+            elif const_int and all(o == "float32" for o in outs):
+                kind = "hybrid"
+            else:
+                kind = "float"
+            out[kind].append(name)
+        if sg.InputsLength() == sg.OutputsLength():  # a body: input i and output i are loop variable i
+            for i in range(sg.InputsLength()):
+                a, b = quant_in.get(sg.Inputs(i)), dequant_out.get(sg.Outputs(i))
+                if a is not None and b is not None:
+                    out["state"].append("exact" if a == b else "requantized")
     return out
 
 

@@ -12,8 +12,10 @@ subprocess (edgernn/export/_tflite_worker.py) so that a converter segfault becom
   - LSTM, sequence: one fused UNIDIRECTIONAL_SEQUENCE_LSTM per layer/direction. The op keeps its state in
     variable tensors, so the manifest says "stateful_interpreter": true (reset_all_variables() before
     each window). The time axis is left dynamic when a run at other lengths matches torch.
-  - GRU / RNN, sequence: unrolled over run.seq_len steps (a WHILE loop segfaults in int8 conversion), so
-    the artifact has a fixed length.
+  - GRU / RNN, sequence, float and dynamic range: unrolled over run.seq_len steps (fastest; fixed length)
+    up to UNROLL_MAX_STEPS, Keras' WHILE loop beyond (constant size, any T).
+  - GRU / RNN, sequence, full int8 and int16x8: a hand-written WHILE loop (edgernn/export/tf_loop.py) that
+    the int8 calibrator does not crash on: constant size, any T.
   - step: one frame + explicit per-layer states (h0.., c0.. for LSTM) -> output + next states, built
     from one-step unrolled layers: plain ops, no variables, quantizes fully to int8.
 int8 is calibrated on normalized training windows (run.data()["X_calib"], up to 200); step artifacts on
@@ -40,17 +42,18 @@ from . import INT8_IO, ExportOptions, check_combination, check_prerequisites
 from .manifest import base_fields, publish
 
 FLOAT_TOL = 1e-4
-# GRU/RNN sequence graphs are unrolled (fast, but ~2.7 KB per step float and ~8 KB per step int8 at h32,
-# and the converter's time and memory grow with T: 11.6 min and 7.3 GB at T=1344). Beyond this many steps
-# float and dynamic-range use the WHILE loop instead (constant size, any T; measured 25 KB vs 268 KB at
-# T=100 for GRU h32, ~5 us per step slower), and full int8, whose WHILE form crashes the converter, is
-# skipped with the alternatives named.
+# float and dynamic-range GRU/RNN sequence graphs are unrolled (fast, but ~2.7 KB per step at h32, and the
+# converter's time and memory grow with T: 11.6 min and 7.3 GB at T=1344). Beyond this many steps they use
+# the WHILE loop instead (constant size, any T; measured 25 KB vs 268 KB at T=100 for GRU h32, ~5 us per
+# step slower). Integer GRU/RNN sequences are always the loop of tf_loop.py (an unrolled int8 GRU h32 was
+# ~8 KB per step: 803 KB at T=100).
 UNROLL_MAX_STEPS = 128
 MAX_CALIB = 200  # calibration windows (sequence) / (frame, state) pairs = 2x this (step)
 N_CHECK = 64  # normalized calibration windows run through every artifact before it is kept (8 missed
 # a fused-LSTM kernel deviation of 1.3e-4 that X_test then showed)
 _NOISE = ("W0000", "I0000", "WARNING: All log messages", "INFO: Created TensorFlow Lite", "warnings.warn(",
-          "Statistics for quantized inputs were expected", "fully_quantize:")
+          "Statistics for quantized inputs were expected", "fully_quantize:", "tf.lite.Interpreter is deprecated",
+          "TF 2.20. Please use the LiteRT", "migration guide", "for details.")
 
 
 def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "sequence",
@@ -64,9 +67,6 @@ def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "seq
     int8_io = options.int8_io
     _validate_args(run, precision, mode, int8_io)
     kind = _kind(precision, options.recipe)
-    why = skip_reason(run, kind, mode)
-    if why:
-        raise ExportError(why)
     check_prerequisites(["tflite"])
     out_dir = _prepare_out_dir(Path(out_dir))
     cfg = run.config
@@ -74,7 +74,9 @@ def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "seq
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgernn-tflite-") as tmp:
         tmp = Path(tmp)
-        spec = _write_spec(run, tmp, kind, mode, int8_io)
+        # int8, whichever recipe builds it, is for small files: a GRU/RNN sequence is a loop at any T
+        compact = precision == "int8"
+        spec = _write_spec(run, tmp, kind, mode, int8_io, compact)
         report = _convert(spec, tmp, kind, mode, cfg.cell, what, started + timeout)
         _gate(report, kind, mode, what)
         artifact = out_dir / f"{mode}-{precision}.tflite"
@@ -106,6 +108,8 @@ def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: 
     removes the converter's hard-coded cell_clip=10 from float fused LSTMs (it cost up to 1.1 on the
     logits of trained models); should a float fused LSTM still miss the 1e-4 gate, the LSTM is unrolled
     into plain ops instead (exact, fixed length, larger file) and the manifest says why."""
+    if mode == "sequence" and cell != "lstm" and spec["compact"]:
+        return _compact_loop(spec, tmp, precision, what, deadline)
     if mode == "sequence" and cell != "lstm" and spec["seq_len"] > UNROLL_MAX_STEPS:
         report = _run_worker(spec, tmp, dict(dynamic_time=True, loop=True), what, deadline)
         # the loop has no per-length calibration (float, or int8 weights only): float must match at every
@@ -134,6 +138,19 @@ def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: 
         return first
     report = _run_worker(spec, tmp, dict(dynamic_time=False), what, deadline)
     report["rejected_attempt"] = {"graph": "fused LSTM, dynamic time axis", **first["check"]}
+    return report
+
+
+def _compact_loop(spec: dict, tmp: Path, precision: str, what: str, deadline: float) -> dict:
+    """An int8 GRU/RNN sequence (any recipe): the WHILE loop of tf_loop.py. Its time axis stays dynamic when other
+    lengths agree with torch about as well as the calibrated length does, else it is fixed at run.seq_len
+    (still the loop: the same constant size)."""
+    report = _run_worker(spec, tmp, dict(dynamic_time=True, int_loop=True), what, deadline)
+    if not _dynamic_time_verified(report, precision):
+        fixed = _run_worker(spec, tmp, dict(dynamic_time=False, int_loop=True), what, deadline)
+        fixed["rejected_attempt"] = {"graph": "WHILE loop, dynamic time axis", **report["check"]}
+        report = fixed
+    report["loop"] = report["compact"] = True
     return report
 
 
@@ -168,7 +185,7 @@ def stateful_step(cfg, precision: str, mode: str) -> bool:
     return mode == "step" and precision in ("int8", "int16x8") and cfg.cell == "lstm" and not cfg.bidirectional
 
 
-def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict:
+def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact: bool) -> dict:
     import torch  # presence checked by _check_dependencies
 
     model = run.load_model()
@@ -188,8 +205,8 @@ def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict
         elif mode == "sequence":
             data["check_ref"] = model(torch.from_numpy(check)).numpy()
             data["calib_x"] = calib
-            if run.config.cell == "lstm" or run.seq_len > UNROLL_MAX_STEPS:  # references at other lengths,
-                # to verify a dynamic time axis (fused LSTM, or the WHILE loop of a long GRU/RNN)
+            if run.config.cell == "lstm" or run.seq_len > UNROLL_MAX_STEPS or compact:
+                # references at other lengths, to verify a dynamic time axis (fused LSTM, or a WHILE loop)
                 t = X.shape[1]
                 for x in (check[:, t // 2:], np.concatenate([check, check[::-1]], axis=1)):
                     data[f"check_x_T{x.shape[1]}"] = np.ascontiguousarray(x)
@@ -200,7 +217,7 @@ def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str) -> dict
     np.savez(tmp / "data.npz", **data)
     stateful = stateful_step(run.config, precision, mode)
     return {"cfg": run.config.to_dict(), "mode": mode, "precision": precision, "int8_io": int8_io,
-            "stateful_step": stateful, "dynamic_time": stateful,
+            "stateful_step": stateful, "dynamic_time": stateful, "compact": compact,
             "seq_len": run.seq_len, "weights": str(tmp / "weights.npz"), "data": str(tmp / "data.npz"),
             "out": str(tmp / "model.tflite"), "report": str(tmp / "report.json")}
 
@@ -383,9 +400,16 @@ def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict
                 hq = "int16" if precision == "int16x8" else "int8"
                 note += (f" and, streamed one frame per invoke, carries h ({hq}) and c (int16) in its variable "
                          "tensors from frame to frame with no requantization")
+        state = ops.get("loop_state") or []
+        if state:
+            exact = all(v == "exact" for v in state)
+            note += ("; the WHILE loop (GRU/RNN, any T) computes in int8 and hands its state and inputs from one "
+                     "step to the next as float: DEQUANTIZE then QUANTIZE with " +
+                     ("the same scale and zero point, an exact round trip (no requantization)" if exact else
+                      "DIFFERENT scales: the state is requantized every step"))
         if ops.get("shape"):
-            note += (f"; {', '.join(ops['shape'])} only do int32 shape arithmetic for the dynamic length and "
-                     "are listed in neither op list")
+            note += (f"; {', '.join(ops['shape'])} only do int32 index arithmetic (lengths, loop counters) "
+                     "and are listed in neither op list")
         note += "; verified by inspecting every op's tensor dtypes" if fully else \
             f"; NOT fully int8: {', '.join(flt + hybrid)} still compute in float"
         return {"recipe": "int16x8" if precision == "int16x8" else "full-int8", "compute": compute,
@@ -456,35 +480,26 @@ def _check_summary(report: dict, mode: str) -> dict:
     return out
 
 
-def skip_reason(run, precision: str, mode: str) -> str | None:
-    """Why this combination is not exported (None = export it): full-int8 GRU/RNN sequence graphs longer
-    than UNROLL_MAX_STEPS (their WHILE form crashes the int8 converter; unrolling grows with T)."""
-    cfg, T = run.config, run.seq_len
-    if mode == "sequence" and precision in ("int8", "int16x8") and cfg.cell != "lstm" and T > UNROLL_MAX_STEPS:
-        mb = T * 8.0 / 1024  # measured: ~8 KB per unrolled step (803 KB at T=100, GRU h32)
-        name = "int16x8" if precision == "int16x8" else "full-int8"
-        return (f"{name} TFLite {cfg.cell.upper()} must be unrolled over T (its WHILE-loop form crashes the "
-                f"int8 converter): T={T} > {UNROLL_MAX_STEPS} steps would be ~{mb:.1f} MB and a long "
-                "conversion; use the step artifact (--streaming: step-int8.tflite, constant size), "
-                "--precision dynamic, or --format onnx")
-    return None
-
-
 def _length_note(cfg, seq_len, report: dict) -> str:
     if report.get("loop") and seq_len is None:
-        return (f"time axis is dynamic: the {cfg.cell.upper()} runs as a WHILE loop (windows over "
-                f"{UNROLL_MAX_STEPS} steps are not unrolled: constant file size, any T); verified against torch at "
-                f"T={', '.join(k[1:] for k in report['check'] if k.startswith('T'))} besides the training length")
+        why = ("an int8 GRU/RNN is always the loop" if report.get("compact") else
+               f"windows over {UNROLL_MAX_STEPS} steps are not unrolled")
+        return (f"time axis is dynamic: the {cfg.cell.upper()} runs as a WHILE loop ({why}: constant file size, any "
+                f"T); verified against torch at T={', '.join(k[1:] for k in report['check'] if k.startswith('T'))} "
+                "besides the training length; resize the input (resize_tensor_input) to the window length")
     if seq_len is None:
         lengths = ", ".join(k[1:] for k in report["check"] if k.startswith("T"))
         return (f"time axis is dynamic: verified against torch at T={lengths} besides the training length; "
                 "resize the input (resize_tensor_input) to the window length")
     if report.get("fallback"):
         return f"fixed at {seq_len}: {report['fallback']}"
+    if report.get("loop"):
+        return (f"fixed at {seq_len}: the {cfg.cell.upper()} runs as a WHILE loop (constant file size), but at other "
+                "lengths it did not agree with torch as well as at the calibrated one; left-pad shorter windows")
     if cfg.cell == "lstm":
         return f"fixed at {seq_len}: the dynamic-length graph did not verify at other lengths"
-    return (f"fixed at {seq_len}: the {cfg.cell.upper()} is unrolled over {seq_len} steps (its WHILE-loop form "
-            "crashes the int8 converter); left-pad shorter windows")
+    return (f"fixed at {seq_len}: the {cfg.cell.upper()} is unrolled over {seq_len} steps (the fastest form on a CPU; "
+            f"windows over {UNROLL_MAX_STEPS} steps use a WHILE loop); left-pad shorter windows")
 
 
 def _state_layout(cfg, report: dict) -> str:

@@ -1,0 +1,99 @@
+"""
+GRU / RNN sequence graphs as a hand-written WHILE loop that TFLite's int8 converter takes: a constant file
+size at any window length (an unrolled int8 GRU h32 grows ~8 KB per step), one graph for every T.
+
+    fn = build_loop_function(cfg, weights)     # tf.function: x [1, T, C] (normalized, T dynamic) -> {"y": ...}
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+
+Runs inside the TFLite worker process only (it imports TensorFlow). Per layer and direction, one
+FULLY_CONNECTED projects every frame at once (x W_ih^T + b_ih: [T, 3H] for a GRU), then a WHILE loop runs
+the recurrence (h W_hh^T + b_hh and the gates; torch's equations and gate order r, z, n).
+
+Why it converts where Keras' loop does not (measured, TF 2.21): TFLite's calibrator segfaults on a WHILE
+whose body hands a loop variable back unchanged (tensorflow#75140: the WHILE kernel frees that output and
+the calibrator reads it). Keras' loop, and a plain loop that captures its input, both have such
+pass-through variables. Here none does: the body reads row 0 of the projected frames and rotates them by
+one (xs[1:] ++ xs[:1]); a layer whose whole output sequence is needed appends h to a rotating [T, H]
+buffer, which holds h_0 .. h_{T-1} in order after T steps. Weights are constants of the body, not loop
+variables. The rotations copy O(T * H) values per step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+X_NAME, Y_NAME = "x", "y"  # the same signature names as the Keras-built graphs (keras_build)
+
+
+def _gru_step(tf, H: int, w_hh: np.ndarray, b_hh: np.ndarray):
+    def step(xt, h):  # xt [1, 3H] = x W_ih^T + b_ih, torch gate order r, z, n
+        hp = tf.matmul(h, tf.constant(w_hh.T)) + tf.constant(b_hh)
+        xr, xz, xn = tf.split(xt, 3, axis=1)
+        hr, hz, hn = tf.split(hp, 3, axis=1)
+        r = tf.sigmoid(xr + hr)
+        z = tf.sigmoid(xz + hz)
+        n = tf.tanh(xn + r * hn)
+        return n + z * (h - n)  # = (1 - z) * n + z * h
+
+    return step
+
+
+def _rnn_step(tf, H: int, w_hh: np.ndarray, b_hh: np.ndarray):
+    def step(xt, h):
+        return tf.tanh(xt + tf.matmul(h, tf.constant(w_hh.T)) + tf.constant(b_hh))
+
+    return step
+
+
+def _direction(tf, cell: str, x, w: dict, sfx: str, H: int, sequence: bool):
+    """One layer, one direction over x [T, C]: the last h [1, H], and (sequence) every h [T, H]."""
+    w_ih, w_hh = w[f"rnn.weight_ih_{sfx}"].astype(np.float32), w[f"rnn.weight_hh_{sfx}"].astype(np.float32)
+    b_ih, b_hh = w[f"rnn.bias_ih_{sfx}"].astype(np.float32), w[f"rnn.bias_hh_{sfx}"].astype(np.float32)
+    xp = tf.matmul(x, tf.constant(w_ih.T)) + tf.constant(b_ih)  # every frame at once: [T, G*H]
+    G = w_ih.shape[0]
+    make = _gru_step if cell == "gru" else _rnn_step
+
+    def body(t, h, xs, *hs):
+        h = make(tf, H, w_hh, b_hh)(tf.slice(xs, [0, 0], [1, G]), h)  # weights: constants of the body
+        xs = tf.concat([xs[1:], xs[:1]], 0)
+        return (t + 1, h, xs) + ((tf.concat([hs[0][1:], h], 0),) if sequence else ())
+
+    init = [tf.constant(0), tf.zeros([1, H]), xp]
+    shapes = [tf.TensorShape([]), tf.TensorShape([1, H]), tf.TensorShape([None, G])]
+    if sequence:
+        init.append(tf.zeros(tf.stack([tf.shape(xp)[0], H])))
+        shapes.append(tf.TensorShape([None, H]))
+    out = tf.while_loop(lambda t, h, xs, *hs: t < tf.shape(xs)[0], body, init, shape_invariants=shapes)
+    h, hs = out[1], (out[3] if sequence else None)
+    return h, hs
+
+
+def build_loop_function(cfg: dict, w: dict, seq_len: int | None = None):
+    """A tf.function x [1, T, C] -> {"y": logits [1, K] (classify / forecast) or [1, T, K] (tag)}, computing
+    what the torch GRU/RNN model computes (multi-layer, bidirectional). seq_len None: T is dynamic."""
+    import tensorflow as tf
+
+    cell, H, layers = cfg["cell"], int(cfg["hidden"]), int(cfg["layers"])
+    if cell not in ("gru", "rnn"):
+        raise ValueError(f"the WHILE-loop graph is for GRU and RNN cells, not {cell}")
+    bi, tag = bool(cfg["bidirectional"]), cfg["head"] == "tag"
+    w_head, b_head = w["head.weight"].astype(np.float32), w["head.bias"].astype(np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, seq_len, int(cfg["input_size"])], tf.float32, name=X_NAME)])
+    def fn(x):
+        seq = x[0]
+        for layer in range(layers):
+            sequence = tag or layer < layers - 1  # the last layer of a classifier needs only its last h
+            h_f, hs_f = _direction(tf, cell, seq, w, f"l{layer}", H, sequence)
+            if not bi:
+                seq, feat = hs_f, h_f
+                continue
+            h_b, hs_b = _direction(tf, cell, tf.reverse(seq, [0]), w, f"l{layer}_reverse", H, sequence)
+            # backward outputs come out in reversed time order; its last h is the state at frame 0
+            seq = tf.concat([hs_f, tf.reverse(hs_b, [0])], 1) if sequence else None
+            feat = tf.concat([h_f, h_b], 1)
+        if tag:
+            return {Y_NAME: (tf.matmul(seq, tf.constant(w_head.T)) + tf.constant(b_head))[None]}
+        return {Y_NAME: tf.matmul(feat, tf.constant(w_head.T)) + tf.constant(b_head)}
+
+    return fn
