@@ -245,8 +245,8 @@ def inspect_ops(fb: bytes) -> dict:
                 kind = "weights"
             matmuls.append({"op": name, "kind": kind, "subgraph": 0,
                             "weights": int(sum(np.prod(details[i]["shape"]) for i in weights))})
-    matmuls += _loop_body_matmuls(fb)
     loop = _loop_subgraph_ops(fb)
+    matmuls += loop["matmuls"]
     for kind, names in (("integer", integer), ("hybrid", hybrid), ("float", flt), ("shape", shape),
                         ("boundary", boundary)):
         names += loop[kind]
@@ -259,45 +259,17 @@ def inspect_ops(fb: bytes) -> dict:
             "loop_state": loop["state"]}
 
 
-def _loop_body_matmuls(fb: bytes) -> list:
-    """Matrix products inside WHILE bodies (subgraphs > 0, which the interpreter's op list does not show),
-    classified from the flatbuffer: int8 output = integer; int8 constant weights with float output =
-    hybrid; else float."""
-    s = _schema()
-    m = _model(fb)
-    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
-    out = []
-    for g in range(1, m.SubgraphsLength()):
-        sg = m.Subgraphs(g)
-        for k in range(sg.OperatorsLength()):
-            op = sg.Operators(k)
-            code = m.OperatorCodes(op.OpcodeIndex())
-            name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
-            if name not in MATMUL_OPS:
-                continue
-            ins = [sg.Tensors(op.Inputs(j)) for j in range(op.InputsLength()) if op.Inputs(j) >= 0]
-            const = [t for t in ins if m.Buffers(t.Buffer()).DataLength() > 0]
-            out_t = _tensor_type(s, sg.Tensors(op.Outputs(0)).Type())
-            if out_t in INT_TYPES:
-                kind = "integer"
-            elif any(_tensor_type(s, t.Type()) in INT_TYPES for t in const):
-                kind = "hybrid"
-            else:
-                kind = "float"
-            weights = sum(int(np.prod(t.ShapeAsNumpy())) for t in const if t.ShapeLength() > 1)
-            out.append({"op": name, "kind": kind, "subgraph": g, "weights": weights})
-    return out
-
-
 def _loop_subgraph_ops(fb: bytes) -> dict:
     """Ops of the WHILE cond/body subgraphs (which the interpreter's op list does not show) by how they
     compute, as inspect_ops sorts the main graph's; plus how each loop variable crosses iterations: a
     quantized value the body DEQUANTIZEs on its way out and QUANTIZEs on its way in with the same scale and
-    zero point round-trips exactly ("exact"); other parameters requantize it every step ("requantized")."""
+    zero point round-trips exactly ("exact"); other parameters requantize it every step ("requantized"); and
+    the matrix products among them ("matmuls", as inspect_ops lists the main graph's): int8 output = integer,
+    int8 constant weights with float output = hybrid, else float."""
     s = _schema()
     m = _model(fb)
     names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
-    out = {"integer": [], "hybrid": [], "float": [], "shape": [], "boundary": [], "state": []}
+    out = {"integer": [], "hybrid": [], "float": [], "shape": [], "boundary": [], "state": [], "matmuls": []}
 
     def qparams(t):
         q = t.Quantization()
@@ -331,6 +303,11 @@ def _loop_subgraph_ops(fb: bytes) -> dict:
             else:
                 kind = "float"
             out[kind].append(name)
+            if name in MATMUL_OPS:
+                const = [t for t in ins if m.Buffers(t.Buffer()).DataLength() > 0]
+                mm = "integer" if outs[0] in INT_TYPES else "hybrid" if const_int else "float"
+                weights = sum(int(np.prod(t.ShapeAsNumpy())) for t in const if t.ShapeLength() > 1)
+                out["matmuls"].append({"op": name, "kind": mm, "subgraph": g, "weights": weights})
         if sg.InputsLength() == sg.OutputsLength():  # a body: input i and output i are loop variable i
             for i in range(sg.InputsLength()):
                 a, b = quant_in.get(sg.Inputs(i)), dequant_out.get(sg.Outputs(i))
