@@ -407,13 +407,22 @@ def _quantization(report: dict, precision: str, int8_io: str, cell: str) -> dict
                      "step to the next as float: DEQUANTIZE then QUANTIZE with " +
                      ("the same scale and zero point, an exact round trip (no requantization)" if exact else
                       "DIFFERENT scales: the state is requantized every step"))
+        state_io = [e for e in report.get("state_io") or [] if e["round_trip"] != "float"]
+        if state_io:
+            exact = all(e["round_trip"] == "exact" for e in state_io)
+            note += ("; each state output and the state input it feeds share one scale and zero point "
+                     f"({state_io[0]['dtype']}), so a stream hands the state on with no requantization" if exact else
+                     "; state outputs and inputs have DIFFERENT scales: a stream requantizes the state every frame")
         if ops.get("shape"):
             note += (f"; {', '.join(ops['shape'])} only do int32 index arithmetic (lengths, loop counters) "
                      "and are listed in neither op list")
         note += "; verified by inspecting every op's tensor dtypes" if fully else \
             f"; NOT fully int8: {', '.join(flt + hybrid)} still compute in float"
-        return {"recipe": "int16x8" if precision == "int16x8" else "full-int8", "compute": compute,
-                "int8_ops": integer, "float_ops": flt, "note": note}
+        q = {"recipe": "int16x8" if precision == "int16x8" else "full-int8", "compute": compute,
+             "int8_ops": integer, "float_ops": flt, "note": note}
+        if state_io:
+            q["state_round_trip"] = "exact" if exact else "requantized"
+        return q
     # dynamic range
     if hybrid:
         note = (f"int8 weights; {', '.join(hybrid)} quantize activations on the fly and multiply in int8 "

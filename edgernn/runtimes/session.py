@@ -307,6 +307,10 @@ class Stream:
         # (output position, input position, output tensor, input tensor) per recurrent state
         self._loop = [(o, i, s.outputs[o], s.inputs[i]) for o, i in s._feedback]
         self._fstate = [None] * len(self._loop)
+        # a state whose output and input share one quantization (edgernn's int8 step artifacts) is fed back
+        # as the int values the output holds: no float round trip
+        self._shared = [not t_out.plain and t_out.dtype == t_in.dtype and t_out.scale == t_in.scale
+                        and t_out.zero_point == t_in.zero_point for _, _, t_out, t_in in self._loop]
         xs = s._x.shape or []
         self._x_shape = (1, 1, s.channels) if len(xs) == 3 else None  # a sequence graph fed one frame at a time
         # saturation counters: only quantized tensors can clip (float I/O cannot). A frame counts when its
@@ -382,7 +386,7 @@ class Stream:
                     clipped = _at_end(q, t_out)
                 v = t_out.dequantize(q)
             self._fstate[k] = v
-            feeds[i] = v if t_in.plain else t_in.quantize(v)
+            feeds[i] = outs[o] if self._shared[k] else v if t_in.plain else t_in.quantize(v)
         for t in self._q_internal:
             if not clipped:
                 clipped = _at_end(s._read_internal(t), t)
