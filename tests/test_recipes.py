@@ -113,6 +113,30 @@ def test_onnx_integer_matmul_gru_multiplies_in_int8(run_copy):
     assert report["passed"], json.dumps([a for a in report["artifacts"] if not a["passed"]])[:2000]
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_onnx_order_tries_integer_matmul_before_int8_head(run_copy, monkeypatch, cell):
+    """The ONNX order is dynamic -> integer-matmul -> int8-head: int8-head keeps the recurrent weights float
+    (a file as large as the float one), so the int8-sized GRU recipe comes first. Every candidate is made to
+    fail the real gate by allowing no stress error at all (every int8 rounding is then a gross error); the
+    last one, int8-head, is kept and marked failed. An LSTM cannot be rewritten and says so."""
+    from edgernn.export import export_run, recipes
+
+    monkeypatch.setattr(recipes, "STRESS_GROSS", 0.0)
+    run_dir = run_copy(cell=cell, hidden=16)
+    [res] = export_run(run_dir, formats="onnx", precisions="int8")
+    q = read_manifest(res.path)["quantization"]
+    sel = q["selection"]
+    assert sel["order"] == ["dynamic", "integer-matmul", "int8-head"] and q["recipe"] == "int8-head"
+    assert not sel["gate"]["passed"] and "FAILED the parity gate" in q["note"]
+    reasons = {r["recipe"]: r["reason"] for r in sel["rejected"]}
+    assert list(reasons) == ["dynamic", "integer-matmul"]
+    assert reasons["dynamic"].startswith("failed on")
+    if cell == "gru":
+        assert reasons["integer-matmul"].startswith("failed on") and "gross errors" in reasons["integer-matmul"]
+    else:
+        assert reasons["integer-matmul"].startswith("could not be built") and "rewrites GRU/RNN" in reasons["integer-matmul"]
+
+
 def test_integer_matmul_refuses_an_lstm(run_copy):
     from edgernn.export import export_run
 
