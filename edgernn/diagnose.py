@@ -187,6 +187,12 @@ def _tensors(run, path: Path, manifest: dict, window) -> tuple[list, str]:
 
     rows = tensor_errors(path, twin, run.normalize(window[None])[0])
     if not rows:
+        if "WHILE" in (manifest.get("graph") or {}).get("op_types", []):
+            step = path.with_name(path.name.replace("sequence-", "step-", 1))
+            return [], ("per-tensor error: this is a WHILE loop (GRU/RNN int8 at any T) whose body tensors the "
+                        "interpreter does not expose; the step artifact computes the same cell one frame at a "
+                        f"time with every tensor visible: --explain {step.name}"
+                        + ("" if step.exists() else " (export with --streaming)"))
         return [], "per-tensor error: no tensor names in common with the float graph"
     w, first = rows[0], onset(rows)
     recipe = (manifest.get("quantization") or {}).get("recipe")

@@ -84,6 +84,10 @@ def test_explain_names_the_worst_tensor_of_a_tflite_artifact(run_copy, quiet_cal
     assert worst["dtype"] == "int8" and worst["steps"] > 3 and worst["relative"] > 0.05, worst
     assert f"worst tensor {worst['tensor']} ({worst['op']} #{worst['op_index']}, int8, recipe full-int8)" in r.output
     assert "far beyond rounding noise" in r.output and "--recipe dynamic" in r.output
+    # the sequence artifact's loop hides its body: explain says so and names the step artifact
+    r = CliRunner().invoke(main, ["parity", str(run), "--explain", "sequence-int8.tflite"])
+    assert r.exit_code == 0, r.output
+    assert "WHILE loop" in r.output and "--explain step-int8.tflite" in r.output, r.output
     # the same comparison of the float twin with itself: nothing to blame
     art = run / "artifacts" / "step-float.tflite"
     X = np.asarray(json.loads((run / "explain" / "explain-step-int8.tflite.json").read_text())["windows"][0]
