@@ -54,8 +54,8 @@ FORMATS = {f.name: f for f in (
     Format("onnx", "edgernn.export.onnx:export_onnx", "onnx", ("float", "int8"), MODES,
            ("torch", "onnx", "onnxruntime"), "onnx",
            "ONNX for onnxruntime; int8 = onnxruntime dynamic quantization (an LSTM runs dynamic-int8; a GRU/RNN "
-           "stores its weights int8 but computes in float - onnxruntime has no integer GRU - unless pinned to "
-           "--recipe integer-matmul)"),
+           "stores its weights int8 but computes in float - onnxruntime has no integer GRU; when that fails the gate, "
+           "or pinned with --recipe integer-matmul, the GRU is rewritten as integer MatMuls)"),
     Format("ort", "edgernn.export.onnx:export_ort", "ort", ("float", "int8"), MODES,
            ("onnxruntime",), "onnx",
            "the ORT flatbuffer format that mobile/minimal onnxruntime builds load (converted from onnx)",
