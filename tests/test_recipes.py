@@ -126,15 +126,39 @@ def test_onnx_order_tries_integer_matmul_before_int8_head(run_copy, monkeypatch,
     [res] = export_run(run_dir, formats="onnx", precisions="int8")
     q = read_manifest(res.path)["quantization"]
     sel = q["selection"]
-    assert sel["order"] == ["dynamic", "integer-matmul", "int8-head"] and q["recipe"] == "int8-head"
+    assert sel["order"] == ["dynamic", "integer-matmul", "weights-int8", "int8-head"] and q["recipe"] == "int8-head"
     assert not sel["gate"]["passed"] and "FAILED the parity gate" in q["note"]
     reasons = {r["recipe"]: r["reason"] for r in sel["rejected"]}
-    assert list(reasons) == ["dynamic", "integer-matmul"]
+    assert list(reasons) == ["dynamic", "integer-matmul", "weights-int8"]
     assert reasons["dynamic"].startswith("failed on")
-    if cell == "gru":
+    if cell == "gru":  # integer-matmul is built and gated; weights-int8 is what dynamic already was
         assert reasons["integer-matmul"].startswith("failed on") and "gross errors" in reasons["integer-matmul"]
-    else:
+        assert reasons["weights-int8"].startswith("could not be built") and "dynamic recipe" in reasons["weights-int8"]
+    else:  # an LSTM cannot be rewritten as MatMuls; its weights-int8 file is built and gated
         assert reasons["integer-matmul"].startswith("could not be built") and "rewrites GRU/RNN" in reasons["integer-matmul"]
+        assert reasons["weights-int8"].startswith("failed on")
+
+
+def test_onnx_lstm_weights_int8_stores_int8_and_computes_float(run_copy):
+    """weights-int8: the LSTM op keeps float compute (where DynamicQuantizeLSTM lost accuracy) with its W and
+    R stored int8 behind DequantizeLinear: at h64 the file is at most half the float one, and it agrees with
+    float on the test windows."""
+    from edgernn.export import export_run
+    from edgernn.export.onnx import onnx_op_types
+    from edgernn.parity import check_parity
+
+    run_dir = run_copy(cell="lstm", hidden=64)
+    res = {(r.format, r.precision): r.path for r in
+           export_run(run_dir, formats="onnx,ort", precisions="float,int8", recipe="weights-int8")}
+    for fmt in ("onnx", "ort"):
+        q = read_manifest(res[(fmt, "int8")])["quantization"]
+        assert q["recipe"] == "weights-int8" and q["compute"] == {"recurrent": "weights-int8", "head": "dynamic-int8"}
+        assert "LSTM" in q["float_ops"] and "--recipe dynamic" in q["note"], q["note"]
+    ops = onnx_op_types(res[("onnx", "int8")])
+    assert "LSTM" in ops and "DynamicQuantizeLSTM" not in ops and ops.count("DequantizeLinear") == 2
+    assert res[("onnx", "int8")].stat().st_size <= 0.5 * res[("onnx", "float")].stat().st_size
+    report = check_parity(run_dir, write=False)
+    assert report["passed"], report["failed"]
 
 
 def test_integer_matmul_refuses_an_lstm(run_copy):

@@ -104,11 +104,19 @@ def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "seque
             artifact = _quantize(float_path, tmpdir)
             onnx_integer.store_recurrent_weights_int8(artifact)
             _check_runs(artifact, cfg, mode, run.seq_len)
+        elif precision == "int8" and recipe == "weights-int8":
+            why = onnx_integer.weights_int8_problem(cfg)
+            if why:
+                raise ConfigError(why)
+            artifact = _quantize(float_path, tmpdir, op_types=("MatMul", "Gemm"))
+            onnx_integer.store_recurrent_weights_int8(artifact, ops=("LSTM",))
+            _check_runs(artifact, cfg, mode, run.seq_len)
         elif precision == "int8" and recipe == "int8-head":
             artifact = _quantize(float_path, tmpdir, op_types=("MatMul", "Gemm"))
             _check_runs(artifact, cfg, mode, run.seq_len)
         elif precision == "int8":
-            raise ConfigError(f"the ONNX int8 recipes are dynamic, int8-head and integer-matmul, not {recipe!r}")
+            raise ConfigError(f"the ONNX int8 recipes are dynamic, integer-matmul, weights-int8 and int8-head, "
+                              f"not {recipe!r}")
         fields = base_fields(run, "onnx", precision, mode)
         q = quantization_block(onnx_op_types(artifact), precision, cfg.cell, recipe)
         if latency:
@@ -226,13 +234,16 @@ def quantization_block(op_types: list[str], precision: str, cell: str, recipe: s
     elif recurrent_float:
         kinds = "/".join(recurrent_float)
         recurrent = "weights-int8" if "DequantizeLinear" in bare else "float"
+        lstm = kinds == "LSTM"
         note = (f"the {kinds} op computes in float" + (" with float weights" if recurrent == "float" else "")
-                + f" (onnxruntime has no integer {kinds})"
+                + (" (onnxruntime's integer LSTM, DynamicQuantizeLSTM, is the dynamic recipe)" if lstm else
+                   f" (onnxruntime has no integer {kinds})")
                 + (", its weights are stored int8 behind DequantizeLinear (onnxruntime folds them to float "
                    "once at load with the session option session.disable_quant_qdq=1, as edgernn's runtime "
                    "sets it; without it they are dequantized on every call, ~1.4x slower)" if
                    recurrent == "weights-int8" else "") + "; the head is dynamic-int8. For an integer "
-                "recurrence use --recipe integer-matmul (ONNX) or --format tflite")
+                "recurrence use " + ("--recipe dynamic" if lstm else "--recipe integer-matmul") + " (ONNX) or "
+                "--format tflite")
     elif "Loop" in bare or recipe == "integer-matmul":
         recurrent = "dynamic-int8" if "MatMulInteger" in int8_ops else "float"
         note = ("integer-matmul: the recurrence is written as MatMul ops that onnxruntime runs as MatMulInteger "

@@ -126,10 +126,20 @@ def explicit_net(model, mode: str):
     return torch.jit.script(Sequence().eval())
 
 
-def store_recurrent_weights_int8(path: Path) -> int:
-    """Replace the float W and R initializers of every GRU/RNN node in the ONNX file `path` by int8 ones
+def weights_int8_problem(cfg) -> str | None:
+    """Why the weights-int8 recipe does not apply (None = it does): it is for the LSTM op; a GRU/RNN gets
+    exactly this from the dynamic recipe."""
+    if cfg.cell != "lstm":
+        return (f"weights-int8 is for an LSTM; for a {cfg.cell.upper()} the dynamic recipe already stores the "
+                "recurrent weights int8 and computes in float")
+    return None
+
+
+def store_recurrent_weights_int8(path: Path, ops=("GRU", "RNN")) -> int:
+    """Replace the float W and R initializers of every `ops` node in the ONNX file `path` by int8 ones
     (symmetric, one scale per output row) behind a DequantizeLinear; returns how many weights were stored
-    int8. The GRU op itself stays float: onnxruntime has no integer GRU/RNN kernel."""
+    int8. The op itself stays float: onnxruntime has no integer GRU/RNN kernel (and an LSTM stored this way
+    keeps float compute where DynamicQuantizeLSTM lost accuracy)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -139,7 +149,7 @@ def store_recurrent_weights_int8(path: Path) -> int:
     stored = 0
     new_nodes = []
     for node in g.node:
-        if node.op_type not in ("GRU", "RNN"):
+        if node.op_type not in ops:
             continue
         for slot in (1, 2):  # W [D, G*H, in], R [D, G*H, H]
             name = node.input[slot]
