@@ -371,22 +371,32 @@ def weight_scale_counts(path: Path) -> dict:
             and t.quantization is not None and t.quantization.scale is not None}
 
 
-def test_int16x8_gru_step_has_per_tensor_weights_and_one_state_quantization(make_run, tmp_path):
-    """int16x8 GRU step: per-tensor weight scales (per-channel costs 12 bytes per output row of every weight
-    and bias: GRU h64 36 vs 24 KB, where float ONNX is 57 KB), int16 state handed on with one quantization,
-    streaming in agreement with torch."""
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_int16x8_step_weights_and_one_state_quantization(make_run, tmp_path, cell):
+    """int16x8 step: a GRU has per-tensor weight scales (per-channel costs 12 bytes per output row of every
+    weight and bias: GRU h64 36 vs 24 KB, where float ONNX is 57 KB); an LSTM keeps per-channel (per-tensor
+    lost the jv h64 stress set) and is the explicit cell graph (the fused LSTM cannot be 16x8), with h AND c as
+    int16 state I/O. Every state handed on with one quantization, streaming in agreement with torch."""
     from edgernn.export import ExportOptions
     from edgernn.export.tflite import export_tflite
 
-    run = load_run(make_run(cell="gru", hidden=32))
+    run = load_run(make_run(cell=cell, hidden=32))
     path = export_tflite(run, tmp_path, precision="int8", mode="step", options=ExportOptions(recipe="int16x8"))
     m = read_manifest(path)
     q = m["quantization"]
     assert q["recipe"] == "int16x8" and q["compute"] == {"recurrent": "int16x8", "head": "int16x8"}
     counts = weight_scale_counts(path)
-    assert counts and all(n == 1 for n in counts.values()), counts
+    if cell == "gru":
+        assert counts and all(n == 1 for n in counts.values()), counts
+    else:
+        assert max(counts.values()) == 4 * 32, counts  # one scale per gate row of the LSTM kernels
+    assert not m["stateful_interpreter"]
+    states = [e["name"] for e in m["outputs"] if e["role"] == "state"]
+    assert len(states) == (2 if cell == "lstm" else 1), states
+    assert {e["dtype"] for e in m["inputs"] + m["outputs"] if e["role"] == "state"} == {"float32"}
+    assert "share one scale and zero point (int16)" in q["note"], q["note"]
     pairs = step_state_params(path, m)
-    assert pairs and all(a == b for a, b in pairs), pairs
+    assert len(pairs) == len(states) and all(a == b for a, b in pairs), pairs
     assert q["state_round_trip"] == "exact"
     X = xtest(run)
     agree = (run_stream(path, m, X).argmax(-1) == torch_out(run, X).argmax(-1)).mean()
