@@ -205,6 +205,7 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     results = [ExportResult(f, p, m, None, 0.0, why) for f, p, m, why in skipped]
     built: dict = {}  # (format, precision, mode) -> path, for formats converted from another
     scratch = None
+    unbuildable = []  # why a pinned recipe could not build a combination
     holdout = None  # held-out calibration windows and their float references, shared by every int8 recipe gate
 
     def build(fmt, prec, mode, where, opts):
@@ -227,17 +228,25 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                 t0 = time.perf_counter()
                 opts = ExportOptions(int8_io=int8_io, c_prefix=c_prefix)
                 src_fmt = FORMATS[fmt].built_from
-                if src_fmt:
-                    src = built.get((src_fmt, prec, mode))
-                    if src is None:  # not asked for: build it aside, never next to the artifacts
-                        if scratch is None:
-                            scratch = Path(tempfile.mkdtemp(prefix=".edgernn-src-", dir=out_dir))
-                        src = build(src_fmt, prec, mode, scratch, opts)
-                    opts = replace(opts, source=src)
-                path = Path(build(fmt, prec, mode, out_dir, opts))
+                try:
+                    if src_fmt:
+                        src = built.get((src_fmt, prec, mode))
+                        if src is None:  # not asked for: build it aside, never next to the artifacts
+                            if scratch is None:
+                                scratch = Path(tempfile.mkdtemp(prefix=".edgernn-src-", dir=out_dir))
+                            src = build(src_fmt, prec, mode, scratch, opts)
+                        opts = replace(opts, source=src)
+                    path = Path(build(fmt, prec, mode, out_dir, opts))
+                except recipes.RecipeUnavailable as exc:  # pinned recipe, impossible here: say so, build the rest
+                    unbuildable.append(str(exc))
+                    results.append(ExportResult(fmt, prec, mode, None, time.perf_counter() - t0,
+                                                f"--recipe {recipe}: {exc}"))
+                    continue
                 built[(fmt, prec, mode)] = path
                 results.append(ExportResult(fmt, prec, mode, path, time.perf_counter() - t0))
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    if unbuildable and not any(r.path for r in results if r.precision == "int8"):
+        raise ExportError(f"--recipe {recipe} could not build any int8 artifact: " + "; ".join(unbuildable))
     return results

@@ -43,7 +43,8 @@ RECIPES = {r.name: r for r in (
     Recipe("int16x8", ("tflite", "c"),
            "int16 activations, int8 weights, integer kernels (TFLite 16x8; int8 C: int16 state, int32 accumulators, "
            "fixed-point requantization); 256x finer activations where full int8 loses accuracy, ~2x the "
-           "activation memory"),
+           "activation memory; an LSTM step carries h and c as int16 state tensors (no 16x8 sequence "
+           "LSTM: the fused op has no 16x8 kernel)"),
     Recipe("dynamic", ("tflite", "onnx"),
            "int8 weights, no calibration: activations are quantized at run time where the kernel can "
            "(dynamic-int8), weights are dequantized to float elsewhere (weights-int8); float I/O"),
@@ -74,7 +75,19 @@ STRESS_BASE = 200  # training windows the stress set perturbs
 # rounding noise does not do that (dynamic and ONNX int8 stayed near 3% or less on the stress sets measured),
 # a broken state or a clipped range does (full-int8 GRU h32: 52% on 2 of 200 copies, and it lost a test window)
 STRESS_GROSS = 0.25
+# ... unless the float model itself moves that much there: a stress copy is FRAGILE when one of
+# FRAGILE_DRAWS copies of the float model, each weight matrix perturbed by uniform noise of half an int8 step
+# (its row's max|w| / 127, what storing it in int8 does), is off by more than STRESS_GROSS of the range.
+# Every int8 recipe stores int8 weights, so on such a copy a gross error is a lottery, not a broken artifact.
+# Measured on basic-motions LSTM h64 (stress copies 142, 188, 100): 8, 3 and 4 of 20 draws were gross; the
+# ONNX weights-int8 artifact was gross on 188 (4.8 > 3.05), TFLite dynamic on none (2.7) - chance, not quality
+FRAGILE_DRAWS = 16
 MIN_HOLDOUT = 4  # below 2 * this many calibration windows there is nothing to spare: gate on all of them
+
+
+class RecipeUnavailable(ExportError):
+    """A pinned recipe cannot build this format and mode (e.g. int16x8 and the fused sequence LSTM): export_run
+    records the combination as skipped, with the reason, and builds the others."""
 
 
 def recipes_for(fmt: str) -> tuple:
@@ -142,6 +155,8 @@ class Holdout:
             variants.append(np.roll(X, X.shape[1] // 2, axis=1))
             self.X_stress = np.concatenate(variants).astype(np.float32)
             self.ref_stress = torch_outputs(run, self.X_stress)
+            self.stress_limit = STRESS_GROSS * float(self.ref_stress.max() - self.ref_stress.min())
+            self.fragile = fragile_copies(run, self.X_stress, self.ref_stress, self.stress_limit)
 
     def stream_ref(self, run):
         from ..parity import stream_references, stream_windows_for
@@ -171,19 +186,48 @@ class Holdout:
             got, _ = run_artifact(load(path), self.X_stress, mode, run.task)
             agree = float(np.mean(got.argmax(-1) == self.ref_stress.argmax(-1)))
             need = self.gates.min_accuracy_ratio
-            rng = float(self.ref_stress.max() - self.ref_stress.min())
             err = np.abs(got - self.ref_stress).reshape(len(got), -1).max(-1)
-            gross = int(np.sum(err > STRESS_GROSS * rng))
+            over = err > self.stress_limit
+            gross = int(np.sum(over & ~self.fragile))
             out["stress"] = {"windows": int(len(self.X_stress)), "agreement": agree,
                              "max_abs_diff": float(err.max()), "gross_errors": gross,
+                             "fragile_copies": int(self.fragile.sum()),
+                             "gross_on_fragile": int(np.sum(over & self.fragile)),
                              "gate": f"agreement with float >= {need:g} and no output off by more than "
-                                     f"{STRESS_GROSS:.0%} of the float output range ({STRESS_GROSS * rng:.3g}) on "
+                                     f"{STRESS_GROSS:.0%} of the float output range ({self.stress_limit:.3g}) on "
                                      f"{len(self.X_stress)} perturbed copies (amplitude "
                                      f"x{', x'.join(f'{a:g}' for a in STRESS_AMPLITUDES)}, noise "
-                                     f"{STRESS_NOISE:g} std, half-window roll)",
+                                     f"{STRESS_NOISE:g} std, half-window roll), except the "
+                                     f"{int(self.fragile.sum())} where the float model itself moves that much "
+                                     "under int8-sized weight noise",
                              "passed": agree >= need - 1e-12 and gross == 0}
             out["passed"] = out["passed"] and out["stress"]["passed"]
         return out
+
+
+def fragile_copies(run, X: np.ndarray, ref: np.ndarray, limit: float, draws: int | None = None) -> np.ndarray:
+    """[N] bool: windows where some float model with int8-sized weight noise (see FRAGILE_DRAWS) is off
+    from `ref` by more than `limit`. Seeded: the same run gives the same mask."""
+    import torch
+
+    from ..reference import torch_outputs
+
+    model = run.load_model()
+    clean = {k: v.clone() for k, v in model.state_dict().items()}
+    draws = FRAGILE_DRAWS if draws is None else draws
+    gen = torch.Generator().manual_seed(0)
+    fragile = np.zeros(len(X), bool)
+    for _ in range(draws):
+        noisy = {}
+        for k, v in clean.items():
+            if v.ndim == 2 and v.is_floating_point():  # every weight matrix (recurrent, input, head)
+                half_step = v.abs().amax(1, keepdim=True) / 127 / 2
+                v = v + half_step * (2 * torch.rand(v.shape, generator=gen, dtype=v.dtype) - 1)
+            noisy[k] = v
+        model.load_state_dict(noisy)
+        out = torch_outputs(run, X, model=model)
+        fragile |= np.abs(out - ref).reshape(len(X), -1).max(-1) > limit
+    return fragile
 
 
 def _verdict(g: dict) -> str:
@@ -200,6 +244,8 @@ def _verdict(g: dict) -> str:
     if st:
         parts.append(f"stress agreement {st['agreement']:.3f}, {st['gross_errors']} gross errors on {st['windows']} "
                      "perturbed copies"
+                     + (f" ({st['gross_on_fragile']} more where the float model is fragile)"
+                        if st.get("gross_on_fragile") else "")
                      + ("" if st["passed"] else f" (FAILED: {st['gate']}, max|diff| {st['max_abs_diff']:.3g})"))
     return f"{'passed' if g['passed'] else 'failed'} on {g['windows']} held-out windows: " + ", ".join(parts)
 
@@ -236,6 +282,9 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
             if name != order[-1]:
                 rejected.append({"recipe": name, "reason": _verdict(gate), "gate": gate})
         if not candidates:
+            if pinned:
+                why = rejected[0]["reason"].removeprefix("could not be built: ")
+                raise RecipeUnavailable(f"cannot build {fmt} {mode}-int8: {why}")
             raise ExportError(f"no int8 recipe could build {fmt} {mode}-int8: "
                               + "; ".join(f"{r['recipe']}: {r['reason']}" for r in rejected))
         name, path, gate = candidates[-1]
@@ -275,5 +324,5 @@ def selection_passed(manifest: dict) -> bool:
     return bool((sel.get("gate") or {}).get("passed", True))
 
 
-__all__ = ["RECIPES", "ORDER", "Recipe", "export_int8", "calibration_split", "calibration_windows", "check_recipe",
-           "recipes_for", "selection_summary", "selection_passed"]
+__all__ = ["RECIPES", "ORDER", "Recipe", "RecipeUnavailable", "export_int8", "calibration_split",
+           "calibration_windows", "check_recipe", "recipes_for", "selection_summary", "selection_passed"]
