@@ -99,10 +99,11 @@ def output_units(run, out: np.ndarray) -> np.ndarray:
     return out * np.asarray(pre["std"], np.float32) + np.asarray(pre["mean"], np.float32)
 
 
-def torch_outputs(run, X_raw: np.ndarray) -> np.ndarray:
-    """Float PyTorch outputs of the run's model on raw windows, in the artifacts' output units."""
+def torch_outputs(run, X_raw: np.ndarray, model=None) -> np.ndarray:
+    """Float PyTorch outputs of the run's model (or `model`, e.g. one with perturbed weights) on raw windows,
+    in the artifacts' output units."""
     torch = require("torch", "train")
-    model = run.load_model()
+    model = model if model is not None else run.load_model()
     with torch.no_grad():
         return output_units(run, model(torch.from_numpy(run.normalize(X_raw))).numpy())
 

@@ -387,3 +387,57 @@ def test_manifest_schema_is_enforced_on_write_and_read(run_copy, tmp_path):
     with pytest.raises(ManifestError, match=r"has schema 'edgernn.manifest/1', expected 'edgernn.manifest/2'"):
         read_manifest(path)
     assert issubclass(ManifestError, ArtifactError)
+
+
+@pytest.mark.parametrize("cell,recipe,mode", [("gru", "dynamic", "sequence"), ("gru", "integer-matmul", "sequence"),
+                                              ("lstm", "weights-int8", "step")])
+def test_int8_onnx_has_short_internal_names_and_the_same_outputs(run_copy, tmp_path, monkeypatch, cell, recipe,
+                                                                  mode):
+    """Every int8 ONNX recipe renames its internal tensors t0, t1, ... (Loop bodies too) and drops node names:
+    the quantizer's names ("/head/Gemm_MatMul_quant_scales_mul:0") are stored in the .onnx and again in the
+    .ort. Graph inputs/outputs keep their names; the outputs are exactly those of the unrenamed graph."""
+    import re
+    import shutil
+
+    import onnx
+
+    from edgernn.export import ExportOptions, onnx_integer
+    from edgernn.export.onnx import export_onnx
+
+    run = _load(run_copy(cell=cell, hidden=16))
+    calls = []
+    real = onnx_integer.compact_names
+
+    def keep_a_copy(path):  # the graph as the recipe built it, before renaming
+        shutil.copy(path, tmp_path / "before.onnx")
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(onnx_integer, "compact_names", keep_a_copy)
+    art = export_onnx(run, tmp_path / "out", precision="int8", mode=mode, options=ExportOptions(recipe=recipe))
+    assert len(calls) == 1
+    m = onnx.load(str(art))
+    io = {v.name for v in m.graph.input} | {v.name for v in m.graph.output}
+
+    def names(g):
+        for t in g.initializer:
+            yield t.name
+        for node in g.node:
+            assert node.name == ""
+            yield from node.input
+            yield from node.output
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    yield from names(a.g)
+
+    inner = {n for n in names(m.graph) if n and n not in io}
+    assert inner and all(re.fullmatch(r"t\d+", n) for n in inner), sorted(inner)[:5]
+    assert art.stat().st_size < (tmp_path / "before.onnx").stat().st_size
+    xn = _test_x(run, 8)
+    sa, sb = _session(tmp_path / "before.onnx"), _session(art)
+    if mode == "sequence":
+        feeds = {"x": xn}
+    else:
+        feeds = {"x": xn[:, 0], "h": np.full((1, 8, 16), 0.3, np.float32), "c": np.zeros((1, 8, 16), np.float32)}
+    for ya, yb in zip(sa.run(None, feeds), sb.run(None, feeds)):
+        assert np.array_equal(ya, yb)

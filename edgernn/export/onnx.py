@@ -103,20 +103,20 @@ def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "seque
         elif precision == "int8" and recipe == "dynamic":
             artifact = _quantize(float_path, tmpdir)
             onnx_integer.store_recurrent_weights_int8(artifact)
-            _check_runs(artifact, cfg, mode, run.seq_len)
         elif precision == "int8" and recipe == "weights-int8":
             why = onnx_integer.weights_int8_problem(cfg)
             if why:
                 raise ConfigError(why)
             artifact = _quantize(float_path, tmpdir, op_types=("MatMul", "Gemm"))
             onnx_integer.store_recurrent_weights_int8(artifact, ops=("LSTM",))
-            _check_runs(artifact, cfg, mode, run.seq_len)
         elif precision == "int8" and recipe == "int8-head":
             artifact = _quantize(float_path, tmpdir, op_types=("MatMul", "Gemm"))
-            _check_runs(artifact, cfg, mode, run.seq_len)
         elif precision == "int8":
             raise ConfigError(f"the ONNX int8 recipes are dynamic, integer-matmul, weights-int8 and int8-head, "
                               f"not {recipe!r}")
+        if precision == "int8":
+            onnx_integer.compact_names(artifact)
+            _check_runs(artifact, cfg, mode, run.seq_len)
         fields = base_fields(run, "onnx", precision, mode)
         q = quantization_block(onnx_op_types(artifact), precision, cfg.cell, recipe)
         if latency:

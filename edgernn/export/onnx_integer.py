@@ -10,6 +10,7 @@ The ONNX int8 recipes' graph rewrites (edgernn.export.recipes), kept apart from 
 
     net = explicit_net(model, "sequence")     # torch module with the same outputs as model, scripted
     store_recurrent_weights_int8(path)        # rewrites an onnx file in place; returns the weights stored
+    compact_names(path)                       # short internal tensor names (every int8 recipe)
 
 Measured on x86 (bm GRU h64, T=100, batch 1): integer-matmul 1700 us/window vs 91 us for the float GRU
 op (the Loop runs ~12 ops per step); step 23 vs 13 us/frame. The export measures both on the machine
@@ -171,6 +172,47 @@ def store_recurrent_weights_int8(path: Path, ops=("GRU", "RNN")) -> int:
     onnx.checker.check_model(m)
     onnx.save(m, str(path))
     return stored
+
+
+def compact_names(path: Path) -> int:
+    """Rename every internal tensor of the ONNX file `path` (main graph and Loop bodies) to t0, t1, ...,
+    drop node names, doc strings and value_info; graph inputs/outputs keep their names. Returns the bytes
+    saved. The names are bloat in an int8 file ("/head/Gemm_MatMul_quant_scales_mul:0"), stored once in the
+    .onnx and again in the .ort (bm GRU h64 int8 sequence: .onnx 21.0 -> 18.6 KB, .ort 29.8 -> 28.6 KB, where
+    the float .onnx is 56.9 KB). Nothing computes differently; the ORT conversion check compares outputs."""
+    import onnx
+
+    before = Path(path).stat().st_size
+    m = onnx.load(str(path))
+    keep = {v.name for v in m.graph.input} | {v.name for v in m.graph.output}
+    names: dict = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    def walk(g, main: bool):
+        for t in g.initializer:
+            t.name, t.doc_string = short(t.name), ""
+        del g.value_info[:]
+        if not main:
+            for v in list(g.input) + list(g.output):
+                v.name = short(v.name)
+        for node in g.node:
+            node.name, node.doc_string = "", ""
+            node.input[:] = [short(x) for x in node.input]
+            node.output[:] = [short(x) for x in node.output]
+            for a in node.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    walk(a.g, False)
+        g.doc_string = ""
+
+    walk(m.graph, True)
+    m.doc_string = ""
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    return before - Path(path).stat().st_size
 
 
 def latency_us(path: Path, feeds: dict, mode: str, n: int = 200) -> float:
