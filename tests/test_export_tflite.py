@@ -371,20 +371,21 @@ def weight_scale_counts(path: Path) -> dict:
             and t.quantization is not None and t.quantization.scale is not None}
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_int16x8_step_weights_and_one_state_quantization(make_run, tmp_path, cell):
-    """int16x8 step: a GRU has per-tensor weight scales (per-channel costs 12 bytes per output row of every
-    weight and bias: GRU h64 36 vs 24 KB, where float ONNX is 57 KB); an LSTM keeps per-channel (per-tensor
-    lost the jv h64 stress set) and is the explicit cell graph (the fused LSTM cannot be 16x8), with h AND c as
-    int16 state I/O. Every state handed on with one quantization, streaming in agreement with torch."""
+@pytest.mark.parametrize("cell,recipe", [("gru", "int16x8"), ("gru", "full-int8"), ("lstm", "int16x8")])
+def test_quantized_step_weights_and_one_state_quantization(make_run, tmp_path, cell, recipe):
+    """A GRU step (int16x8 or full int8) has per-tensor weight scales (per-channel costs 12 bytes per output
+    row of every weight and bias: GRU h64 36 vs 24 KB, where float ONNX is 57 KB); the int16x8 LSTM step keeps
+    per-channel (per-tensor lost the jv h64 stress set) and is the explicit cell graph (the fused LSTM cannot
+    be 16x8), with h AND c as int16 state I/O. Every state handed on with one quantization, streaming in
+    agreement with torch."""
     from edgernn.export import ExportOptions
     from edgernn.export.tflite import export_tflite
 
     run = load_run(make_run(cell=cell, hidden=32))
-    path = export_tflite(run, tmp_path, precision="int8", mode="step", options=ExportOptions(recipe="int16x8"))
+    path = export_tflite(run, tmp_path, precision="int8", mode="step", options=ExportOptions(recipe=recipe))
     m = read_manifest(path)
     q = m["quantization"]
-    assert q["recipe"] == "int16x8" and q["compute"] == {"recurrent": "int16x8", "head": "int16x8"}
+    assert q["recipe"] == recipe and q["compute"] == {"recurrent": recipe, "head": recipe}
     counts = weight_scale_counts(path)
     if cell == "gru":
         assert counts and all(n == 1 for n in counts.values()), counts
@@ -393,8 +394,10 @@ def test_int16x8_step_weights_and_one_state_quantization(make_run, tmp_path, cel
     assert not m["stateful_interpreter"]
     states = [e["name"] for e in m["outputs"] if e["role"] == "state"]
     assert len(states) == (2 if cell == "lstm" else 1), states
-    assert {e["dtype"] for e in m["inputs"] + m["outputs"] if e["role"] == "state"} == {"float32"}
-    assert "share one scale and zero point (int16)" in q["note"], q["note"]
+    state_dtype = "int16" if recipe == "int16x8" else "int8"
+    io_dtype = "float32" if recipe == "int16x8" else "int8"  # full int8 defaults to int8 I/O
+    assert {e["dtype"] for e in m["inputs"] + m["outputs"] if e["role"] == "state"} == {io_dtype}
+    assert f"share one scale and zero point ({state_dtype})" in q["note"], q["note"]
     pairs = step_state_params(path, m)
     assert len(pairs) == len(states) and all(a == b for a, b in pairs), pairs
     assert q["state_round_trip"] == "exact"
