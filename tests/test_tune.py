@@ -165,12 +165,22 @@ def _gate_holds_sigint():
         time.sleep(5)
 
 
-def _pause_with_a_trial_running(proc, out, first=1):
+def _heartbeat_recorded(out, trial_id: int) -> bool:
+    import sqlite3
+
+    with sqlite3.connect(out / "study.db", timeout=5) as db:
+        return db.execute("SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = ?", (trial_id,)).fetchone()[0] > 0
+
+
+def _pause_with_a_trial_running(proc, out, first=1, heartbeat=False):
     """SIGSTOP the worker at a moment its storage holds a RUNNING trial numbered >= first (a tiny trial takes
-    ~0.6 s, so a fixed sleep sometimes lands between two trials)."""
+    ~0.6 s, so a fixed sleep sometimes lands between two trials). heartbeat=True: and that trial has recorded
+    its first heartbeat - Optuna's heartbeat thread records it just after the trial starts, and a trial killed
+    before that has no heartbeat, so no later worker can ever see it as stale (CI caught one such kill)."""
     def running():
         try:
-            return [t.number for t in trials(out) if t.state.name == "RUNNING" and t.number >= first]
+            return [t.number for t in trials(out) if t.state.name == "RUNNING" and t.number >= first
+                    and (not heartbeat or _heartbeat_recorded(out, t._trial_id))]
         except Exception:  # the worker is creating the tables, or was stopped holding SQLite's write lock
             return []
 
@@ -188,7 +198,7 @@ def test_killed_worker_loses_only_its_running_trial_and_a_restart_resumes(tmp_pa
     out = tmp_path / "t"
     proc = subprocess.Popen(cli("--trials", "5", "--heartbeat", "1", "--out", str(out)), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    _pause_with_a_trial_running(proc, out)
+    _pause_with_a_trial_running(proc, out, heartbeat=True)
     proc.kill()  # SIGKILL: no handler runs; the running trial stays RUNNING in the storage
     proc.wait()
     states = [t.state.name for t in trials(out)]
