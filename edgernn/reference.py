@@ -108,17 +108,38 @@ def torch_outputs(run, X_raw: np.ndarray, model=None) -> np.ndarray:
         return output_units(run, model(torch.from_numpy(run.normalize(X_raw))).numpy())
 
 
-def torch_stream_outputs(run, frames_raw: np.ndarray) -> np.ndarray:
+def torch_stream_outputs(run, frames_raw: np.ndarray, model=None) -> np.ndarray:
     """Float PyTorch outputs after every frame of ONE raw stream [N, C] fed from a zero state (what a
     streaming device must reproduce), in the artifacts' output units. [N, K]. The recurrence runs as one
     call over the whole stream (the same arithmetic as stepping frame by frame, ~100x faster on a
-    20,000-frame soak); the head is applied to the output after every frame."""
+    20,000-frame soak); the head is applied to the output after every frame. `model`: as in torch_outputs."""
     from .models import StepModel
 
     torch = require("torch", "train")
-    model = run.load_model()
+    model = model if model is not None else run.load_model()
     StepModel(model)  # refuses bidirectional models, which cannot stream
     xn = torch.from_numpy(run.normalize(frames_raw))[None]
     with torch.inference_mode():
         seq, _ = model.rnn(xn)
         return output_units(run, model.head(seq[0]).numpy())
+
+
+def weight_noise_models(run, draws: int):
+    """Yield `draws` copies of the run's float model (one model object, reloaded per draw), each weight
+    matrix (recurrent, input, head) perturbed by uniform noise of half an int8 step: its row's max|w| / 127
+    / 2, what storing it in int8 does. Seeded: the same run gives the same copies. Where such a copy moves
+    the output grossly, the float model itself is FRAGILE, and an int8 artifact's gross error there is a
+    lottery rather than a broken artifact (the recipe gate's stress set, the parity soak)."""
+    torch = require("torch", "train")
+    model = run.load_model()
+    clean = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(draws):
+        noisy = {}
+        for k, v in clean.items():
+            if v.ndim == 2 and v.is_floating_point():
+                half_step = v.abs().amax(1, keepdim=True) / 127 / 2
+                v = v + half_step * (2 * torch.rand(v.shape, generator=gen, dtype=v.dtype) - 1)
+            noisy[k] = v
+        model.load_state_dict(noisy)
+        yield model

@@ -159,11 +159,11 @@ class Holdout:
             self.fragile = fragile_copies(run, self.X_stress, self.ref_stress, self.stress_limit)
 
     def stream_ref(self, run):
-        from ..parity import stream_references, stream_windows_for
+        from ..parity import StreamReference, stream_windows_for
 
         if self._stream_ref is None:
             n = stream_windows_for(self.gates.stream_frames, self.X.shape[1])
-            self._stream_ref = stream_references(run, self.X, n)
+            self._stream_ref = StreamReference(run, self.X, n)
         return self._stream_ref
 
     def gate(self, run, path: Path, mode: str) -> dict:
@@ -178,7 +178,8 @@ class Holdout:
                 out[key] = row[key]
         if row.get("long_stream"):
             ls = row["long_stream"]
-            out["long_stream"] = {k: ls[k] for k in ("passed", "gate", "agreement", "drift_ratio") if k in ls}
+            out["long_stream"] = {k: ls[k] for k in ("passed", "gate", "agreement", "drift_ratio",
+                                                           "fragile_blocks") if k in ls}
         if run.task != "forecast":
             from ..parity import run_artifact
             from ..runtimes import load
@@ -208,23 +209,10 @@ class Holdout:
 def fragile_copies(run, X: np.ndarray, ref: np.ndarray, limit: float, draws: int | None = None) -> np.ndarray:
     """[N] bool: windows where some float model with int8-sized weight noise (see FRAGILE_DRAWS) is off
     from `ref` by more than `limit`. Seeded: the same run gives the same mask."""
-    import torch
+    from ..reference import torch_outputs, weight_noise_models
 
-    from ..reference import torch_outputs
-
-    model = run.load_model()
-    clean = {k: v.clone() for k, v in model.state_dict().items()}
-    draws = FRAGILE_DRAWS if draws is None else draws
-    gen = torch.Generator().manual_seed(0)
     fragile = np.zeros(len(X), bool)
-    for _ in range(draws):
-        noisy = {}
-        for k, v in clean.items():
-            if v.ndim == 2 and v.is_floating_point():  # every weight matrix (recurrent, input, head)
-                half_step = v.abs().amax(1, keepdim=True) / 127 / 2
-                v = v + half_step * (2 * torch.rand(v.shape, generator=gen, dtype=v.dtype) - 1)
-            noisy[k] = v
-        model.load_state_dict(noisy)
+    for model in weight_noise_models(run, FRAGILE_DRAWS if draws is None else draws):
         out = torch_outputs(run, X, model=model)
         fragile |= np.abs(out - ref).reshape(len(X), -1).max(-1) > limit
     return fragile
