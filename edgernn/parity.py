@@ -29,7 +29,8 @@ Gates (an artifact fails when):
                          agreement with the float stepper < min_stream_agreement (default 0.95). When
                          that fails, the drift is measured again without the FRAGILE blocks, where
                          the float model itself with int8-sized weight noise is grossly off
-                         (StreamReference.fragile_blocks); agreement stays over the whole stream
+                         (StreamReference.fragile_blocks); there the error is held to max_stream_drift
+                         x what that weight noise causes; agreement stays over the whole stream
 """
 
 from __future__ import annotations
@@ -153,13 +154,13 @@ class StreamReference:
         self.ref_reset = np.concatenate([torch_stream_outputs(run, X_raw[i]) for i in idx])
         self._fragile = None
 
-    def fragile_blocks(self) -> np.ndarray:
-        """[blocks] bool: soak blocks where the float model ITSELF is off by more than STRESS_GROSS of the
-        stream's output range once int8-sized noise is put on its weights (FRAGILE_DRAWS seeded copies, as
-        the recipe gate's stress set). Measured on japanese-vowels LSTM h64: the stream runs into one
-        stretch (blocks 9 and 20 of 21, the same windows) where weight noise alone moved the logits by up
-        to 7.2 (range 14; mean |diff| 0.028 over the stream on the worst of 16 draws) - every int8 weight
-        store drifts there, while the clean float steppers agree to 1e-5."""
+    def fragile_blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """([blocks] bool, [blocks] float): the soak blocks where the float model ITSELF is off by more than
+        STRESS_GROSS of the stream's output range once int8-sized noise is put on its weights (FRAGILE_DRAWS
+        seeded copies, as the recipe gate's stress set), and per block the largest mean |diff| those copies
+        reach - the weight-noise floor. Measured on japanese-vowels LSTM h64: the stream runs into one stretch
+        (blocks 8 and 19 of 21, the same windows) where weight noise alone moves the logits by up to 7.2 (range
+        14) and by 0.20 on average (0.006-0.05 elsewhere): every int8 weight store drifts there."""
         if self._fragile is None:
             from .export.recipes import FRAGILE_DRAWS, STRESS_GROSS
             from .reference import weight_noise_models
@@ -167,46 +168,55 @@ class StreamReference:
             size = block_frames(self.T)
             blocks = [slice(b, b + size) for b in range(0, len(self.frames), size)]
             limit = STRESS_GROSS * float(self.ref.max() - self.ref.min())
-            fragile = np.zeros(len(blocks), bool)
+            fragile, floor = np.zeros(len(blocks), bool), np.zeros(len(blocks))
             for model in weight_noise_models(self.run, FRAGILE_DRAWS):
                 diff = np.abs(torch_stream_outputs(self.run, self.frames, model=model) - self.ref)
                 fragile |= np.array([diff[b].max() > limit for b in blocks])
-            self._fragile = fragile
+                floor = np.maximum(floor, [diff[b].mean() for b in blocks])
+            self._fragile = fragile, floor
         return self._fragile
 
 
 def long_stream_gate(res: dict, ref: np.ndarray, precision: str, task: str, float_tol: float,
                      float_rtol: float, min_stream_agreement: float, max_drift: float = 2.0,
-                     fragile: np.ndarray | None = None) -> dict:
+                     fragile: tuple | None = None) -> dict:
     """Add "gate" and "passed" to a long_stream() result. Float: the float gate over the whole stream.
     Quantized: no drift - the stream's mean |diff| is at most max_drift x that of the same windows
     streamed from a reset (+ 0.1% of the output range) - and, for classify/tag, top-1 agreement with the
-    float stepper >= min_stream_agreement. `fragile` ([blocks] bool, StreamReference.fragile_blocks): the
-    drift is measured outside those blocks (agreement stays over the whole stream)."""
+    float stepper >= min_stream_agreement. `fragile` = StreamReference.fragile_blocks(): in those blocks
+    the mean |diff| is held to max_drift x the weight-noise floor instead (+ the same slack), the drift
+    is measured over the others; agreement stays over the whole stream."""
     if precision == "float":
         limit, text = float_limit(ref, float_tol, float_rtol)
         return {**res, "gate": text, "passed": bool(res["max_abs_diff"] <= limit)}
+    slack = 0.001 * float(np.max(ref) - np.min(ref))
     stream_err, reset_err = res["mean_abs_diff"], res["mean_abs_diff_reset"]
-    extra = {} if fragile is None else {"fragile_blocks": [int(i) for i in np.flatnonzero(fragile)]}
-    where = ""
-    if fragile is not None and fragile.any():
-        n = len(res["block_mean_abs_diff"])
-        sizes = np.full(n, res["block_frames"], float)
-        sizes[-1] = res["frames"] - res["block_frames"] * (n - 1)
-        keep = sizes * ~fragile
-        stream_err = reset_err = 0.0
-        if keep.sum() > 0:
-            stream_err = float(np.dot(keep, res["block_mean_abs_diff"]) / keep.sum())
-            reset_err = float(np.dot(keep, res["block_mean_abs_diff_reset"]) / keep.sum())
+    extra, where, floor_ok = {}, "", True
+    if fragile is not None:
+        mask, floor = fragile
+        extra["fragile_blocks"] = [int(i) for i in np.flatnonzero(mask)]
+    if fragile is not None and mask.any():
         from .export.recipes import STRESS_GROSS
 
-        where = (f" outside the {int(fragile.sum())} of {n} blocks where the float model itself moves more than "
-                 f"{STRESS_GROSS:.0%} of its output range under int8-sized weight noise")
-    slack = 0.001 * float(np.max(ref) - np.min(ref))
+        n = len(res["block_mean_abs_diff"])
+        block_err = np.asarray(res["block_mean_abs_diff"])
+        extra["fragile_floor"] = [float(floor[i]) for i in extra["fragile_blocks"]]
+        floor_ok = bool(np.all(block_err[mask] <= max_drift * floor[mask] + slack))
+        sizes = np.full(n, res["block_frames"], float)
+        sizes[-1] = res["frames"] - res["block_frames"] * (n - 1)
+        keep = sizes * ~mask
+        stream_err = reset_err = 0.0
+        if keep.sum() > 0:
+            stream_err = float(np.dot(keep, block_err) / keep.sum())
+            reset_err = float(np.dot(keep, res["block_mean_abs_diff_reset"]) / keep.sum())
+        worst = float(np.max(block_err[mask] / floor[mask]))
+        where = (f" outside the {int(mask.sum())} of {n} blocks where the float model itself moves more than "
+                 f"{STRESS_GROSS:.0%} of its output range under int8-sized weight noise; in those, at most "
+                 f"{max_drift:g} x the mean|diff| that noise causes (worst {worst:.2f} x)")
     drift = stream_err / reset_err if reset_err > 0 else None
     text = (f"no drift (mean|diff| {stream_err:.3g} <= {max_drift:g} x {reset_err:.3g} from a reset + "
             f"{slack:.2g}{where})")
-    passed = stream_err <= max_drift * reset_err + slack
+    passed = stream_err <= max_drift * reset_err + slack and floor_ok
     if task != "forecast":
         text += f", agreement >= {min_stream_agreement:g} over {res['frames']} frames without reset"
         passed = passed and res["agreement"] >= min_stream_agreement
@@ -326,7 +336,8 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
                     gates.min_stream_agreement, gates.max_stream_drift)
             row["long_stream"] = long_stream_gate(*args)
             if not row["long_stream"]["passed"] and manifest["precision"] != "float":
-                # drift where int8-sized weight noise alone moves the float model that much is not counted
+                # where int8-sized weight noise alone moves the float model grossly, the error is held to
+                # what that noise causes rather than to the error from a reset
                 row["long_stream"] = long_stream_gate(*args, fragile=stream_ref.fragile_blocks())
             row["passed"] = row["passed"] and row["long_stream"]["passed"]
     return row
