@@ -106,8 +106,9 @@ def test_every_variant_compiles_warning_free_and_matches_torch(tmp_path):
 def test_trained_models_pass_parity_with_long_stream(run_copy):
     """Float and int8 C, sequence and step, through `edgernn parity`'s gates, including the 20,000-frame
     soak of the step artifacts. The synthetic LSTM h16 (77.5% accurate, an integrating cell state that
-    reaches 41 over the soak) is where int8 C's stream drifts past the gate (3.8x the error from a reset,
-    gate 2x; its ONNX int8 fails there too): float C passes, and the verdict is computed, not assumed."""
+    reaches 41 over the soak) drifts 3.8x the error from a reset over the whole stream, and so does the float
+    model with int8-sized weight noise in 19 of its 20 soak blocks: the gate holds those blocks to that
+    noise's error (measured: int8 C passes, 0.49x), so its verdict is computed here, not assumed."""
     from edgernn.export import export_run
     from edgernn.parity import check_parity
 
