@@ -120,8 +120,7 @@ def long_stream(run: Run, session, X_raw: np.ndarray, n_windows: int, refs: "Str
         out_reset += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[b:b + T]]
     out_reset = np.stack(out_reset)
     diff, diff_reset = np.abs(out - ref), np.abs(out_reset - ref_reset)
-    size = block_frames(T)
-    blocks = [slice(b, b + size) for b in range(0, len(frames), size)]
+    size, blocks = block_frames(T), soak_blocks(len(frames), T)
     res = {"windows": int(n_windows), "frames": int(len(frames)), "block_frames": int(size),
            "block_max_abs_diff": [float(diff[b].max()) for b in blocks],
            "block_mean_abs_diff": [float(diff[b].mean()) for b in blocks],
@@ -138,6 +137,12 @@ def long_stream(run: Run, session, X_raw: np.ndarray, n_windows: int, refs: "Str
 def block_frames(T: int) -> int:
     """Frames per soak block: whole windows of T frames, about BLOCK_FRAMES."""
     return T * max(1, round(BLOCK_FRAMES / T))
+
+
+def soak_blocks(n_frames: int, T: int) -> list[slice]:
+    """The soak's blocks of block_frames(T) frames over a stream of n_frames (the last may be shorter)."""
+    size = block_frames(T)
+    return [slice(b, b + size) for b in range(0, n_frames, size)]
 
 
 class StreamReference:
@@ -165,8 +170,7 @@ class StreamReference:
             from .export.recipes import FRAGILE_DRAWS, STRESS_GROSS
             from .reference import weight_noise_models
 
-            size = block_frames(self.T)
-            blocks = [slice(b, b + size) for b in range(0, len(self.frames), size)]
+            blocks = soak_blocks(len(self.frames), self.T)
             limit = STRESS_GROSS * float(self.ref.max() - self.ref.min())
             fragile, floor = np.zeros(len(blocks), bool), np.zeros(len(blocks))
             for model in weight_noise_models(self.run, FRAGILE_DRAWS):
