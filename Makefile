@@ -57,8 +57,10 @@ test-fast: install
 wheel-check: install
 	.ci/wheel_check.sh $(VENV)
 
+# ruff (pyflakes, pycodestyle, bugbear, import order) and the layering contracts in pyproject.toml
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs build dist *.egg-info

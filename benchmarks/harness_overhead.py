@@ -2,7 +2,7 @@
 Harness overhead: is edgernn's benchmark worker measuring the model, or itself?
 
 Times the same artifact two ways, in fresh processes, interleaved:
-  1. the edgernn worker (`python -m edgernn.runtimes.bench`, the path `edgernn bench` uses), and
+  1. the edgernn worker (`python -m edgernn.runtimes.bench_worker`, the path `edgernn bench` uses), and
   2. a bare loop calling the runtime directly (onnxruntime InferenceSession.run / LiteRT invoke on a
      pre-normalized window, perf_counter_ns around each call, nothing else),
 and prints p50 of each and their ratio. Goal: worker p50 within 10% of the bare loop.
@@ -88,7 +88,7 @@ def main():
         np.save(xp, X)
         for _ in range(a.rounds):
             out = Path(tmp) / "w.json"
-            subprocess.run([sys.executable, "-m", "edgernn.runtimes.bench", "--artifact", str(art), "--input", str(xp),
+            subprocess.run([sys.executable, "-m", "edgernn.runtimes.bench_worker", "--artifact", str(art), "--input", str(xp),
                             "--out", str(out), "--runs", str(a.runs), "--warmup", str(a.warmup), "--threads",
                             str(a.threads), "--stream-frames", "0"], check=True)
             worker.append(json.loads(out.read_text())["latency_us"]["p50"])

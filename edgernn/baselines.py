@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import real_steps
+from edgernn.data import real_steps
 
 MAX_TAG_FRAMES = 20000  # 1-NN over frames: a seeded subsample of training frames keeps this O(seconds)
 

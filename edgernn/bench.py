@@ -5,7 +5,7 @@ Benchmark orchestration: every artifact of a run, each in a fresh process, on a 
     report = bench_run("runs/gru", target="desktop", runs=300, repeat=3)
     edgernn bench runs/gru --target rpi4 --host pi@raspberrypi.local
 
-The per-artifact measurement is done by edgernn.runtimes.bench (the worker: load time, first
+The per-artifact measurement is done by edgernn.runtimes.bench_worker (the worker: load time, first
 inference, warm latency percentiles, streaming per-frame latency, peak RSS per phase). This module
 builds the jobs, hands them to a target, aggregates repeats (spread across repeats, warning above
 5%), adds MACs -> achieved MAC/s and the machine fingerprint, optionally checks on-device parity, and
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-from .models import ModelConfig
-from .rundir import load_run
-from .runtimes.files import atomic_write_json
-from .runtimes.manifest import compute_label
+from edgernn.errors import ConfigError
+from edgernn.models import ModelConfig
+from edgernn.rundir import load_run
+from edgernn.runtimes.files import atomic_write_json
+from edgernn.runtimes.manifest import compute_label
 
 SPREAD_WARN_PCT = 5.0
 
@@ -82,13 +82,14 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
               stream_frames: int = 200, include_torch: bool = True, on_device_parity: bool | None = None,
               tool: str | None = None, target_opts: dict | None = None, progress: bool = True,
               write: bool = True, emulate: bool = False) -> dict:
-    """emulate=True: an aarch64 ssh board (rpi4, rpi5, ...) runs emulated here (edgernn.emulate): real ARM
+    """emulate=True: an aarch64 ssh board (rpi4, rpi5, ...) runs emulated here (edgernn.devices.emulated_pi): real ARM
     outputs, timings that are NOT the board's; written to bench-<board>-emulated.json, marked "emulated"."""
-    from .boards import load_board
-    from .device_parity import check_emulate, device_parity, open_target
-    from .parity import find_artifacts
-    from .runtimes.manifest import read_manifest
-    from .targets import BenchJob
+    from edgernn.device_parity import device_parity
+    from edgernn.devices.boards import load_board
+    from edgernn.devices.open import check_emulate, open_target
+    from edgernn.devices.targets import BenchJob
+    from edgernn.parity import find_artifacts
+    from edgernn.runtimes.manifest import read_manifest
 
     if runs < 1 or warmup < 0 or repeat < 1:
         raise ConfigError(f"need runs >= 1, warmup >= 0, repeat >= 1 (got {runs}, {warmup}, {repeat})")

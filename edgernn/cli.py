@@ -19,12 +19,12 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import EdgernnError
-from .export import FORMATS, INT8_IO
-from .export.recipes import RECIPES
-from .runtimes.manifest import PRECISIONS
-from .runtimes.registry import RUNTIMES
+from edgernn import __version__
+from edgernn.errors import EdgernnError
+from edgernn.export import FORMATS, INT8_IO
+from edgernn.export.recipes import RECIPES
+from edgernn.runtimes.manifest import PRECISIONS
+from edgernn.runtimes.registry import RUNTIMES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -46,7 +46,7 @@ def print_debug(exc: BaseException) -> None:
 
 def handle_errors(fn):
     """Turn EdgernnError into a one-line click error (exit 1), Ctrl-C into exit 130 and SIGTERM into 143
-    (both after the same cleanup: see edgernn.signals). With
+    (both after the same cleanup: see edgernn.interrupts). With
     EDGERNN_DEBUG=1 the chained traceback is printed first (the one-line error still ends the output)."""
 
     @functools.wraps(fn)
@@ -61,8 +61,8 @@ def handle_errors(fn):
             if debug_enabled():
                 print_debug(exc)
             raise click.ClickException(f"{exc.strerror or exc} ({exc.filename or 'file system'})") from None
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (edgernn.signals.Terminated)
-            from .signals import Terminated
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (edgernn.interrupts.Terminated)
+            from edgernn.interrupts import Terminated
 
             if isinstance(exc, Terminated):
                 click.echo("terminated", err=True)
@@ -96,7 +96,7 @@ class CommaChoice(click.ParamType):
 
 
 def _format_help() -> str:
-    from .export import FORMATS
+    from edgernn.export import FORMATS
 
     return "Comma-separated formats: " + "; ".join(
         f"{f.name} ({f.help}; precisions {'/'.join(f.precisions)})" for f in FORMATS.values()) + "."
@@ -126,7 +126,7 @@ def main():
       edgernn report RUN_DIR        Markdown + JSON + plots
       edgernn pipeline              all of the above on the bundled default dataset
     """
-    from .signals import install_sigterm
+    from edgernn.interrupts import install_sigterm
 
     install_sigterm()
 
@@ -139,7 +139,7 @@ def main():
 @handle_errors
 def datasets_cmd(as_json):
     """List the bundled datasets (no download: they ship inside installed packages)."""
-    from .data import DATASETS, load_dataset
+    from edgernn.data import DATASETS, load_dataset
 
     rows = []
     for name in DATASETS:
@@ -161,7 +161,7 @@ def datasets_cmd(as_json):
 
 
 def train_options(fn):
-    from .models import CELLS
+    from edgernn.models import CELLS
 
     opts = [
         click.option("--dataset", "-d", default="basic-motions", show_default=True,
@@ -218,8 +218,8 @@ def train_cmd(out, force, as_json, quiet, **kw):
     kept), per-channel normalization computed on the training data and saved with the model.
     A non-empty --out is refused unless --force. Ctrl-C or SIGTERM leave --out as it was.
     """
-    from .rundir import stale_files
-    from .train import TrainConfig, train
+    from edgernn.rundir import stale_files
+    from edgernn.train import TrainConfig, train
 
     stale = [p.name for p in stale_files(out)] if force else []
     metrics = train(TrainConfig(**kw), out, progress=not quiet, force=force)
@@ -278,14 +278,14 @@ def format_train_summary(cell, hidden, m, out) -> str:
 @handle_errors
 def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, formats, precisions, epochs, strict, quiet):
     """The main job: train GRU and LSTM, export, check parity, benchmark, report."""
-    from .models import CELLS
-    from .pipeline import PipelineConfig, run_pipeline
+    from edgernn.models import CELLS
+    from edgernn.pipeline import PipelineConfig, run_pipeline
 
     cell_list = tuple(c.strip() for c in cells.split(",") if c.strip())
     bad = [c for c in cell_list if c not in CELLS]
     if bad or not cell_list:
         raise click.BadParameter(f"unknown cell(s) {bad}; choose from {', '.join(CELLS)}", param_hint="--cells")
-    from .pipeline import STAGES
+    from edgernn.pipeline import STAGES
 
     stage_list = tuple(x.strip() for x in stages.split(",") if x.strip())
     if not stage_list or any(x not in STAGES for x in stage_list):
@@ -332,10 +332,9 @@ def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefi
     precision, which ops really run in int8, tensor names/shapes/dtypes/quantization, normalization,
     labels, sha256, size and tool versions. Check them with `edgernn parity RUN_DIR`.
     """
-    from .export import export_run
-
-    from .export.recipes import selection_passed, selection_summary
-    from .runtimes.manifest import read_manifest
+    from edgernn.export import export_run
+    from edgernn.export.recipes import selection_passed, selection_summary
+    from edgernn.runtimes.manifest import read_manifest
 
     results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
                          out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix)
@@ -416,11 +415,12 @@ def parity_cmd(run_dir, min_accuracy_ratio, min_agreement, max_rmse_ratio, float
     Refuses artifacts exported from another model than the run's (re-export). Exits 1 when an artifact
     fails its gate.
     """
-    from .errors import ParityError
-    from .parity import Gates, check_parity, format_table
+    from edgernn.errors import ParityError
+    from edgernn.gates import Gates
+    from edgernn.parity import check_parity, format_table
 
     if explain_artifact:
-        from .diagnose import explain, format_explain
+        from edgernn.explain import explain, format_explain
 
         rep = explain(run_dir, explain_artifact)
         if as_json:
@@ -435,8 +435,8 @@ def parity_cmd(run_dir, min_accuracy_ratio, min_agreement, max_rmse_ratio, float
     if emulate and not target:
         raise click.UsageError("--emulate needs --target (rpi4, rpi5, rpi3b or rpi-zero-2w)")
     if target:
-        from .device_parity import device_parity_run
-        from .device_parity import format_table as device_table
+        from edgernn.device_parity import device_parity_run
+        from edgernn.device_parity import format_table as device_table
 
         report = device_parity_run(run_dir, target, host=host, emulate=emulate, gates=gates,
                                    artifacts=list(artifacts) or None, threads=threads, progress=not quiet)
@@ -504,7 +504,7 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
     With --emulate (rpi4, rpi5, rpi3b, rpi-zero-2w) the board runs emulated here: real aarch64 outputs,
     timings that are not the board's; written to RUN_DIR/bench-TARGET-emulated.json.
     """
-    from .bench import bench_run, format_table
+    from edgernn.bench import bench_run, format_table
 
     report = bench_run(run_dir, target=target, host=host, runtimes=list(runtimes) or None,
                        artifacts=list(artifacts) or None, threads=threads, runs=runs, warmup=warmup,
@@ -513,14 +513,14 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
                                                       "port": port, "identity": identity}.items() if v is not None},
                        progress=not quiet, emulate=emulate)
     if as_json:
-        from .bench import _jsonable
+        from edgernn.bench import _jsonable
 
         echo_json(_jsonable(report))
         return
     click.echo(format_table(report))
     dp = report.get("device_parity")
     if dp:
-        from .device_parity import format_table as parity_table
+        from edgernn.device_parity import format_table as parity_table
 
         click.echo("\non-device parity:")
         click.echo(parity_table(dp))
@@ -604,7 +604,7 @@ def tune_cmd(dataset, target, host, emulate, max_latency_us, max_kb, trials, out
     Workers on several machines share one study through --storage postgresql://...; each runs its own
     --trials. Rerunning continues the study; Ctrl-C marks the running trial failed and keeps the rest.
     """
-    from .tune import TuneConfig, format_table, run_tune
+    from edgernn.tune import TuneConfig, format_table, run_tune
 
     opts = {k: v for k, v in {"port": port, "identity": identity, "remote_python": remote_python}.items()
             if v is not None}
@@ -643,7 +643,7 @@ def report_cmd(run_dirs, out_dir, target):
     Plots: latency distribution per artifact and runtime; accuracy vs latency vs size (the deployment
     trade-off at a glance). Give several run directories to compare models on one page.
     """
-    from .report import build_report
+    from edgernn.report import build_report
 
     res = build_report(run_dirs, out_dir=out_dir, target=target)
     click.echo(res["markdown"])
@@ -660,7 +660,7 @@ def boards_cmd(as_json):
     """List board profiles (packaged ones and yours from $EDGERNN_BOARDS_DIR)."""
     from dataclasses import asdict
 
-    from .boards import list_boards
+    from edgernn.devices.boards import list_boards
 
     boards = list_boards()
     if as_json:
@@ -694,7 +694,7 @@ def emulate_group():
 @handle_errors
 def emulate_status_cmd(as_json):
     """Show the cached rootfs: path, size, python and runtime versions, leftovers."""
-    from .emulate import status
+    from edgernn.devices.emulated_pi import status
 
     st = status()
     if as_json:
@@ -725,10 +725,9 @@ def emulate_build_cmd(target, quiet):
     import subprocess
     import time
 
-    from .boards import load_board
-    from .emulate import Emulator
-
-    from .runtimes.registry import INSTALL
+    from edgernn.devices.boards import load_board
+    from edgernn.devices.emulated_pi import Emulator
+    from edgernn.runtimes.registry import INSTALL
 
     board = load_board(target)
     modules = ", ".join(["numpy"] + [INSTALL[rt][2][0] for rt in board.runtimes if INSTALL[rt][2]])
@@ -738,7 +737,7 @@ def emulate_build_cmd(target, quiet):
         proc = subprocess.run(["ssh", "-F", o["config"], emu.host, f"uname -m && {o['remote_python']} -c "
                                f"'import {modules}'"], capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
-            from .emulate import EmulationError
+            from edgernn.devices.emulated_pi import EmulationError
 
             raise EmulationError(f"the emulated {board.name} does not run its runtimes: "
                                  f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
@@ -752,7 +751,7 @@ def emulate_build_cmd(target, quiet):
 @handle_errors
 def emulate_clean_cmd():
     """Remove the emulator cache (after unmounting and stopping anything a killed run left)."""
-    from .emulate import cache_root, clean
+    from edgernn.devices.emulated_pi import cache_root, clean
 
     removed = clean()
     click.echo(f"removed {', '.join(removed)}" if removed else f"nothing to remove in {cache_root()}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from edgernn.errors import DataError
 
 TASKS = ("classify", "tag", "forecast")
 

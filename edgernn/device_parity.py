@@ -18,24 +18,25 @@ target records the same report as "device_parity" in its bench JSON.
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .emulate import host_cpu
-from .errors import ConfigError
-from .parity import Gates, check_parity, find_artifacts, run_artifact
-from .rundir import Run, load_run
-from .runtimes.files import atomic_write_json
+from edgernn.devices.emulated_pi import host_cpu
+from edgernn.devices.open import check_emulate, open_target
+from edgernn.errors import ConfigError
+from edgernn.gates import Gates, run_artifact
+from edgernn.parity import check_parity, find_artifacts
+from edgernn.rundir import Run, load_run
+from edgernn.runtimes.files import atomic_write_json
 
 
 def host_outputs(run: Run, paths: list, X: np.ndarray, threads: int = 1) -> dict:
     """name -> outputs of each artifact on THIS machine (the same raw windows, the same way as parity)."""
-    from .runtimes import load
-    from .runtimes.manifest import read_manifest
+    from edgernn.runtimes import load
+    from edgernn.runtimes.manifest import read_manifest
 
     out = {}
     for p in paths:
@@ -71,7 +72,7 @@ def device_parity(run_dir, paths: list, device_outputs: dict, gates: Gates | Non
 def collect_outputs(tgt, paths: list, X: np.ndarray, threads: int = 1, progress: bool = True) -> dict:
     """Run each artifact once on the target with the test windows as parity input (no timing to speak
     of: 1 run, no warm-up, no stream). Returns name -> outputs."""
-    from .targets import BenchJob
+    from edgernn.devices.targets import BenchJob
 
     with tempfile.TemporaryDirectory(prefix="edgernn-dparity-") as tmp:
         inp = Path(tmp) / "windows.npy"
@@ -84,45 +85,13 @@ def collect_outputs(tgt, paths: list, X: np.ndarray, threads: int = 1, progress:
     return {Path(p).name: r["parity_output"] for p, r in zip(paths, results)}
 
 
-def check_emulate(board, host=None, target_opts=None) -> None:
-    """Usage errors of --emulate, before any work: a board that cannot be emulated, options it sets itself."""
-    from .emulate import board_core, require_root
-
-    board_core(board)
-    require_root()
-    if host:
-        raise ConfigError(f"--emulate starts its own emulated {board.name} on 127.0.0.1: drop --host {host}")
-    clash = sorted(set(target_opts or {}) & {"remote_python", "port", "identity", "config"})
-    if clash:
-        raise ConfigError(f"--emulate sets {', '.join('--' + k.replace('_', '-') for k in clash)} itself; "
-                          "drop the option")
-
-
-@contextlib.contextmanager
-def open_target(board, host=None, tool=None, emulate: bool = False, progress: bool = True, target_opts=None):
-    """(target, emulator or None): the board's target, or with emulate=True an emulated one (an arm64
-    rootfs under qemu with its own sshd, torn down when the block ends)."""
-    from .targets import get_target
-
-    opts = dict(target_opts or {})
-    if not emulate:
-        yield get_target(board, host=host, tool=tool, **opts), None
-        return
-    check_emulate(board, host, opts)
-    from .emulate import Emulator
-
-    with Emulator(board, progress=progress) as emu:
-        yield get_target(board, host=emu.host, **{**emu.target_opts(), **opts}), emu
-
-
 def device_parity_run(run_dir, target: str, host: str | None = None, emulate: bool = False,
                       gates: Gates | None = None, artifacts=None, threads: int = 1, progress: bool = True,
                       target_opts: dict | None = None, write: bool = True) -> dict:
     """Run every artifact on the target, gate its outputs, compare them with this machine's; on an
     emulated board re-check each failure on a second core. Writes RUN_DIR/parity-<target>.json."""
-    from .boards import load_board
-    from .emulate import SECOND_CORE
-    from .runtimes.manifest import read_manifest
+    from edgernn.devices.boards import SECOND_CORE, load_board
+    from edgernn.runtimes.manifest import read_manifest
 
     run = load_run(run_dir)
     board = load_board(target)

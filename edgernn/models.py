@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from .errors import ConfigError
+from edgernn.errors import ConfigError
 
 CELLS = ("gru", "lstm", "rnn")
 HEADS = ("classify", "tag", "forecast")
@@ -94,7 +94,7 @@ class ModelConfig:
 
 
 def _torch():
-    from .errors import require
+    from edgernn.errors import require
 
     return require("torch", "train")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from .runtimes.files import atomic_write_json
-from .train import TrainConfig, train
+from edgernn.runtimes.files import atomic_write_json
+from edgernn.train import TrainConfig, train
 
 STAGES = ("train", "export", "parity", "bench", "report")
 
@@ -40,7 +40,7 @@ class PipelineConfig:
 
 
 def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
-    from .errors import ParityError
+    from edgernn.errors import ParityError
 
     out = Path(cfg.out)
     summary = {"dataset": cfg.dataset, "hidden": cfg.hidden, "models": {}}
@@ -61,7 +61,7 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
                 echo(f"WARNING: {cell} does not beat its baseline: retrain it before shipping")
             entry["train"] = m
         if "export" in cfg.stages:
-            from .export import export_run
+            from edgernn.export import export_run
 
             echo(f"== {cell}: export {', '.join(cfg.formats)} x {', '.join(cfg.precisions)}, full-sequence + streaming")
             results = export_run(run_dir, formats=cfg.formats, precisions=cfg.precisions, streaming=True,
@@ -71,7 +71,7 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
                  f"({sum(r.seconds for r in made):.1f} s)")
             entry["export"] = [r.to_dict() for r in results]
         if "parity" in cfg.stages:
-            from .parity import check_parity, format_table
+            from edgernn.parity import check_parity, format_table
 
             echo(f"== {cell}: parity")
             rep = check_parity(run_dir, progress=cfg.progress)
@@ -79,13 +79,14 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
             entry["parity_passed"] = rep["passed"]
             failed += [f"{cell}/{a}" for a in rep["failed"]]
         if "bench" in cfg.stages:
-            from .bench import bench_run, format_table as bench_table
+            from edgernn.bench import bench_run
+            from edgernn.bench import format_table as bench_table
 
             echo(f"== {cell}: bench on desktop")
             rep = bench_run(run_dir, target="desktop", runs=cfg.runs, repeat=cfg.repeat, progress=cfg.progress)
             echo(bench_table(rep))
     if "report" in cfg.stages:
-        from .report import build_report
+        from edgernn.report import build_report
 
         res = build_report(run_dirs, out_dir=out)
         echo(res["markdown"])

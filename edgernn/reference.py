@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ConfigError, require
-from .runtimes.session import Session
-from .runtimes.tensor import Tensor
+from edgernn.errors import ConfigError, require
+from edgernn.runtimes.session import Session
+from edgernn.runtimes.tensor import Tensor
 
 
 def _manifest(run, mode: str) -> dict:
@@ -47,7 +47,7 @@ class TorchSession(Session):
     runtime_name = "torch"
 
     def __init__(self, run_dir, threads: int = 1, mode: str = "sequence"):
-        from .rundir import load_run
+        from edgernn.rundir import load_run
 
         if mode not in ("sequence", "step"):
             raise ConfigError(f"unknown mode {mode!r}; choose sequence or step")
@@ -65,7 +65,7 @@ class TorchSession(Session):
         torch.set_num_threads(threads)
         model = self.run.load_model()
         if self.mode == "step":
-            from .models import StepModel
+            from edgernn.models import StepModel
 
             model = StepModel(model)
         self._model = model
@@ -113,7 +113,7 @@ def torch_stream_outputs(run, frames_raw: np.ndarray, model=None) -> np.ndarray:
     streaming device must reproduce), in the artifacts' output units. [N, K]. The recurrence runs as one
     call over the whole stream (the same arithmetic as stepping frame by frame, ~100x faster on a
     20,000-frame soak); the head is applied to the output after every frame. `model`: as in torch_outputs."""
-    from .models import StepModel
+    from edgernn.models import StepModel
 
     torch = require("torch", "train")
     model = model if model is not None else run.load_model()
@@ -143,3 +143,11 @@ def weight_noise_models(run, draws: int):
             noisy[k] = v
         model.load_state_dict(noisy)
         yield model
+
+
+if __name__ == "__main__":  # the benchmark worker for the torch eager row: edgernn.runtimes.bench_worker + torch
+    import sys
+
+    from edgernn.runtimes import bench_worker
+
+    sys.exit(bench_worker.main(torch_session=TorchSession))

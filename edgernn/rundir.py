@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ArtifactError, ConfigError
-from .models import ModelConfig
-from .runtimes.files import atomic_save_npz, atomic_write_bytes, atomic_write_json
+from edgernn.errors import ArtifactError, ConfigError
+from edgernn.models import ModelConfig
+from edgernn.runtimes.files import atomic_save_npz, atomic_write_bytes, atomic_write_json
 
 REQUIRED = ("model.pt", "config.json", "normalization.json", "labels.json", "data.npz")
 # what `edgernn export`, `parity`, `bench` and `report` derive from the model: stale once it is retrained
@@ -128,8 +128,8 @@ class Run:
                              f"re-export with `edgernn export {self.path}`")
 
     def load_model(self):
-        from .errors import require
-        from .models import build_model
+        from edgernn.errors import require
+        from edgernn.models import build_model
 
         torch = require("torch", "train")
         model = build_model(self.config)
@@ -238,7 +238,7 @@ def save_run(
     X_test, y_test (and len_test)."""
     import io
 
-    from .errors import require
+    from edgernn.errors import require
 
     torch = require("torch", "train")
     path = Path(path)

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import baselines, beats_baseline
-from .data import Dataset, load_dataset, real_steps
-from .errors import ConfigError, require
-from .models import ModelConfig, build_model
-
+from edgernn.baselines import baselines, beats_baseline
+from edgernn.data import Dataset, load_dataset, real_steps
+from edgernn.errors import ConfigError, require
+from edgernn.models import ModelConfig, build_model
 
 LR_SCHEDULES = ("plateau", "none")
 
@@ -186,8 +185,8 @@ def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset:
 
 
 def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) -> dict:
-    from .progress import progressbar
-    from .rundir import remove_stale, save_run
+    from edgernn.progress import progressbar
+    from edgernn.rundir import remove_stale, save_run
 
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -329,7 +328,7 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
               "len_test": ds.len_test},
         metrics=metrics,
     )
-    from .runtimes.files import atomic_write_json
+    from edgernn.runtimes.files import atomic_write_json
 
     atomic_write_json(out_dir / "history.json", history)
     return metrics

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ConfigError, EdgernnError, require
-from .signals import InterruptGate
+from edgernn.errors import ConfigError, EdgernnError, require
+from edgernn.interrupts import InterruptGate
 
 STUDY_NAME = "edgernn"
 CELLS = ("gru", "lstm")
@@ -85,7 +85,7 @@ class TuneConfig:
 
     def artifact_choices(self) -> list[str]:
         """The format/precision pairs to search: every requested pair the format offers."""
-        from .export import FORMATS as TABLE
+        from edgernn.export import FORMATS as TABLE
 
         pairs = [f"{f}/{p}" for f in self.formats for p in self.precisions if p in TABLE[f].precisions]
         if not pairs:
@@ -188,10 +188,10 @@ class TrialFailed(EdgernnError):
 
 def _measure(cfg: TuneConfig, params: dict, run_dir: Path, dataset) -> dict:
     """Train, export one artifact, gate it and bench it. Returns the trial's numbers."""
-    from .bench import bench_run
-    from .export import export_run
-    from .parity import check_parity
-    from .train import TrainConfig, train
+    from edgernn.bench import bench_run
+    from edgernn.export import export_run
+    from edgernn.parity import check_parity
+    from edgernn.train import TrainConfig, train
 
     tcfg = TrainConfig(dataset=cfg.dataset, cell=params["cell"], hidden=params["hidden"], layers=params["layers"],
                        lr=params["lr"], epochs=cfg.epochs, seed=cfg.seed)
@@ -218,7 +218,7 @@ def _measure(cfg: TuneConfig, params: dict, run_dir: Path, dataset) -> dict:
 def deployed_bytes(path: Path, file_bytes: int) -> int:
     """What the budget's size counts: the artifact file, except for C, whose header is source text: there
     the compiled code + weights (Cortex-M4 flash, from the manifest) is what a device stores."""
-    from .runtimes.manifest import read_manifest
+    from edgernn.runtimes.manifest import read_manifest
 
     m = read_manifest(path, verify=False)
     flash = ((m.get("c") or {}).get("targets") or {}).get("cortex-m4", {}).get("flash_bytes")
@@ -400,7 +400,7 @@ def plot(summary: dict, cfg: TuneConfig, path: Path) -> Path | None:
                        "label": text})
     if cfg.max_latency_us:
         ax.axvline(cfg.max_latency_us, color="#dd5533", linestyle="--", linewidth=1, label="latency budget")
-    from .report import log_axis, place_labels
+    from edgernn.report import log_axis, place_labels
 
     log_axis(ax, [r["p50_us"] for r in done])
     ax.set_xlabel(f"p50 latency per {'window' if cfg.mode == 'sequence' else 'frame'} on "
@@ -418,7 +418,7 @@ def plot(summary: dict, cfg: TuneConfig, path: Path) -> Path | None:
 
 
 def write_outputs(summary: dict, cfg: TuneConfig) -> dict:
-    from .runtimes.files import atomic_write_json, atomic_write_text
+    from edgernn.runtimes.files import atomic_write_json, atomic_write_text
 
     paths = {"json": cfg.out / "tune.json", "markdown": cfg.out / "tune.md"}
     atomic_write_json(paths["json"], summary)
@@ -444,10 +444,10 @@ class TuneResult:
 def run_tune(cfg: TuneConfig, echo=print) -> TuneResult:
     """Run cfg.trials trials into the study and write the outputs (also after Ctrl-C: the interrupted trial
     is marked failed, every finished one stays)."""
-    from .boards import load_board
-    from .data import load_dataset
-    from .export import check_prerequisites
-    from .runtimes.files import writable_dir_problem
+    from edgernn.data import load_dataset
+    from edgernn.devices.boards import load_board
+    from edgernn.export import check_prerequisites
+    from edgernn.runtimes.files import writable_dir_problem
 
     require("optuna", "tune")
     board = load_board(cfg.target)

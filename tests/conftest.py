@@ -119,7 +119,7 @@ def onnx_artifacts(make_run, tmp_path_factory):
     def _make(cell="lstm", hidden=16):
         key = (cell, hidden)
         if key not in cache:
-            from edgernn.export.onnx import export_onnx
+            from edgernn.export.onnx.convert import export_onnx
             from edgernn.rundir import load_run
 
             run = load_run(make_run(cell=cell, hidden=hidden))
@@ -136,13 +136,13 @@ def onnx_artifacts(make_run, tmp_path_factory):
 @pytest.fixture
 def quiet_calibration(monkeypatch):
     """Calibrate int8 on copies of the calibration windows shrunk 50x around the training mean."""
-    from edgernn.export import recipes
+    from edgernn import gates
 
-    real = recipes.calibration_windows
+    real = gates.calibration_windows
 
     def quiet(run):
         X = real(run)
         mean = np.asarray(run.preprocessing()["mean"], np.float32)
         return (mean + (X - mean) * 0.02).astype(np.float32)
 
-    monkeypatch.setattr(recipes, "calibration_windows", quiet)
+    monkeypatch.setattr(gates, "calibration_windows", quiet)

@@ -104,7 +104,7 @@ class SSHD:
     extra: dict = field(default_factory=dict)
 
     def target_opts(self, **kw) -> dict:
-        """Options for edgernn.targets.get_target(..., host=self.host, **opts)."""
+        """Options for edgernn.devices.targets.get_target(..., host=self.host, **opts)."""
         opts = {"config": str(self.config)}
         opts.update(kw)
         return opts

@@ -1,5 +1,5 @@
 """
-Tests for the benchmark worker (python -m edgernn.runtimes.bench): summarize() against known arrays,
+Tests for the benchmark worker (python -m edgernn.runtimes.bench_worker): summarize() against known arrays,
 the CLI end to end in a fresh process on real ONNX artifacts and on --torch-run, parity outputs, the
 per-phase RSS bookkeeping, and the one-line error path.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgernn.runtimes.bench import PeakRSS, measure, summarize, timing_overhead_ns
+from edgernn.runtimes.bench_worker import PeakRSS, measure, summarize, timing_overhead_ns
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"artifact", "format", "precision", "mode", "runtime", "runtime_version", "threads", "load_s",
@@ -84,8 +84,8 @@ def windows(onnx_artifacts):
     return onnx_artifacts(cell="lstm", hidden=16)["windows"]
 
 
-def _worker(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "edgernn.runtimes.bench", *map(str, args)], cwd=ROOT,
+def _worker(*args, timeout=120, module="edgernn.runtimes.bench_worker"):
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -143,9 +143,13 @@ def test_worker_parity_outputs_equal_predict(artifacts, windows, tmp_path):
 
 
 def test_worker_torch_run(run, windows, tmp_path):
+    """The torch eager row: the same worker, started through edgernn.reference (the runtimes never import
+    torch, so the worker alone refuses --torch-run in one line)."""
     out = tmp_path / "torch.json"
-    r = _worker("--torch-run", run.path, "--input", windows, "--out", out, "--runs", 20, "--warmup", 2,
-                "--stream-frames", 0)
+    args = ("--torch-run", run.path, "--input", windows, "--out", out, "--runs", 20, "--warmup", 2, "--stream-frames", 0)
+    r = _worker(*args)
+    assert r.returncode == 1 and "python -m edgernn.reference" in r.stderr and "Traceback" not in r.stderr
+    r = _worker(*args, module="edgernn.reference")
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert KEYS <= set(res)
@@ -233,7 +237,7 @@ def test_worker_usage_errors(windows, tmp_path):
 # ---- memory bookkeeping ----------------------------------------------------------------------------------
 @pytest.mark.export
 def test_rss_is_null_with_reason_when_clear_refs_is_unavailable(artifacts, run, monkeypatch):
-    import edgernn.runtimes.bench as bench
+    import edgernn.runtimes.bench_worker as bench
 
     monkeypatch.setattr(bench, "CLEAR_REFS", "/nonexistent/clear_refs")
     rss = PeakRSS()

@@ -1,6 +1,6 @@
 """
---format c: generated C99 libraries (edgernn.export.c, edgernn.export.c_source), the C runtime backend
-(edgernn.runtimes.c_backend) and host builds (edgernn.export.c_build). Real compilers throughout: gcc,
+--format c: generated C99 libraries (edgernn.export.c.export, edgernn.export.c.source), the C runtime backend
+(edgernn.runtimes.c_backend) and host builds (edgernn.devices.compilers). Real compilers throughout: gcc,
 clang, aarch64-linux-gnu-gcc and arm-none-eabi-gcc (installed by `make system-deps`).
 """
 
@@ -64,10 +64,10 @@ def test_every_variant_compiles_warning_free_and_matches_torch(tmp_path):
     """Every cell x head x (stacked, bidirectional) x precision: clean under -std=c99 -Wall -Wextra -Werror
     -pedantic on all four compilers, and the library computes what torch does (float within the float gate,
     int8 within 5% of the output range on these untrained models)."""
+    from edgernn.devices.compilers import compile_checks
     from edgernn.export import ExportOptions
-    from edgernn.export.c import export_c
-    from edgernn.export.c_build import compile_checks
-    from edgernn.parity import Gates, float_limit
+    from edgernn.export.c.export import export_c
+    from edgernn.gates import Gates, float_limit
     from edgernn.reference import torch_outputs
     from edgernn.runtimes import load
 
@@ -134,7 +134,7 @@ def test_trained_models_pass_parity_with_long_stream(run_copy):
 
 def test_int8_fan_in_that_could_overflow_is_refused(tmp_path):
     from edgernn.export import ExportOptions
-    from edgernn.export.c import MAX_FAN_IN, export_c, fan_in_problem
+    from edgernn.export.c.export import MAX_FAN_IN, export_c, fan_in_problem
     from edgernn.models import ModelConfig
 
     assert MAX_FAN_IN * 127 * 32767 <= 2 ** 31 - 1 < (MAX_FAN_IN + 1) * 127 * 32767
@@ -203,7 +203,7 @@ def test_streams_are_independent_and_the_prefix_names_every_symbol(tmp_path):
 def test_long_stream_catches_a_misscaled_cell_state(run_copy, monkeypatch):
     """Break the int8 LSTM's cell-state range on purpose (1/64 of what calibration saw): the windows from
     a reset may survive, the soak must not."""
-    import edgernn.export.c as cmod
+    import edgernn.export.c.export as cmod
     from edgernn.export import export_run
     from edgernn.parity import check_parity
 
@@ -218,7 +218,7 @@ def test_long_stream_catches_a_misscaled_cell_state(run_copy, monkeypatch):
 def test_cortex_m4_sizes_and_compile_errors_are_reported(tmp_path):
     from edgernn.errors import ArtifactError
     from edgernn.export import ExportOptions
-    from edgernn.export.c import export_c
+    from edgernn.export.c.export import export_c
     from edgernn.runtimes.c_backend import build_library
     from edgernn.runtimes.manifest import read_manifest
 
@@ -238,7 +238,7 @@ def test_cortex_m4_sizes_and_compile_errors_are_reported(tmp_path):
 def test_plain_c_example_from_the_docs_runs(tmp_path):
     """docs/c/main.c, compiled against an exported header, prints what the Python runtime predicts."""
     from edgernn.export import ExportOptions
-    from edgernn.export.c import export_c
+    from edgernn.export.c.export import export_c
     from edgernn.runtimes import load
 
     run = _load(_untrained_run(tmp_path / "gru", "gru", "classify", 1, False))

@@ -1,5 +1,5 @@
 """
-Tests for edgernn.export.onnx: real torch -> ONNX exports, run by onnxruntime and compared to torch.
+Tests for edgernn.export.onnx.convert: real torch -> ONNX exports, run by onnxruntime and compared to torch.
 
     .venv/bin/pytest tests/test_export_onnx.py
 """
@@ -57,7 +57,7 @@ def _stream(sess, cell, layers, hidden, xn):
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_float_sequence_matches_torch(run_copy, tmp_path, cell):
-    from edgernn.export.onnx import export_onnx, onnx_op_types
+    from edgernn.export.onnx.convert import export_onnx, onnx_op_types
 
     run = _load(run_copy(cell=cell))
     path = export_onnx(run, tmp_path / "out", precision="float", mode="sequence")
@@ -87,7 +87,7 @@ def test_float_sequence_matches_torch(run_copy, tmp_path, cell):
 def test_time_axis_stays_dynamic_across_exports_in_one_process(make_run, tmp_path):
     """The torch 2.13 dynamo bug froze the time axis on the 2nd export of an RNN type in a process:
     export two LSTMs and two GRUs here and run each at lengths other than the example (40)."""
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
 
     specs = [("lstm", 16, 0), ("lstm", 24, 1), ("gru", 16, 0), ("gru", 24, 1)]
     rng = np.random.default_rng(3)
@@ -103,7 +103,7 @@ def test_time_axis_stays_dynamic_across_exports_in_one_process(make_run, tmp_pat
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_step_artifact_streams_to_the_full_sequence_output(run_copy, tmp_path, cell):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
 
     run = _load(run_copy(cell=cell))
     path = export_onnx(run, tmp_path, precision="float", mode="step")
@@ -125,7 +125,7 @@ def test_step_artifact_streams_to_the_full_sequence_output(run_copy, tmp_path, c
 
 
 def test_int8_lstm_runs_dynamicquantizelstm_and_says_so(run_copy, tmp_path):
-    from edgernn.export.onnx import export_onnx, onnx_op_types
+    from edgernn.export.onnx.convert import export_onnx, onnx_op_types
 
     run = _load(run_copy(cell="lstm"))
     path = export_onnx(run, tmp_path, precision="int8")
@@ -140,7 +140,7 @@ def test_int8_lstm_runs_dynamicquantizelstm_and_says_so(run_copy, tmp_path):
 
 
 def test_int8_gru_manifest_is_honest_about_float_gru(run_copy, tmp_path):
-    from edgernn.export.onnx import export_onnx, onnx_op_types
+    from edgernn.export.onnx.convert import export_onnx, onnx_op_types
 
     run = _load(run_copy(cell="gru"))
     path = export_onnx(run, tmp_path, precision="int8")
@@ -156,7 +156,7 @@ def test_int8_gru_manifest_is_honest_about_float_gru(run_copy, tmp_path):
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_int8_top1_agrees_with_float(run_copy, tmp_path, cell):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
 
     run = _load(run_copy(cell=cell))
     f = export_onnx(run, tmp_path, precision="float")
@@ -172,7 +172,7 @@ def test_int8_top1_agrees_with_float(run_copy, tmp_path, cell):
 @pytest.mark.parametrize("precision,mode", [("float", "sequence"), ("int8", "sequence"), ("int8", "step")])
 def test_ort_format_loads_and_matches_onnx(run_copy, tmp_path, precision, mode):
     from edgernn.export import ExportOptions
-    from edgernn.export.onnx import export_onnx, export_ort, onnx_op_types
+    from edgernn.export.onnx.convert import export_onnx, export_ort, onnx_op_types
     from edgernn.runtimes.manifest import read_manifest
 
     run = _load(run_copy(cell="lstm"))
@@ -198,7 +198,7 @@ def test_ort_format_loads_and_matches_onnx(run_copy, tmp_path, precision, mode):
 
 
 def test_bidirectional_cannot_stream_but_exports_as_sequence(run_copy, tmp_path):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
 
     run = _load(run_copy(cell="gru", bidirectional=True, steps=60))
     with pytest.raises(ConfigError, match="bidirectional models cannot stream"):
@@ -210,7 +210,7 @@ def test_bidirectional_cannot_stream_but_exports_as_sequence(run_copy, tmp_path)
 
 
 def test_two_layer_sequence_export(run_copy, tmp_path):
-    from edgernn.export.onnx import export_onnx, onnx_op_types
+    from edgernn.export.onnx.convert import export_onnx, onnx_op_types
 
     run = _load(run_copy(cell="lstm", layers=2, steps=60))
     path = export_onnx(run, tmp_path, precision="float")
@@ -225,7 +225,7 @@ def test_two_layer_sequence_export(run_copy, tmp_path):
 def test_tag_head_keeps_time_in_the_output(tmp_path):
     import torch
 
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
     from edgernn.models import ModelConfig, build_model
     from edgernn.rundir import save_run
 
@@ -245,7 +245,7 @@ def test_tag_head_keeps_time_in_the_output(tmp_path):
 
 
 def test_manifest_sha256_is_verified(run_copy, tmp_path):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
     from edgernn.runtimes.manifest import ManifestError, read_manifest, sha256_file
 
     run = _load(run_copy(cell="gru"))
@@ -260,7 +260,7 @@ def test_manifest_sha256_is_verified(run_copy, tmp_path):
 
 
 def test_failed_validation_leaves_no_file(run_copy, tmp_path, monkeypatch):
-    import edgernn.export.onnx as mod
+    import edgernn.export.onnx.convert as mod
 
     run = _load(run_copy(cell="lstm"))
     out = tmp_path / "out"
@@ -271,7 +271,7 @@ def test_failed_validation_leaves_no_file(run_copy, tmp_path, monkeypatch):
 
 
 def test_failed_ort_check_leaves_no_file(run_copy, tmp_path, monkeypatch):
-    import edgernn.export.onnx as mod
+    import edgernn.export.onnx.convert as mod
     from edgernn.export import ExportOptions
 
     run = _load(run_copy(cell="gru"))
@@ -285,7 +285,7 @@ def test_failed_ort_check_leaves_no_file(run_copy, tmp_path, monkeypatch):
 
 def test_export_ort_needs_an_exported_onnx(run_copy, tmp_path):
     from edgernn.export import ExportOptions
-    from edgernn.export.onnx import export_ort
+    from edgernn.export.onnx.convert import export_ort
 
     bogus = tmp_path / "sequence-float.onnx"
     bogus.write_bytes(b"not a model")
@@ -294,7 +294,7 @@ def test_export_ort_needs_an_exported_onnx(run_copy, tmp_path):
 
 
 def test_bad_options_and_unwritable_out_dir(run_copy, tmp_path):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
 
     run = _load(run_copy(cell="gru"))
     with pytest.raises(ConfigError, match="float, int8"):
@@ -311,7 +311,7 @@ def test_a_frozen_time_axis_is_caught(run_copy, tmp_path, monkeypatch):
     """If the exporter fixed the time axis (the dynamo bug), validation must refuse the file."""
     import torch
 
-    import edgernn.export.onnx as mod
+    import edgernn.export.onnx.convert as mod
 
     real = torch.onnx.export
 
@@ -326,7 +326,7 @@ def test_a_frozen_time_axis_is_caught(run_copy, tmp_path, monkeypatch):
 
 
 def test_int8_rnn_manifest_lists_rnn_as_float(run_copy, tmp_path):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
 
     run = _load(run_copy(cell="rnn", steps=60))
     export_onnx(run, tmp_path, precision="int8", mode="step")
@@ -367,7 +367,7 @@ def test_registry_drives_plan_and_cli_choices():
 
 def test_manifest_schema_is_enforced_on_write_and_read(run_copy, tmp_path):
     from edgernn.export.manifest import write_manifest
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
     from edgernn.runtimes.manifest import ManifestError, read_manifest, validate
 
     run = _load(run_copy(cell="gru"))
@@ -401,8 +401,9 @@ def test_int8_onnx_has_short_internal_names_and_the_same_outputs(run_copy, tmp_p
 
     import onnx
 
-    from edgernn.export import ExportOptions, onnx_integer
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export import ExportOptions
+    from edgernn.export.onnx import integer_matmul as onnx_integer
+    from edgernn.export.onnx.convert import export_onnx
 
     run = _load(run_copy(cell=cell, hidden=16))
     calls = []

@@ -182,7 +182,7 @@ def lstm_cell_clips(path: Path) -> list[float]:
 def exported(make_run, tmp_path_factory):
     """exported(cell, precision, mode, int8_io="int8", hidden=16) -> (run, artifact path, manifest), built once."""
     from edgernn.export import ExportOptions
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
 
     cache = {}
 
@@ -395,7 +395,7 @@ def test_quantized_step_weights_and_one_state_quantization(make_run, tmp_path, c
     be 16x8), with h AND c as int16 state I/O. Every state handed on with one quantization, streaming in
     agreement with torch."""
     from edgernn.export import ExportOptions
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
 
     run = load_run(make_run(cell=cell, hidden=32))
     path = export_tflite(run, tmp_path, precision="int8", mode="step", options=ExportOptions(recipe=recipe))
@@ -425,7 +425,7 @@ def test_quantized_step_weights_and_one_state_quantization(make_run, tmp_path, c
 # ---------------------------------------------------------------- failures
 
 def test_converter_crash_becomes_export_error(make_run, tmp_path, monkeypatch):
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
 
     run = load_run(make_run(cell="gru", hidden=16))
     monkeypatch.setenv("EDGERNN_TFLITE_WORKER_CRASH", "1")  # the worker os.abort()s right before convert()
@@ -436,7 +436,7 @@ def test_converter_crash_becomes_export_error(make_run, tmp_path, monkeypatch):
 
 def test_float_gate_refuses_a_mismatch(make_run, tmp_path, monkeypatch):
     """With a zero tolerance the (tiny, nonzero) float difference must stop the export: no file."""
-    import edgernn.export.tflite as tfl
+    import edgernn.export.tflite.convert as tfl
 
     run = load_run(make_run(cell="gru", hidden=16))
     monkeypatch.setattr(tfl, "FLOAT_TOL", 0.0)
@@ -446,7 +446,7 @@ def test_float_gate_refuses_a_mismatch(make_run, tmp_path, monkeypatch):
 
 
 def test_unwritable_out_dir(make_run, tmp_path):
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
 
     run = load_run(make_run(cell="gru", hidden=16))
     blocker = tmp_path / "file"
@@ -456,7 +456,7 @@ def test_unwritable_out_dir(make_run, tmp_path):
 
 
 def test_bad_arguments(make_run, tmp_path):
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
 
     run = load_run(make_run(cell="gru", hidden=16))
     with pytest.raises(ConfigError, match="unknown tflite precision 'int4'; choose from: float, int8, dynamic"):
@@ -468,7 +468,7 @@ def test_bad_arguments(make_run, tmp_path):
 def test_bidirectional_stack(make_run, tmp_path):
     """2-layer bidirectional LSTM: sequence float matches torch (fused op, or its unrolled fallback);
     step mode is refused with the shared streaming message."""
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
 
     run = load_run(make_run(cell="lstm", hidden=8, layers=2, bidirectional=True, steps=60))
     with pytest.raises(ConfigError, match="bidirectional models cannot stream"):
@@ -507,7 +507,7 @@ def long_gru(make_run, tmp_path_factory):
 
 def test_long_gru_is_a_compact_loop_at_every_precision(long_gru):
     from edgernn.export import ExportOptions, export_run
-    from edgernn.export.tflite import UNROLL_MAX_STEPS, export_tflite
+    from edgernn.export.tflite.convert import UNROLL_MAX_STEPS, export_tflite
     from edgernn.runtimes import load
 
     assert load_run(long_gru).seq_len == 160 > UNROLL_MAX_STEPS

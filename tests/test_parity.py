@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from edgernn.cli import main
 from edgernn.errors import ConfigError, ExportError
 from edgernn.export.manifest import write_manifest
-from edgernn.parity import Gates, check_parity, format_table
+from edgernn.gates import Gates
+from edgernn.parity import check_parity, format_table
 
 pytestmark = pytest.mark.export
 
@@ -137,7 +138,7 @@ def test_int8_gate_uses_accuracy_ratio_and_agreement(exported):
     accuracy exactly in int8, so no ratio in (0, 1] fails them as exported: feed check_parity (through its
     `outputs=`, the path for outputs pulled back from a device) each int8 artifact's real outputs with a
     known number of correct windows turned wrong, and check both outcomes and the boundary."""
-    from edgernn.parity import run_artifact
+    from edgernn.gates import run_artifact
     from edgernn.rundir import load_run
     from edgernn.runtimes import load
 

@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from edgernn.cli import main
-from edgernn.parity import Gates, check_parity, float_limit
+from edgernn.gates import Gates, float_limit
+from edgernn.parity import check_parity
 from tests.onnx_edit import misscale_state as _misscale_state
 from tests.onnx_edit import resign as _resign
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.export
 
 @pytest.fixture
 def gru_step(run_copy):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
     from edgernn.rundir import load_run
 
     run = run_copy(cell="gru", hidden=16)
@@ -76,7 +77,7 @@ def test_soak_forgives_drift_only_where_the_float_model_is_fragile(gru_step, mon
     int8-sized noise is put on its weights: 13 of the 20 blocks are fragile. Outside them it does not
     drift and inside them it stays within 2x what weight noise causes, so it passes; with no weight-noise
     draws nothing is fragile and the same soak fails."""
-    from edgernn.export import recipes
+    from edgernn import gates
 
     run, _ = gru_step
     (row,) = check_parity(run, write=False)["artifacts"]
@@ -84,14 +85,14 @@ def test_soak_forgives_drift_only_where_the_float_model_is_fragile(gru_step, mon
     assert ls["passed"] and row["passed"], ls["gate"]
     assert 0 < len(ls["fragile_blocks"]) < len(ls["block_max_abs_diff"])
     assert ls["drift_ratio"] < 2 and ls["agreement"] >= 0.95
-    monkeypatch.setattr(recipes, "FRAGILE_DRAWS", 0)
+    monkeypatch.setattr(gates, "FRAGILE_DRAWS", 0)
     (row,) = check_parity(run, write=False)["artifacts"]
     ls = row["long_stream"]
     assert not ls["passed"] and ls["fragile_blocks"] == [] and ls["drift_ratio"] > 2
 
 
 def test_soak_gate_holds_fragile_blocks_to_the_weight_noise_floor():
-    from edgernn.parity import long_stream_gate
+    from edgernn.gates import long_stream_gate
 
     res = {"frames": 2500, "block_frames": 1000, "block_mean_abs_diff": [0.01, 0.5, 0.01],
            "block_mean_abs_diff_reset": [0.01, 0.01, 0.01], "mean_abs_diff": 0.2, "mean_abs_diff_reset": 0.01,
@@ -129,7 +130,7 @@ def test_float_gate_passes_a_long_gru_and_fails_a_perturbed_weight(run_copy):
     import onnx
     from onnx import numpy_helper
 
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
     from edgernn.rundir import load_run
 
     run = run_copy(cell="gru", hidden=16)

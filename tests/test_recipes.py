@@ -115,8 +115,9 @@ def test_onnx_int8_gru_stores_its_weights_int8(run_copy):
 
 def test_onnx_integer_matmul_gru_multiplies_in_int8(run_copy):
     from edgernn.export import export_run
-    from edgernn.export.onnx import onnx_op_types
-    from edgernn.parity import Gates, check_parity
+    from edgernn.export.onnx.convert import onnx_op_types
+    from edgernn.gates import Gates
+    from edgernn.parity import check_parity
 
     run_dir = run_copy(cell="gru", hidden=16)
     results = export_run(run_dir, formats="onnx,ort", precisions="int8", streaming=True, recipe="integer-matmul")
@@ -142,10 +143,11 @@ def test_onnx_order_tries_integer_matmul_before_int8_head(run_copy, monkeypatch,
     fail the real gate by allowing no stress error at all (every int8 rounding is then a gross error, and no
     copy is excused as fragile); the last one, int8-head, is kept and marked failed. An LSTM cannot be
     rewritten and says so."""
-    from edgernn.export import export_run, recipes
+    from edgernn import gates
+    from edgernn.export import export_run
 
-    monkeypatch.setattr(recipes, "STRESS_GROSS", 0.0)
-    monkeypatch.setattr(recipes, "FRAGILE_DRAWS", 0)
+    monkeypatch.setattr(gates, "STRESS_GROSS", 0.0)
+    monkeypatch.setattr(gates, "FRAGILE_DRAWS", 0)
     run_dir = run_copy(cell=cell, hidden=16)
     [res] = export_run(run_dir, formats="onnx", precisions="int8")
     q = read_manifest(res.path)["quantization"]
@@ -168,7 +170,7 @@ def test_onnx_lstm_weights_int8_stores_int8_and_computes_float(run_copy):
     R stored int8 behind DequantizeLinear: at h64 the file is at most half the float one, and it agrees with
     float on the test windows."""
     from edgernn.export import export_run
-    from edgernn.export.onnx import onnx_op_types
+    from edgernn.export.onnx.convert import onnx_op_types
     from edgernn.parity import check_parity
 
     run_dir = run_copy(cell="lstm", hidden=64)
@@ -196,7 +198,7 @@ def test_integer_matmul_refuses_an_lstm(run_copy):
 
 
 def test_calibration_never_sees_the_held_out_windows(make_run):
-    from edgernn.export.recipes import calibration_split
+    from edgernn.gates import calibration_split
 
     calib, hold = calibration_split(load_run(make_run(cell="gru", hidden=16)))
     assert len(hold) == 25 and len(calib) == 75 and not set(calib) & set(hold)
@@ -225,8 +227,7 @@ def test_stress_gate_forgives_gross_errors_only_where_the_float_model_is_fragile
     import numpy as np
 
     from edgernn.export import export_run
-    from edgernn.export.recipes import Holdout, fragile_copies
-    from edgernn.parity import Gates
+    from edgernn.gates import Gates, Holdout, fragile_copies
 
     run_dir = run_copy(cell="gru", hidden=16)
     run = load_run(run_dir)

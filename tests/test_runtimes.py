@@ -1,7 +1,7 @@
 """
 Tests for edgernn.runtimes: load(), predict() on raw windows, stream(), the error cases, and the proof
 that embedding it imports neither torch nor tensorflow. Artifacts come from the real exporters
-(edgernn.export.onnx / edgernn.export.tflite) run on a tiny trained LSTM from conftest's make_run.
+(edgernn.export.onnx.convert / edgernn.export.tflite.convert) run on a tiny trained LSTM from conftest's make_run.
 
     .venv/bin/pytest tests/test_runtimes.py            # all (TFLite conversion ~20 s, marked slow)
     .venv/bin/pytest tests/test_runtimes.py -m "not slow"
@@ -53,7 +53,7 @@ def ref(run, X):
 
 @pytest.fixture(scope="module")
 def onnx_dir(run, tmp_path_factory):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
 
     out = tmp_path_factory.mktemp("onnx-artifacts")
     for precision in ("float", "int8"):
@@ -81,7 +81,7 @@ def gru(make_run, run):
 def tflite_dir(gru, tmp_path_factory):
     """Real exporter output (about 10 s per artifact): GRU float / int8 (int8 I/O), sequence / step."""
     from edgernn.export import ExportOptions
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
 
     out = tmp_path_factory.mktemp("tflite-artifacts")
     for precision in ("float", "int8"):
@@ -93,7 +93,7 @@ def tflite_dir(gru, tmp_path_factory):
 @pytest.fixture(scope="module")
 def tflite_lstm(run, tmp_path_factory):
     """LSTM float sequence: the fused LSTM op keeps state inside the interpreter."""
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
 
     return export_tflite(run, tmp_path_factory.mktemp("tflite-lstm"), precision="float", mode="sequence")
 
@@ -166,7 +166,7 @@ def test_onnx_int8_batch_equals_one_window_at_a_time(onnx_dir, X, ref):
 
 def test_ort_format_artifact_loads(run, onnx_dir, X, ref):
     from edgernn.export import ExportOptions
-    from edgernn.export.onnx import export_ort
+    from edgernn.export.onnx.convert import export_ort
     from edgernn.runtimes import load
 
     s = load(export_ort(run, onnx_dir, "float", "sequence", ExportOptions(source=onnx_dir / "sequence-float.onnx")))
@@ -522,7 +522,7 @@ def test_clean_subprocess_imports_neither_torch_nor_tensorflow(onnx_dir, tflite_
 
 
 def test_import_is_light():
-    code = ("import sys, edgernn.runtimes, edgernn.runtimes.bench; "
+    code = ("import sys, edgernn.runtimes, edgernn.runtimes.bench_worker; "
             "bad = [m for m in ('torch', 'tensorflow', 'onnxruntime', 'ai_edge_litert', 'onnx') if m in sys.modules]; "
             "assert not bad, bad")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
@@ -537,7 +537,7 @@ def tag_dir(run, tmp_path_factory):
     import torch
 
     from edgernn.export.manifest import write_manifest
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
     from edgernn.models import ModelConfig, build_model
     from edgernn.rundir import load_run, save_run
 

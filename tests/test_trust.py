@@ -17,8 +17,8 @@ import time
 import warnings
 from pathlib import Path
 
-import pytest
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from edgernn.cli import main
@@ -186,7 +186,7 @@ def test_stream_counts_saturated_int8_inputs_and_warns_once(run_copy):
     """Full-int8 TFLite step artifacts: int8 input. Frames far outside the calibrated range clip; the
     stream counts them and warns once. GRU: its int8 state is h, whose [-1, 1] range is tanh's own (not
     counted: None). LSTM: the int16 cell state lives in the interpreter's variable tensors (counted)."""
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
     from edgernn.rundir import load_run
     from edgernn.runtimes import SaturationWarning, load
 

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgernn.cli import main
-from edgernn.signals import InterruptGate
+from edgernn.interrupts import InterruptGate
 from edgernn.tune import TuneConfig, open_storage, run_tune
 from tests.postgres_fixture import postgres  # noqa: F401 - fixture
 from tests.sshd_fixture import sshd  # noqa: F401 - fixture

@@ -13,9 +13,9 @@ import importlib.metadata as _md
 import platform
 from pathlib import Path
 
-from ..errors import ExportError
-from ..runtimes.files import atomic_copy, atomic_write_json
-from ..runtimes.manifest import FORMAT_RUNTIME, SCHEMA, manifest_path, sha256_file, validate
+from edgernn.errors import ExportError
+from edgernn.runtimes.files import atomic_copy, atomic_write_json
+from edgernn.runtimes.manifest import FORMAT_RUNTIME, SCHEMA, manifest_path, sha256_file, validate
 
 _TOOLS = ("edgernn", "torch", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow-cpu",
           "tensorflow", "tf-keras", "ai-edge-litert")

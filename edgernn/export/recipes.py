@@ -1,7 +1,7 @@
 """
 int8 recipes: how `--precision int8` is built. The recipes of a format are tried in a fixed order,
-most integer first; each candidate goes through the parity gate (edgernn.parity.gate_artifact, the same
-gate `edgernn parity` applies) on HELD-OUT calibration windows, and the first that passes is kept.
+most integer first; each candidate goes through the parity gate (edgernn.gates.Holdout: the same
+gate `edgernn parity` applies, plus a stress set) on HELD-OUT calibration windows, and the first that passes is kept.
 
     export_int8(run, out_dir, "tflite", "step", ExportOptions())               # full-int8 -> int16x8 -> dynamic
     export_int8(run, out_dir, "tflite", "step", ExportOptions(recipe="int16x8"))  # pinned: kept even if it fails
@@ -19,43 +19,49 @@ or louder than the training windows.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from ..errors import ConfigError, ExportError
+from edgernn.errors import ConfigError, ExportError
+from edgernn.gates import Gates, Holdout, verdict
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    formats: tuple
+    builders: dict  # format -> "module:function" that builds this recipe there (imported on first use)
     help: str
+
+    @property
+    def formats(self) -> tuple:
+        return tuple(self.builders)
 
 
 RECIPES = {r.name: r for r in (
-    Recipe("full-int8", ("tflite",),
+    Recipe("full-int8", {"tflite": "edgernn.export.tflite.quantize:full_int8"},
            "int8 activations and weights, calibrated ranges, integer kernels end to end (the fused LSTM keeps "
            "its cell state in int16); the smallest and, on ARM, the fastest"),
-    Recipe("int16x8", ("tflite", "c"),
+    Recipe("int16x8", {"tflite": "edgernn.export.tflite.quantize:int16x8",
+                       "c": "edgernn.export.c.quantize:int16x8"},
            "int16 activations, int8 weights, integer kernels (TFLite 16x8; int8 C: int16 state, int32 accumulators, "
            "fixed-point requantization); 256x finer activations where full int8 loses accuracy, ~2x the "
            "activation memory; an LSTM step carries h and c as int16 state tensors (no 16x8 sequence "
            "LSTM: the fused op has no 16x8 kernel)"),
-    Recipe("dynamic", ("tflite", "onnx"),
+    Recipe("dynamic", {"tflite": "edgernn.export.tflite.quantize:dynamic",
+                       "onnx": "edgernn.export.onnx.quantize:dynamic"},
            "int8 weights, no calibration: activations are quantized at run time where the kernel can "
            "(dynamic-int8), weights are dequantized to float elsewhere (weights-int8); float I/O"),
-    Recipe("weights-int8", ("onnx",),
+    Recipe("weights-int8", {"onnx": "edgernn.export.onnx.quantize:weights_int8"},
            "LSTM: the recurrent weights stored int8 (one scale per output row) behind DequantizeLinear, the LSTM "
            "op computing in float, the head dynamic-int8: about a third of the float file where the integer "
            "LSTM kernel (dynamic) loses accuracy; for a GRU/RNN this is what dynamic builds"),
-    Recipe("int8-head", ("onnx",),
+    Recipe("int8-head", {"onnx": "edgernn.export.onnx.quantize:int8_head"},
            "only the output layer is quantized (dynamic-int8); the GRU/LSTM/RNN op keeps float weights and "
            "float compute: the fallback when int8 recurrent weights cost accuracy"),
-    Recipe("integer-matmul", ("onnx",),
+    Recipe("integer-matmul", {"onnx": "edgernn.export.onnx.quantize:integer_matmul"},
            "ONNX GRU/RNN written as MatMul ops (input projection of all steps at once, then a Loop) so "
            "onnxruntime's integer MatMul runs the recurrence; tried when dynamic fails, before int8-head (it "
            "keeps the file int8-sized); on x86 it is slower than the float GRU op (the manifest records both "
@@ -67,27 +73,21 @@ RECIPES = {r.name: r for r in (
 # integer-matmul 25.6 KB); a recipe that does not apply to the cell records "could not be built" and why
 ORDER = {"tflite": ("full-int8", "int16x8", "dynamic"),
          "onnx": ("dynamic", "integer-matmul", "weights-int8", "int8-head"), "c": ("int16x8",)}
-HOLDOUT_EVERY = 4  # every 4th calibration window is held out for the recipe gate
-STRESS_AMPLITUDES = (0.25, 0.5, 1.5)  # stress copies of the training windows, scaled around the training mean
-STRESS_NOISE = 0.1  # and with gaussian noise of this many training standard deviations
-STRESS_BASE = 200  # training windows the stress set perturbs
-# a stress window whose output is off by more than this share of the float output range is a gross error:
-# rounding noise does not do that (dynamic and ONNX int8 stayed near 3% or less on the stress sets measured),
-# a broken state or a clipped range does (full-int8 GRU h32: 52% on 2 of 200 copies, and it lost a test window)
-STRESS_GROSS = 0.25
-# ... unless the float model itself moves that much there: a stress copy is FRAGILE when one of
-# FRAGILE_DRAWS copies of the float model, each weight matrix perturbed by uniform noise of half an int8 step
-# (its row's max|w| / 127, what storing it in int8 does), is off by more than STRESS_GROSS of the range.
-# Every int8 recipe stores int8 weights, so on such a copy a gross error is a lottery, not a broken artifact.
-# Measured on basic-motions LSTM h64 (stress copies 142, 188, 100): 8, 3 and 4 of 20 draws were gross; the
-# ONNX weights-int8 artifact was gross on 188 (4.8 > 3.05), TFLite dynamic on none (2.7) - chance, not quality
-FRAGILE_DRAWS = 16
-MIN_HOLDOUT = 4  # below 2 * this many calibration windows there is nothing to spare: gate on all of them
 
 
 class RecipeUnavailable(ExportError):
     """A pinned recipe cannot build this format and mode (e.g. int16x8 and the fused sequence LSTM): export_run
     records the combination as skipped, with the reason, and builds the others."""
+
+
+def builder(recipe: str, fmt: str):
+    """The function that builds `recipe` for `fmt` (RECIPES[recipe].builders[fmt], imported now); each format's
+    exporter calls it with that format's own arguments. ConfigError for a recipe the format does not have."""
+    r = RECIPES.get(recipe)
+    if r is None or fmt not in r.builders:
+        raise ConfigError(f"the {fmt} int8 recipes are {', '.join(recipes_for(fmt))}, not {recipe!r}")
+    module, func = r.builders[fmt].split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def recipes_for(fmt: str) -> tuple:
@@ -106,146 +106,13 @@ def check_recipe(recipe: str | None, formats) -> None:
                           f"you asked for {', '.join(formats)}")
 
 
-def calibration_split(run) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into run.data()["X_calib"]: (calibrate, held out). With fewer than 2 * MIN_HOLDOUT
-    windows both are all windows (the manifest then says the gate saw the calibration windows)."""
-    n = len(run.data()["X_calib"])
-    idx = np.arange(n)
-    if n < 2 * MIN_HOLDOUT:
-        return idx, idx
-    hold = idx[HOLDOUT_EVERY - 1::HOLDOUT_EVERY]
-    return np.setdiff1d(idx, hold), hold
-
-
-def calibration_windows(run) -> np.ndarray:
-    """The raw windows int8 calibration may use (held-out windows excluded)."""
-    return run.data()["X_calib"][calibration_split(run)[0]]
-
-
-class Holdout:
-    """Held-out windows with their float references, computed once per export_run."""
-
-    def __init__(self, run, gates):
-        from ..reference import torch_outputs
-        from ..train import score_outputs
-
-        d = run.data()
-        calib, hold = calibration_split(run)
-        self.shared = len(calib) == len(hold)
-        self.X = d["X_calib"][hold]
-        self.y = d["y_calib"][hold]
-        self.lengths = d["len_calib"][hold] if "len_calib" in d else np.full(len(hold), run.seq_len)
-        self.ref = torch_outputs(run, self.X)
-        self.ref_metrics = score_outputs(self.ref, self.y, self.lengths, run.task, denormalized=True)
-        self.gates = gates
-        self._stream_ref = None
-        # the stress set: the saved training windows (up to STRESS_BASE) perturbed the way field data
-        # differs from training data (quieter / louder signals, sensor noise, another phase of the pattern):
-        # no perturbed copy was seen by calibration. Labels may not survive a perturbation, so an artifact
-        # must AGREE with the float model there (top-1, classify/tag). Measured on the demo GRU h32: full-int8
-        # step agreed 100% on the 10 held-out windows and on 50 perturbed copies of them, yet lost a test
-        # window; on 200 copies of all 40 training windows it agreed 95-97.5% while dynamic agreed 100%.
-        if run.task != "forecast":
-            pre = run.preprocessing()
-            mean, std = (np.asarray(pre[k], np.float32) for k in ("mean", "std"))
-            rng = np.random.default_rng(0)
-            X = d["X_calib"][:STRESS_BASE].astype(np.float32)
-            variants = [mean + (X - mean) * a for a in STRESS_AMPLITUDES]
-            variants.append(X + STRESS_NOISE * std * rng.standard_normal(X.shape).astype(np.float32))
-            variants.append(np.roll(X, X.shape[1] // 2, axis=1))
-            self.X_stress = np.concatenate(variants).astype(np.float32)
-            self.ref_stress = torch_outputs(run, self.X_stress)
-            self.stress_limit = STRESS_GROSS * float(self.ref_stress.max() - self.ref_stress.min())
-            self.fragile = fragile_copies(run, self.X_stress, self.ref_stress, self.stress_limit)
-
-    def stream_ref(self, run):
-        from ..parity import StreamReference, stream_windows_for
-
-        if self._stream_ref is None:
-            n = stream_windows_for(self.gates.stream_frames, self.X.shape[1])
-            self._stream_ref = StreamReference(run, self.X, n)
-        return self._stream_ref
-
-    def gate(self, run, path: Path, mode: str) -> dict:
-        from ..parity import gate_artifact
-
-        row = gate_artifact(run, path, self.X, self.y, self.lengths, self.ref, self.ref_metrics, self.gates,
-                            stream_ref=self.stream_ref(run) if mode == "step" else None)
-        out = {"windows": int(len(self.X)), "held_out": not self.shared, "passed": row["passed"],
-               "gate": row["gate"], "max_abs_diff": row["max_abs_diff"]}
-        for key in ("accuracy", "rmse", "agreement"):
-            if row.get(key) is not None:
-                out[key] = row[key]
-        if row.get("long_stream"):
-            ls = row["long_stream"]
-            out["long_stream"] = {k: ls[k] for k in ("passed", "gate", "agreement", "drift_ratio",
-                                                           "fragile_blocks") if k in ls}
-        if run.task != "forecast":
-            from ..parity import run_artifact
-            from ..runtimes import load
-
-            got, _ = run_artifact(load(path), self.X_stress, mode, run.task)
-            agree = float(np.mean(got.argmax(-1) == self.ref_stress.argmax(-1)))
-            need = self.gates.min_accuracy_ratio
-            err = np.abs(got - self.ref_stress).reshape(len(got), -1).max(-1)
-            over = err > self.stress_limit
-            gross = int(np.sum(over & ~self.fragile))
-            out["stress"] = {"windows": int(len(self.X_stress)), "agreement": agree,
-                             "max_abs_diff": float(err.max()), "gross_errors": gross,
-                             "fragile_copies": int(self.fragile.sum()),
-                             "gross_on_fragile": int(np.sum(over & self.fragile)),
-                             "gate": f"agreement with float >= {need:g} and no output off by more than "
-                                     f"{STRESS_GROSS:.0%} of the float output range ({self.stress_limit:.3g}) on "
-                                     f"{len(self.X_stress)} perturbed copies (amplitude "
-                                     f"x{', x'.join(f'{a:g}' for a in STRESS_AMPLITUDES)}, noise "
-                                     f"{STRESS_NOISE:g} std, half-window roll), except the "
-                                     f"{int(self.fragile.sum())} where the float model itself moves that much "
-                                     "under int8-sized weight noise",
-                             "passed": agree >= need - 1e-12 and gross == 0}
-            out["passed"] = out["passed"] and out["stress"]["passed"]
-        return out
-
-
-def fragile_copies(run, X: np.ndarray, ref: np.ndarray, limit: float, draws: int | None = None) -> np.ndarray:
-    """[N] bool: windows where some float model with int8-sized weight noise (see FRAGILE_DRAWS) is off
-    from `ref` by more than `limit`. Seeded: the same run gives the same mask."""
-    from ..reference import torch_outputs, weight_noise_models
-
-    fragile = np.zeros(len(X), bool)
-    for model in weight_noise_models(run, FRAGILE_DRAWS if draws is None else draws):
-        out = torch_outputs(run, X, model=model)
-        fragile |= np.abs(out - ref).reshape(len(X), -1).max(-1) > limit
-    return fragile
-
-
-def _verdict(g: dict) -> str:
-    parts = []
-    if "accuracy" in g:
-        parts.append(f"accuracy {g['accuracy']:.3f}")
-    if "rmse" in g:
-        parts.append(f"rmse {g['rmse']:.4g}")
-    parts.append(f"gate {g['gate']}")
-    ls = g.get("long_stream")
-    if ls and not ls["passed"]:
-        parts.append(f"long stream failed ({ls['gate']})")
-    st = g.get("stress")
-    if st:
-        parts.append(f"stress agreement {st['agreement']:.3f}, {st['gross_errors']} gross errors on {st['windows']} "
-                     "perturbed copies"
-                     + (f" ({st['gross_on_fragile']} more where the float model is fragile)"
-                        if st.get("gross_on_fragile") else "")
-                     + ("" if st["passed"] else f" (FAILED: {st['gate']}, max|diff| {st['max_abs_diff']:.3g})"))
-    return f"{'passed' if g['passed'] else 'failed'} on {g['windows']} held-out windows: " + ", ".join(parts)
-
-
 def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, holdout: Holdout | None = None,
                 gates=None) -> Path:
     """Build `{mode}-int8.{ext}` with the first recipe of ORDER[fmt] that passes the parity gate on held-out
     calibration windows (or with options.recipe alone, kept whatever the gate says). Candidates are built
     in a scratch directory; only the kept one reaches out_dir, with its manifest extended by the selection."""
-    from ..parity import Gates
-    from ..runtimes.manifest import read_manifest
-    from .manifest import publish
+    from edgernn.export.manifest import publish
+    from edgernn.runtimes.manifest import read_manifest
 
     pinned = options.recipe
     order = (pinned,) if pinned else ORDER[fmt]
@@ -268,7 +135,7 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
             if gate["passed"]:
                 break
             if name != order[-1]:
-                rejected.append({"recipe": name, "reason": _verdict(gate), "gate": gate})
+                rejected.append({"recipe": name, "reason": verdict(gate), "gate": gate})
         if not candidates:
             if pinned:
                 why = rejected[0]["reason"].removeprefix("could not be built: ")
@@ -281,7 +148,7 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
                                                           "versions", "created") and not k.startswith("_")}
         q = dict(fields["quantization"])
         q["recipe"] = name
-        q["selection"] = {"pinned": bool(pinned), "order": list(order), "gate": gate, "verdict": _verdict(gate),
+        q["selection"] = {"pinned": bool(pinned), "order": list(order), "gate": gate, "verdict": verdict(gate),
                           "rejected": rejected}
         if not gate["passed"]:
             q["note"] += ("; FAILED the parity gate on held-out calibration windows" +
@@ -312,5 +179,5 @@ def selection_passed(manifest: dict) -> bool:
     return bool((sel.get("gate") or {}).get("passed", True))
 
 
-__all__ = ["RECIPES", "ORDER", "Recipe", "RecipeUnavailable", "export_int8", "calibration_split",
-           "calibration_windows", "check_recipe", "recipes_for", "selection_summary", "selection_passed"]
+__all__ = ["RECIPES", "ORDER", "Recipe", "RecipeUnavailable", "builder", "export_int8",
+           "check_recipe", "recipes_for", "selection_summary", "selection_passed"]

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, MissingDependencyError, RuntimeInputError
-from .files import cache_dir
-from .session import Session, check_frame
-from .tensor import Tensor
+from edgernn.errors import ArtifactError, MissingDependencyError, RuntimeInputError
+from edgernn.runtimes.files import cache_dir
+from edgernn.runtimes.session import Session, check_frame
+from edgernn.runtimes.tensor import Tensor
 
 COMPILERS = ("cc", "gcc", "clang")
 BASE_FLAGS = ["-std=c99", "-O3", "-ffp-contract=fast", "-fPIC", "-shared"]

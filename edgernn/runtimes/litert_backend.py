@@ -23,10 +23,10 @@ import tempfile
 
 import numpy as np
 
-from ..errors import ArtifactError
-from .registry import missing_dependency
-from .session import Session
-from .tensor import Tensor
+from edgernn.errors import ArtifactError
+from edgernn.runtimes.registry import missing_dependency
+from edgernn.runtimes.session import Session
+from edgernn.runtimes.tensor import Tensor
 
 
 def _ai_edge_litert():
@@ -207,7 +207,7 @@ class LiteRTSession(Session):
             self._it.resize_tensor_input(idx, list(shape), strict=True)
             self._it.allocate_tensors()
         except Exception:
-            from ..errors import RuntimeInputError
+            from edgernn.errors import RuntimeInputError
 
             raise RuntimeInputError(f"{self.path.name} takes a fixed input of shape {list(self._shapes[idx])}, "
                                     f"got {list(shape)}") from None

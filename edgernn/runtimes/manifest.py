@@ -25,7 +25,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..errors import ManifestError
+from edgernn.errors import ManifestError
 
 SCHEMA = "edgernn.manifest/2"
 COMPUTE = ("float", "weights-int8", "dynamic-int8", "int16x8", "full-int8")
@@ -33,6 +33,7 @@ FAMILIES = ("recurrent", "head")
 # The names every layer uses (the export registry, the CLI choices, the schema, load()) are defined
 # here once: device apps embed this file, the exporters import it.
 FORMAT_RUNTIME = {"onnx": "onnxruntime", "ort": "onnxruntime", "tflite": "litert", "c": "c"}  # format -> runtime
+FORMAT_EXT = {"onnx": "onnx", "ort": "ort", "tflite": "tflite", "c": "h"}  # format -> artifact file extension
 PRECISIONS = ("float", "int8", "dynamic")
 MODES = ("sequence", "step")
 TASKS = ("classify", "tag", "forecast")

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ArtifactError
-from .registry import missing_dependency
-from .session import Session
-from .tensor import Tensor
+from edgernn.errors import ArtifactError
+from edgernn.runtimes.registry import missing_dependency
+from edgernn.runtimes.session import Session
+from edgernn.runtimes.tensor import Tensor
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
            "tensor(int16)": np.int16, "tensor(int32)": np.int32, "tensor(double)": np.float64}

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, ConfigError, MissingDependencyError
-from .manifest import FORMAT_RUNTIME, read_manifest
+from edgernn.errors import ArtifactError, ConfigError, MissingDependencyError
+from edgernn.runtimes.manifest import FORMAT_RUNTIME, read_manifest
 
 # runtime name -> "module:class", imported on first use. Backend files are named so that they never
 # shadow the package they wrap (ort_backend.py, not onnxruntime.py).
@@ -36,6 +36,10 @@ INSTALL = {
 }
 
 
+# what pip installs on a device (an ssh target, the emulated Pi's rootfs) for numpy and each runtime
+PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
+
+
 def missing_dependency(runtime: str, detail: str = "") -> MissingDependencyError:
     """The error for a runtime whose package is not installed: names the pip extra and the plain pip line."""
     extra, pip_line, _ = INSTALL[runtime]
@@ -51,7 +55,7 @@ def available_runtimes() -> list[str]:
     out = []
     for name, (_, _, modules) in INSTALL.items():
         if name == "c":  # no package: a C compiler on PATH
-            from .c_backend import find_compiler
+            from edgernn.runtimes.c_backend import find_compiler
 
             try:
                 find_compiler()

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, RuntimeInputError
-from .tensor import F32
+from edgernn.errors import ArtifactError, RuntimeInputError
+from edgernn.runtimes.tensor import F32
 
 _isfinite = math.isfinite
 

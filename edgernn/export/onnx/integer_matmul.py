@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from edgernn.errors import ConfigError
 
 
 def integer_matmul_problem(cfg) -> str | None:

@@ -1,9 +1,9 @@
 """
 TFLite conversion worker: runs in its own process so that a converter segfault cannot kill the caller.
 
-    python -m edgernn.export._tflite_worker SPEC.json
+    python -m edgernn.export.tflite.worker SPEC.json
 
-SPEC.json (written by edgernn.export.tflite) names: the ModelConfig dict, mode, precision, int8_io,
+SPEC.json (written by edgernn.export.tflite.convert) names: the ModelConfig dict, mode, precision, int8_io,
 seq_len, a weights .npz (torch state_dict as numpy), a data .npz (normalized calibration and check
 inputs plus torch reference outputs), the output .tflite path and the report .json path. The worker
 rebuilds the model in legacy Keras, converts it, inspects the flatbuffer (op types, tensor dtypes,
@@ -54,7 +54,7 @@ def interpreter(model_content: bytes, delegates: bool = True):
 def convert(spec: dict, weights: dict, data: dict, seq_len) -> bytes:
     import tensorflow as tf
 
-    from . import keras_build as kb
+    from edgernn.export.tflite import keras_build as kb
 
     cfg, precision = spec["cfg"], spec["precision"]
     if spec.get("int_loop"):
@@ -112,7 +112,7 @@ def _loop_converter(tf, spec: dict, weights: dict, seq_len):
     that the file keeps the serving_default signature (x -> y) that calibration and the runtime use."""
     from pathlib import Path
 
-    from .tf_loop import build_loop_function
+    from edgernn.export.tflite.while_loop import build_loop_function
 
     fn = build_loop_function(spec["cfg"], weights, seq_len)
     module = tf.Module()
@@ -245,7 +245,7 @@ def _tensor_type(s, code: int) -> str:
 def calibration_samples(spec: dict, data: dict) -> list:
     """Representative dataset: one sample per window (sequence) or per (frame, states) pair (step), as
     dicts keyed by signature input name (the converted graph orders its inputs by name, not as built)."""
-    from .keras_build import X_NAME, state_names
+    from edgernn.export.tflite.keras_build import X_NAME, state_names
 
     X = data["calib_x"]
     if spec["mode"] == "sequence" or spec.get("stateful_step"):

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgernn import emulate
-from edgernn.boards import load_board, read_board_file
+from edgernn.devices import emulated_pi as emulate
+from edgernn.devices.boards import load_board, read_board_file
 from edgernn.errors import ConfigError
 from tests.sshd_fixture import in_ci
 
@@ -57,7 +57,7 @@ def test_packaged_pi_profiles_name_their_core():
 
 
 def test_bad_qemu_cpu_in_a_profile(tmp_path):
-    text = (ROOT / "edgernn/boards/rpi4.toml").read_text()
+    text = (ROOT / "edgernn/devices/boards/rpi4.toml").read_text()
     p = tmp_path / "pi.toml"
     p.write_text(text.replace('qemu_cpu = "cortex-a72"', 'qemu_cpu = "max"'))
     with pytest.raises(ConfigError, match="qemu_cpu 'max' is not one of cortex-a53"):
@@ -199,7 +199,7 @@ def test_no_space_for_the_rootfs(tmp_path):
 def test_cache_lock_is_exclusive(tmp_path, monkeypatch):
     monkeypatch.setenv(emulate.CACHE_ENV, str(tmp_path))
     with emulate.cache_lock():
-        code = ("import edgernn.emulate as e\ntry:\n    e.cache_lock().__enter__()\nexcept e.EmulationError as x:\n"
+        code = ("import edgernn.devices.emulated_pi as e\ntry:\n    e.cache_lock().__enter__()\nexcept e.EmulationError as x:\n"
                 "    print(x)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                              env=dict(os.environ, EDGERNN_CACHE_DIR=str(tmp_path))).stdout
@@ -359,7 +359,7 @@ def test_killed_mid_run_leaves_nothing(emulated_cache, exported_runs, sig):
     root = emulate.cache_root()
     rootfs = next(p for p in root.iterdir() if p.name.startswith("debian-"))
     deadline = time.time() + 300
-    while not any("edgernn.runtimes.bench" in _cmdline(p) for p in emulate.processes_in(rootfs)):
+    while not any("edgernn.runtimes.bench_worker" in _cmdline(p) for p in emulate.processes_in(rootfs)):
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
         time.sleep(0.2)
     os.kill(proc.pid, sig)
@@ -392,7 +392,9 @@ def test_cpuinfo_names_the_board_core():
     text = emulate.cpuinfo_text("cortex-a76", "Raspberry Pi 5 (emulated)")
     assert parse_cpuinfo(text)["cpu_model"].endswith("Cortex-A76")
     assert "Model\t\t: Raspberry Pi 5 (emulated)" in text
-    assert np.all([c in emulate.SECOND_CORE for c in emulate.CORES])
+    from edgernn.devices.boards import CORES, SECOND_CORE
+
+    assert np.all([c in SECOND_CORE for c in CORES])
 
 
 @pytest.mark.slow
@@ -400,9 +402,9 @@ def test_a_worker_killed_by_sigill_is_named_not_taken_for_a_lost_connection(emul
     # cpuinfo says Cortex-A76 (dot product) while qemu runs a Cortex-A72: onnxruntime's int8 kernels for the
     # A76 hit an instruction the A72 lacks. ssh exits 255 as on a lost connection; the error must say crash.
     from edgernn.device_parity import collect_outputs
+    from edgernn.devices.targets import get_target
     from edgernn.errors import TargetError
     from edgernn.rundir import load_run
-    from edgernn.targets import get_target
 
     run = load_run(exported_runs["lstm"])
     board = load_board("rpi5")

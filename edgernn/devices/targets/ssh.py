@@ -12,7 +12,7 @@ What happens, in order (every step one `ssh` call; one multiplexed connection is
   2. `mktemp -d <remote_tmp or $TMPDIR or /tmp>/edgernn-XXXXXXXX` on the device.
   3. push (one tar stream over ssh): edgernn/__init__.py, errors.py, runtimes/*.py, the artifacts with
      their manifests, the input windows.
-  4. each job: `python -m edgernn.runtimes.bench ...` in the temp dir; RESULT.json (+ parity .npy)
+  4. each job: `python -m edgernn.runtimes.bench_worker ...` in the temp dir; RESULT.json (+ parity .npy)
      pulled back with a tar stream.
   5. fingerprint again; warnings for throttling (vcgencmd) and an architecture that is not the profile's.
   6. always (also after an error or Ctrl-C): kill a still-running worker and `rm -rf` the temp dir; if
@@ -42,16 +42,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, TargetError
-from . import BenchJob, Target, worker_args
+from edgernn.devices.targets import BenchJob, Target, last_line, worker_args
+from edgernn.errors import ConfigError, TargetError
 
-PACKAGE_DIR = Path(__file__).resolve().parents[1]  # edgernn/
+PACKAGE_DIR = Path(__file__).resolve().parents[2]  # edgernn/
 # what a device needs to run the worker: nothing else of edgernn
 PUSHED_PACKAGE_FILES = ("__init__.py", "errors.py")
 PUSHED_PACKAGE_DIRS = ("runtimes",)
 # an ssh destination or ~/.ssh/config alias; anything else (spaces, ; $ ` ' " | & < > newlines) is refused
 HOST_RE = re.compile(r"^(ssh://)?[A-Za-z0-9_.%+\-]+(@[A-Za-z0-9_.%\-\[\]:]+)?(:[0-9]+)?$|^\[?[0-9A-Fa-f:.]+\]?$")
-PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
 CONNECT_ERRORS = ("Connection refused", "No route to host", "Connection timed out", "Could not resolve hostname",
                   "Name or service not known", "Network is unreachable", "Operation timed out",
                   "Temporary failure in name resolution", "Connection closed by remote host",
@@ -81,13 +80,6 @@ def check_host(host: str) -> str:
         raise ConfigError(f"ssh host {host!r} is not a valid destination: use user@hostname, hostname, an IP "
                           "address or an alias from ~/.ssh/config (no spaces or shell characters)")
     return host
-
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in (text or "").replace("\r", "").splitlines() if ln.strip()]
-    # ssh warnings ("Warning: Permanently added ...") are noise before the real error
-    real = [ln for ln in lines if not ln.startswith("Warning: Permanently added")]
-    return (real or lines or [""])[-1]
 
 
 FILE_ERRORS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded",
@@ -187,7 +179,7 @@ class SSHTarget(Target):
 
     def _failure(self, proc, what: str) -> TargetError:
         err = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else (proc.stderr or "")
-        line = _last_line(err)
+        line = last_line(err)
         if any(c in err for c in CRASHES):  # the remote process died of a signal: ssh also exits 255
             return TargetError(
                 f"{what} crashed on {self.host} ({line}): the runtime died of a signal there - SIGILL means it ran "
@@ -288,14 +280,14 @@ class SSHTarget(Target):
             err = proc.stderr.decode("utf-8", "replace")
             if proc.returncode == 127 or "not found" in err or "No such file" in err:
                 raise TargetError(
-                    f"{self.remote_python} was not found on {self.host} ({_last_line(err)}); run this on the "
+                    f"{self.remote_python} was not found on {self.host} ({last_line(err)}); run this on the "
                     f"device: {self.board.install_hint} - or pass the device's python with remote_python")
             raise self._failure(proc, f"running {self.remote_python} on the device")
         try:
             return json.loads(proc.stdout.decode("utf-8", "replace"))
         except ValueError:
             raise TargetError(f"{self.remote_python} on {self.host} printed no fingerprint JSON "
-                              f"(stderr: {_last_line(proc.stderr.decode('utf-8', 'replace'))}); "
+                              f"(stderr: {last_line(proc.stderr.decode('utf-8', 'replace'))}); "
                               "is it Python 3.8 or newer?") from None
 
     def fingerprint(self) -> dict:
@@ -313,7 +305,8 @@ class SSHTarget(Target):
         return fp
 
     def _check_imports(self, fp: dict, runtimes: set) -> None:
-        from ..runtimes import INSTALL
+        from edgernn.runtimes import INSTALL
+        from edgernn.runtimes.registry import PIP_NAMES
 
         imports = fp.get("imports") or {}
         missing, details = [], []
@@ -331,7 +324,7 @@ class SSHTarget(Target):
 
     # ---- the benchmark -------------------------------------------------------------------------------
     def run(self, jobs: list, progress=None) -> list:
-        from ..runtimes import INSTALL
+        from edgernn.runtimes import INSTALL
 
         manifests = self._check_jobs(jobs, allow_torch=False)
         runtimes = {m["runtime"] for m in manifests.values()}
@@ -396,7 +389,7 @@ class SSHTarget(Target):
                 raise self._failure(proc, "creating a temp dir")
             where = self.remote_tmp or "$TMPDIR (or /tmp)"
             raise TargetError(f"cannot create a temp dir under {where} on {self.host}: "
-                              f"{_last_line(proc.stderr.decode('utf-8', 'replace'))}; free space there or pass "
+                              f"{last_line(proc.stderr.decode('utf-8', 'replace'))}; free space there or pass "
                               "remote_tmp=<a writable directory on the device>")
         path = proc.stdout.decode("utf-8", "replace").strip()
         if not path.startswith("/") or "\n" in path or not Path(path).name.startswith("edgernn-"):
@@ -470,14 +463,14 @@ class SSHTarget(Target):
         py = remote_path_expr(self.remote_python)
         env = "".join(f"export {k}={q(v)} && " for k, v in self.remote_env.items())
         script = (f"cd {q(tmp)} && echo $$ > .worker.pid && {env}export PYTHONDONTWRITEBYTECODE=1 && "
-                  f"exec {py} -m edgernn.runtimes.bench {' '.join(q(x) for x in args)}")
+                  f"exec {py} -m edgernn.runtimes.bench_worker {' '.join(q(x) for x in args)}")
         t0 = time.perf_counter()
         proc = self._run_ssh(script, f"the benchmark of {job.label}", timeout=self.job_timeout, check=False)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             if proc.returncode == 255 or proc.returncode < 0:
                 raise self._failure(proc, f"the benchmark of {job.label}")
-            msg = _last_line(proc.stderr.decode("utf-8", "replace"))
+            msg = last_line(proc.stderr.decode("utf-8", "replace"))
             if msg.startswith("error: "):
                 msg = msg[len("error: "):]
             msg = msg or f"exit code {proc.returncode}"
@@ -513,7 +506,7 @@ class SSHTarget(Target):
             return (f"cleanup interrupted: the temp dir {tmp} may remain on {self.host}; remove it by hand: "
                     f"ssh {self.host} rm -rf {q(tmp)}")
         if proc.returncode != 0:
-            why = _last_line(proc.stderr.decode("utf-8", "replace")) or f"exit code {proc.returncode}"
+            why = last_line(proc.stderr.decode("utf-8", "replace")) or f"exit code {proc.returncode}"
             return (f"could not remove the temp dir {tmp} on {self.host} ({why}); remove it by hand: "
                     f"ssh {self.host} rm -rf {q(tmp)}")
         return None
@@ -525,10 +518,10 @@ def device_library(artifact: Path, arch: str, out: Path) -> Path:
     compiler; a missing one is a TargetError naming the package)."""
     import platform
 
-    from ..errors import MissingDependencyError
-    from ..export.c_build import cross_library
-    from ..runtimes.c_backend import build_library
-    from ..runtimes.manifest import read_manifest
+    from edgernn.devices.compilers import cross_library
+    from edgernn.errors import MissingDependencyError
+    from edgernn.runtimes.c_backend import build_library
+    from edgernn.runtimes.manifest import read_manifest
 
     manifest = read_manifest(artifact)
     try:

@@ -1,11 +1,11 @@
 """
 Board profiles: what a benchmark target is (CPU, cores, RAM, architecture) and how to reach it.
 
-Profiles are TOML files: the packaged ones in edgernn/boards/*.toml (rpi3b, rpi4, rpi5, rpi-zero-2w,
+Profiles are TOML files: the packaged ones in edgernn/devices/boards/*.toml (rpi3b, rpi4, rpi5, rpi-zero-2w,
 android-arm64, desktop), plus yours - a file path, or a directory named in $EDGERNN_BOARDS_DIR
 (several joined with os.pathsep). A user profile with the name of a packaged one replaces it.
 
-    from edgernn.boards import list_boards, load_board
+    from edgernn.devices.boards import list_boards, load_board
     load_board("rpi4")                    # packaged profile by name
     load_board("boards/my-pi.toml")       # your own file
     [b.name for b in list_boards()]
@@ -33,13 +33,27 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .errors import ConfigError, MissingDependencyError
+from edgernn.errors import ConfigError, MissingDependencyError
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "boards"
 ENV_DIRS = "EDGERNN_BOARDS_DIR"
 TRANSPORTS = ("local", "ssh", "adb")
 KNOWN_RUNTIMES = ("onnxruntime", "litert")
 # convenient names used in docs and the issue text
+# qemu -cpu names -> (ARM "CPU part", /proc/cpuinfo Features) for the emulated /proc/cpuinfo. They matter:
+# onnxruntime picks its int8 kernels from these Features (asimddp -> dot-product kernels), so a core's
+# line must be what that core really has (the A72 and A53 lines are a Pi 4's and a Pi 3's; the A76 line a Pi 5's)
+CORES = {
+    "cortex-a53": ("0xd03", "fp asimd evtstrm crc32 cpuid"),
+    "cortex-a72": ("0xd08", "fp asimd evtstrm crc32 cpuid"),
+    "cortex-a76": ("0xd0b", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
+                            "dcpop asimddp"),
+    "neoverse-n1": ("0xd0c", "fp asimd evtstrm crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"),
+}
+# a failure on the board's core is re-checked on a core of another generation before blaming the model
+SECOND_CORE = {"cortex-a53": "cortex-a72", "cortex-a72": "cortex-a53", "cortex-a76": "cortex-a72",
+               "neoverse-n1": "cortex-a72"}
+
 ALIASES = {"android": "android-arm64", "local": "desktop", "pi": "rpi4"}
 # `uname -m` spellings of the same architecture
 ARCH_SYNONYMS = {"arm64": "aarch64", "armv8l": "aarch64", "amd64": "x86_64", "x64": "x86_64",
@@ -59,7 +73,7 @@ class Board:
     runtimes: list = field(default_factory=list)
     install_hint: str = ""
     python: str = "python3"
-    qemu_cpu: str = ""  # the core `--emulate` runs under qemu (edgernn.emulate.CORES); aarch64 ssh boards
+    qemu_cpu: str = ""  # the core `--emulate` runs under qemu (edgernn.devices.emulated_pi.CORES); aarch64 ssh boards
     notes: str = ""
     path: str = ""  # where the profile was read from (not a TOML key)
 
@@ -88,7 +102,7 @@ def arch_matches(expected, machine) -> bool:
 
 
 def _local_ram_mb() -> int:
-    from .runtimes.fingerprint import parse_meminfo
+    from edgernn.runtimes.fingerprint import parse_meminfo
 
     try:
         with open("/proc/meminfo") as f:
@@ -142,8 +156,6 @@ def _check(data: dict, src: str, default_name: str) -> Board:
         if data["ram_mb"] == 0:
             data["ram_mb"] = _local_ram_mb()
     if data.get("qemu_cpu"):
-        from .emulate import CORES
-
         if data["qemu_cpu"] not in CORES:
             raise ConfigError(f"board profile {src}: qemu_cpu {data['qemu_cpu']!r} is not one of {', '.join(CORES)}")
         if normalize_arch(data["arch"]) != "aarch64":

@@ -1,5 +1,5 @@
 """
-Tests for the Android target (edgernn.targets.adb): parsing of REAL recorded output of TFLite's
+Tests for the Android target (edgernn.devices.targets.adb): parsing of REAL recorded output of TFLite's
 benchmark_model and onnxruntime_perf_test (tests/fixtures/android/*.txt, each naming its source URL on
 its first line), and the exact adb command lines the target builds, including quoting.
 
@@ -21,11 +21,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgernn.boards import load_board
+from edgernn.devices.boards import load_board
+from edgernn.devices.targets import BenchJob, get_target
+from edgernn.devices.targets.adb import (
+    FINGERPRINT_SCRIPT,
+    RC_MARK,
+    fingerprint_from_sections,
+    parse_benchmark_model,
+    parse_perf_test,
+    parse_sections,
+)
 from edgernn.errors import ConfigError, TargetError
-from edgernn.targets import BenchJob, get_target
-from edgernn.targets.adb import (FINGERPRINT_SCRIPT, RC_MARK, fingerprint_from_sections, parse_benchmark_model,
-                                 parse_perf_test, parse_sections)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "android"
 WORKDIR = "/data/local/tmp/edgernn-abcd1234"
@@ -127,7 +133,7 @@ class Recorder:
 
 @pytest.fixture(autouse=True)
 def fixed_workdir(monkeypatch):
-    import edgernn.targets.adb as adb_mod
+    import edgernn.devices.targets.adb as adb_mod
 
     monkeypatch.setattr(adb_mod.secrets, "token_hex", lambda n: "abcd1234")
 
@@ -204,7 +210,7 @@ def test_hostile_extra_args_are_quoted(adb_artifacts, tmp_path):
 @pytest.mark.slow
 @pytest.mark.export
 def test_benchmark_model_command_line_for_a_real_tflite(make_run, tmp_path_factory, tmp_path):
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
     from edgernn.rundir import load_run
 
     run = load_run(make_run(cell="lstm", hidden=16))

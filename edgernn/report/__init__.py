@@ -28,10 +28,10 @@ import io
 import json
 from pathlib import Path
 
-from .errors import ArtifactError, ConfigError
-from .rundir import load_run
-from .runtimes.manifest import read_manifest
-from .runtimes.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgernn.errors import ArtifactError, ConfigError
+from edgernn.rundir import load_run
+from edgernn.runtimes.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from edgernn.runtimes.manifest import read_manifest
 
 RUNTIME_COLORS = {"onnxruntime": "tab:blue", "litert": "tab:orange", "torch": "tab:gray"}
 OTHER_COLOR = "tab:green"  # a runtime this table does not know yet
@@ -373,7 +373,7 @@ def _decision(r: dict) -> list[str]:
 
 def _baseline_lines(m: dict) -> list[str]:
     """The baselines the model must beat (metrics.json; runs trained before baselines existed have none)."""
-    from .baselines import NAMES
+    from edgernn.baselines import NAMES
 
     b = m.get("baselines")
     if not b:

@@ -1,5 +1,5 @@
 """
-Tests for the local benchmark target (edgernn.targets.local) and the machine fingerprint
+Tests for the local benchmark target (edgernn.devices.targets.local) and the machine fingerprint
 (edgernn.runtimes.fingerprint): real ONNX artifacts measured by the real worker in fresh processes,
 parity outputs equal to an in-process session, worker errors turned into one-line TargetErrors, and the
 fingerprint parsers on /proc text and vcgencmd output.
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgernn.boards import load_board
+from edgernn.devices.boards import load_board
+from edgernn.devices.targets import BenchJob, get_target, throttle_warnings, worker_time_s
 from edgernn.errors import ArtifactError, ConfigError, TargetError
 from edgernn.runtimes import fingerprint as fpm
-from edgernn.targets import BenchJob, get_target, throttle_warnings, worker_time_s
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_KEYS = {"artifact", "format", "precision", "mode", "runtime", "runtime_version", "threads", "load_s",

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import ExportError, MissingDependencyError
+from edgernn.errors import ExportError, MissingDependencyError
 
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 CORTEX_M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-Os"]
@@ -45,7 +45,7 @@ def _unit(header: Path, prefix: str, tmp: Path) -> Path:
 def compile_checks(header: Path, prefix: str, compilers=None) -> dict:
     """Compile the artifact with -std=c99 -Wall -Wextra -Werror -pedantic under every compiler of
     COMPILERS that is installed: {name: {"version", "flags", "clean": bool, "error"}} or {"skipped": why}."""
-    from ..runtimes.c_backend import compiler_id
+    from edgernn.runtimes.c_backend import compiler_id
 
     out = {}
     with tempfile.TemporaryDirectory(prefix="edgernn-cchk-") as tmp:
@@ -97,7 +97,7 @@ def target_sizes(header: Path, prefix: str) -> dict:
 def cross_library(header: Path, manifest: dict, machine: str, out: Path) -> Path:
     """The runtime library for a device of another architecture, built here with its cross compiler (no
     -march=native: the device's CPU is not this one's)."""
-    from ..runtimes.c_backend import build_library
+    from edgernn.runtimes.c_backend import build_library
 
     if machine not in CROSS:
         raise MissingDependencyError(f"no cross compiler known for {machine}: install a C compiler on the device")

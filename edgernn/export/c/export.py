@@ -1,7 +1,7 @@
 """
 C export (`--format c`): a dependency-free C99 library per artifact, float or int8, sequence or step.
 
-    from edgernn.export.c import export_c
+    from edgernn.export.c.export import export_c
     path = export_c(load_run("runs/gru"), Path("runs/gru/artifacts"), "int8", "step", ExportOptions())
     # -> runs/gru/artifacts/step-int8.h + step-int8.h.json
 
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, ExportError
-from . import ExportOptions, check_combination
-from . import c_source
-from .c_source import Q_OUT, Q_PRE, Spec
+from edgernn.errors import ConfigError, ExportError
+from edgernn.export.c import source as c_source
+from edgernn.export.c.source import Q_OUT, Q_PRE, Spec
+from edgernn.export.formats import ExportOptions, check_combination
 
 MAX_FAN_IN = (2 ** 31 - 1) // (127 * 32767)  # 516: int32 sums of int8 x int16 products cannot overflow
 INPUT_HEADROOM = 4.0  # int16 input range = this x the largest normalized calibration value per channel
@@ -219,7 +219,7 @@ def gptq_round(w: np.ndarray, step: np.ndarray, feats: np.ndarray, damp: float =
 
 def int8_spec_parts(run, layers: list[dict]) -> tuple[list[dict], dict, np.ndarray, np.ndarray]:
     """(spec layers, calibration facts, input 1/(std*scale), the head's calibration inputs) for int8 C."""
-    from .recipes import calibration_windows
+    from edgernn.gates import calibration_windows
 
     cfg = run.config
     D = cfg.directions
@@ -292,7 +292,7 @@ def build_spec(run, model, precision: str, mode: str, prefix: str) -> tuple[Spec
 
 
 def _comment(run, precision: str, mode: str, prefix: str) -> str:
-    from .. import __version__
+    from edgernn import __version__
 
     cfg = run.config
     P = prefix.upper()
@@ -318,10 +318,10 @@ def _comment(run, precision: str, mode: str, prefix: str) -> str:
 def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence",
              options: ExportOptions | None = None) -> Path:
     """Write out_dir/f"{mode}-{precision}.h" + manifest; return the artifact path."""
-    from ..runtimes.c_backend import find_compiler
-    from ..runtimes.files import writable_dir_problem
-    from .c_build import target_sizes
-    from .manifest import base_fields, publish
+    from edgernn.devices.compilers import target_sizes
+    from edgernn.export.manifest import base_fields, publish
+    from edgernn.runtimes.c_backend import find_compiler
+    from edgernn.runtimes.files import writable_dir_problem
 
     options = options or ExportOptions()
     check_combination("c", precision, mode)
@@ -398,10 +398,9 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
 def _check(run, model, src: Path, fields: dict, precision: str) -> dict:
     """Compile the source and run N_CHECK calibration windows through it against the float model; a float
     artifact must pass the float gate (an int8 one is judged by the recipe gate on held-out windows)."""
-    from ..parity import Gates, float_limit
-    from ..reference import torch_outputs
-    from ..runtimes.c_backend import compile_and_open
-    from .recipes import calibration_windows
+    from edgernn.gates import Gates, calibration_windows, float_limit
+    from edgernn.reference import torch_outputs
+    from edgernn.runtimes.c_backend import compile_and_open
 
     X = calibration_windows(run)[:N_CHECK].astype(np.float32)
     ref = torch_outputs(run, X)

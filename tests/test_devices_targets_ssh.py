@@ -1,5 +1,5 @@
 """
-Tests for the SSH target (edgernn.targets.ssh) against a real OpenSSH server on 127.0.0.1
+Tests for the SSH target (edgernn.devices.targets.ssh) against a real OpenSSH server on 127.0.0.1
 (tests/sshd_fixture.py): the full remote benchmark path on exported ONNX artifacts, and each failure
 case - host unreachable, auth refused, remote python without numpy/runtime, read-only and full remote
 temp dirs, connection dropped mid-run, Ctrl-C - ending in a one-line TargetError with local files intact
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgernn.boards import load_board
+from edgernn.devices.boards import load_board
+from edgernn.devices.targets import BenchJob, get_target
+from edgernn.devices.targets.ssh import check_host, remote_path_expr
 from edgernn.errors import ConfigError, TargetError
-from edgernn.targets import BenchJob, get_target
-from edgernn.targets.ssh import check_host, remote_path_expr
 from tests.sshd_fixture import free_port, ssh_client, sshd  # noqa: F401 - fixtures (also registered as a plugin)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -49,35 +49,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import ConfigError, TargetError
-from .signals import die_with_parent
-from .runtimes.files import CACHE_ENV  # one home for the cache location
+from edgernn.devices.boards import CORES, normalize_arch
+from edgernn.devices.targets import last_line
+from edgernn.errors import ConfigError, TargetError
+from edgernn.interrupts import die_with_parent
+from edgernn.runtimes.files import CACHE_ENV  # one home for the cache location
+from edgernn.runtimes.registry import PIP_NAMES
 
 SUITE = "bookworm"  # Raspberry Pi OS 12 is bookworm: the same Debian, python3.11 and glibc 2.36
 DEB_PACKAGES = ("python3", "python3-venv", "python3-pip", "openssh-server", "ca-certificates")
 HOST_PACKAGES = ("qemu-user-static", "binfmt-support", "debootstrap")
 VENV = "/opt/edgernn-venv"
-PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
 QEMU = "qemu-aarch64-static"
 BINFMT_DIR = "/proc/sys/fs/binfmt_misc"
 MIN_FREE_BYTES = 1500 * 2 ** 20  # a build peaks at ~0.9 GB (debs + unpacked + venv); keep a margin
 MIRROR_ENV = "EDGERNN_DEBIAN_MIRROR"
 SESSION_DIR = "run/edgernn-ssh"  # inside the rootfs: sshd config and throwaway keys of one session
-
-# qemu -cpu names -> (ARM "CPU part", /proc/cpuinfo Features) for the emulated /proc/cpuinfo. They matter:
-# onnxruntime picks its int8 kernels from these Features (asimddp -> dot-product kernels), so a core's
-# line must be what that core really has (the A72 and A53 lines are a Pi 4's and a Pi 3's; the A76 line a Pi 5's)
-CORES = {
-    "cortex-a53": ("0xd03", "fp asimd evtstrm crc32 cpuid"),
-    "cortex-a72": ("0xd08", "fp asimd evtstrm crc32 cpuid"),
-    "cortex-a76": ("0xd0b", "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
-                            "dcpop asimddp"),
-    "neoverse-n1": ("0xd0c", "fp asimd evtstrm crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"),
-}
-# a failure on the board's core is re-checked on a core of another generation before blaming the model
-SECOND_CORE = {"cortex-a53": "cortex-a72", "cortex-a72": "cortex-a53", "cortex-a76": "cortex-a72",
-               "neoverse-n1": "cortex-a72"}
-
 
 class EmulationError(TargetError):
     """The emulated target could not be set up (host tools, root, rootfs build, sshd)."""
@@ -86,7 +73,7 @@ class EmulationError(TargetError):
 # ---- where things live -------------------------------------------------------------------------------
 def cache_root() -> Path:
     """$EDGERNN_CACHE_DIR/emulate, else $XDG_CACHE_HOME/edgernn/emulate, else ~/.cache/edgernn/emulate."""
-    from .runtimes.files import cache_dir
+    from edgernn.runtimes.files import cache_dir
 
     return cache_dir("emulate")
 
@@ -114,8 +101,6 @@ def rootfs_name(reqs) -> str:
 
 def board_core(board) -> str:
     """The board's qemu CPU name; a clear error for a board that cannot be emulated."""
-    from .boards import normalize_arch
-
     if board.transport != "ssh" or normalize_arch(board.arch) != "aarch64":
         raise ConfigError(f"--emulate runs aarch64 boards reached over ssh (rpi3b, rpi4, rpi5, rpi-zero-2w); "
                           f"{board.name} is {board.arch} over {board.transport}")
@@ -140,9 +125,7 @@ def _run(argv, what: str, timeout: float = 600, env=None, log=None) -> subproces
 
 
 def _last_line(text: str) -> str:
-    from .targets.ssh import _last_line as last  # lazy: board profiles import this module for CORES
-
-    return last(text) or "no output"
+    return last_line(text) or "no output"
 
 
 @functools.lru_cache(maxsize=None)
@@ -150,7 +133,7 @@ def host_cpu() -> str:
     """This machine's CPU model (what the emulator runs on)."""
     import platform
 
-    from .runtimes.fingerprint import parse_cpuinfo
+    from edgernn.runtimes.fingerprint import parse_cpuinfo
 
     try:
         with open("/proc/cpuinfo") as f:
@@ -417,7 +400,7 @@ class _Steps:
     """A progress bar over the build's phases (weights in percent); silent when disabled."""
 
     def __init__(self, enabled: bool, label: str):
-        from .progress import progressbar
+        from edgernn.progress import progressbar
 
         self._cm = progressbar(length=100, label=label, enabled=enabled, show=lambda _: self.phase)
         self.bar = self._cm.__enter__()

@@ -2,13 +2,13 @@
 TFLite (LiteRT) export: float, full-integer int8 and dynamic-range, full-sequence or streaming (step).
 
     from edgernn.rundir import load_run
-    from edgernn.export.tflite import export_tflite
+    from edgernn.export.tflite.convert import export_tflite
     path = export_tflite(load_run("runs/gru"), Path("runs/gru/artifacts"), "int8", "step", ExportOptions())
     # -> runs/gru/artifacts/step-int8.tflite + step-int8.tflite.json (docs/manifest.md)
 
 Route (measured, see TOOLCHAIN.md): the torch model is rebuilt in legacy Keras with the same weights
 (edgernn/export/keras_build.py) and converted with tf.lite.TFLiteConverter.from_keras_model, in a
-subprocess (edgernn/export/_tflite_worker.py) so that a converter segfault becomes an ExportError.
+subprocess (edgernn/export/tflite/worker.py) so that a converter segfault becomes an ExportError.
   - LSTM, sequence: one fused UNIDIRECTIONAL_SEQUENCE_LSTM per layer/direction. The op keeps its state in
     variable tensors, so the manifest says "stateful_interpreter": true (reset_all_variables() before
     each window). The time axis is left dynamic when a run at other lengths matches torch.
@@ -38,10 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, ExportError
-from ..signals import die_with_parent
-from . import INT8_IO, ExportOptions, check_combination, check_prerequisites
-from .manifest import base_fields, publish
+from edgernn.errors import ConfigError, ExportError
+from edgernn.export.formats import INT8_IO, ExportOptions, check_combination, check_prerequisites
+from edgernn.export.manifest import base_fields, publish
+from edgernn.interrupts import die_with_parent
 
 FLOAT_TOL = 1e-4
 # float and dynamic-range GRU/RNN sequence graphs are unrolled (fast, but ~2.7 KB per step at h32, and the
@@ -163,13 +163,13 @@ def _validate_args(run, precision: str, mode: str, int8_io: str) -> None:
     if int8_io not in INT8_IO:
         raise ConfigError(f"unknown TFLite int8 I/O {int8_io!r}; choose from: {', '.join(INT8_IO)}")
     if mode == "step" and run.config.bidirectional:
-        from ..models import StepModel
+        from edgernn.models import StepModel
 
         StepModel(run.load_model())  # raises the shared ConfigError message for bidirectional models
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:
-    from ..runtimes.files import writable_dir_problem
+    from edgernn.runtimes.files import writable_dir_problem
 
     problem = writable_dir_problem(out_dir)
     if problem:
@@ -194,7 +194,7 @@ def _write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact
 
     model = run.load_model()
     np.savez(tmp / "weights.npz", **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
-    from .recipes import calibration_windows
+    from edgernn.gates import calibration_windows
 
     X = run.normalize(calibration_windows(run))  # held-out windows are left for the recipe gate
     if len(X) == 0:
@@ -242,7 +242,7 @@ def _step_calibration(model, X: np.ndarray, n: int):
     too: returns frames [n, C] and states [n, S, H] in keras_build.state_names order."""
     import torch
 
-    from ..models import StepModel
+    from edgernn.models import StepModel
 
     step = StepModel(model)
     cfg = model.cfg
@@ -273,13 +273,13 @@ def _run_worker(spec: dict, tmp: Path, extra: dict, what: str, deadline: float) 
     Path(spec["report"]).unlink(missing_ok=True)
     Path(spec["out"]).unlink(missing_ok=True)
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[3])  # the directory that holds edgernn/
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     if timeout <= 0:
         raise ExportError(f"TFLite export of {what} ran out of its time budget before converting; "
                           "retry with a larger timeout")
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgernn.export._tflite_worker", str(spec_path)],
+        proc = subprocess.run([sys.executable, "-m", "edgernn.export.tflite.worker", str(spec_path)],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=str(tmp),
                               preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired:

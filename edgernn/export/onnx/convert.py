@@ -22,7 +22,7 @@ int8 recipes (options.recipe; edgernn.export.recipes picks one):
   dynamic         quant_pre_process, then quantize_dynamic (int8 weights): LSTM becomes
                   com.microsoft::DynamicQuantizeLSTM and the head MatMulInteger. onnxruntime has no integer
                   GRU or RNN: their op stays float, with W and R stored int8 behind DequantizeLinear
-                  (edgernn.export.onnx_integer), so the manifest says "recurrent": "weights-int8".
+                  (edgernn.export.onnx.integer_matmul), so the manifest says "recurrent": "weights-int8".
   int8-head       quantize_dynamic of the head only: the recurrent op keeps float weights.
   integer-matmul  GRU/RNN rewritten as MatMul ops in a Loop, quantized with subgraphs: MatMulInteger
                   runs the recurrence; the export times it against the float GRU op (latency_us).
@@ -39,10 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, ConfigError, ExportError, require
-from ..runtimes.manifest import read_manifest
-from . import ExportOptions, check_combination, onnx_integer
-from .manifest import base_fields, publish
+from edgernn.errors import ArtifactError, ConfigError, ExportError, require
+from edgernn.export.formats import ExportOptions, check_combination
+from edgernn.export.manifest import base_fields, publish
+from edgernn.export.onnx import integer_matmul as onnx_integer
+from edgernn.runtimes.manifest import read_manifest
 
 OPSET = 17
 TOLERANCE = 1e-4  # max|diff| allowed between the exported graph and torch (float) / .ort and .onnx
@@ -63,7 +64,7 @@ def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "seque
     """Export run.load_model() to out_dir/f"{mode}-{precision}.onnx" + manifest; returns the artifact path.
     precision: "float" | "int8". mode: "sequence" | "step"."""
     check_combination("onnx", precision, mode)
-    from ..models import StepModel
+    from edgernn.models import StepModel
 
     torch = require("torch", "train")
     require("onnx", "onnx")

@@ -1,5 +1,5 @@
 """
-Tests for board profiles (edgernn.boards): the packaged profiles and their specs, user profiles by path
+Tests for board profiles (edgernn.devices.boards): the packaged profiles and their specs, user profiles by path
 and from $EDGERNN_BOARDS_DIR, and every validation error (unknown key, missing key, bad values, bad TOML).
 
     .venv/bin/pytest tests/test_boards.py
@@ -11,8 +11,16 @@ import os
 
 import pytest
 
-from edgernn.boards import (ALIASES, VALID_KEYS, Board, arch_matches, list_boards, load_board, normalize_arch,
-                            read_board_file)
+from edgernn.devices.boards import (
+    ALIASES,
+    VALID_KEYS,
+    Board,
+    arch_matches,
+    list_boards,
+    load_board,
+    normalize_arch,
+    read_board_file,
+)
 from edgernn.errors import ConfigError
 
 GOOD = """\

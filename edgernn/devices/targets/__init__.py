@@ -1,9 +1,9 @@
 """
 Benchmark targets: where the benchmark worker runs - this machine, a Raspberry Pi over SSH, an Android
-phone over adb. A board profile (edgernn.boards) says which transport; get_target() builds the target.
+phone over adb. A board profile (edgernn.devices.boards) says which transport; get_target() builds the target.
 
-    from edgernn.boards import load_board
-    from edgernn.targets import BenchJob, get_target
+    from edgernn.devices.boards import load_board
+    from edgernn.devices.targets import BenchJob, get_target
 
     tgt = get_target(load_board("rpi4"), host="pi@raspberrypi.local")
     tgt.fingerprint()        # uname, arch, cpu_model, cores, ram_mb, os, python, governor, temperature...
@@ -11,7 +11,7 @@ phone over adb. A board profile (edgernn.boards) says which transport; get_targe
                                 input=Path("windows.npy"), runs=200, warmup=20, threads=1,
                                 stream_frames=200)])
 
-Each result is the worker's RESULT.json (python -m edgernn.runtimes.bench; see that module for the
+Each result is the worker's RESULT.json (python -m edgernn.runtimes.bench_worker; see that module for the
 keys) plus:
     "parity_output"      np.ndarray, when the job had parity_input (predict() on every window, on the device)
     "target"             fingerprint of the machine before the jobs ran
@@ -28,16 +28,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from edgernn.errors import ConfigError
 
 __all__ = ["BenchJob", "Target", "get_target", "worker_args", "worker_time_s", "arch_warning",
            "throttle_warnings", "TRANSPORTS"]
 
 # transport -> "module:class", imported on first use
 TRANSPORTS = {
-    "local": "edgernn.targets.local:LocalTarget",
-    "ssh": "edgernn.targets.ssh:SSHTarget",
-    "adb": "edgernn.targets.adb:AdbTarget",
+    "local": "edgernn.devices.targets.local:LocalTarget",
+    "ssh": "edgernn.devices.targets.ssh:SSHTarget",
+    "adb": "edgernn.devices.targets.adb:AdbTarget",
 }
 
 
@@ -61,8 +61,16 @@ class BenchJob:
         return f"torch eager ({Path(self.torch_run).name})" if self.torch_run else "?"
 
 
+def last_line(text: str) -> str:
+    """The last non-empty line of a tool's output (ssh warnings such as "Warning: Permanently added ..." are
+    noise before the real error), for one-line errors."""
+    lines = [ln.strip() for ln in (text or "").replace("\r", "").splitlines() if ln.strip()]
+    real = [ln for ln in lines if not ln.startswith("Warning: Permanently added")]
+    return (real or lines or [""])[-1]
+
+
 def worker_args(job: BenchJob, artifact, inp, out, parity_in=None, parity_out=None, torch_run=None) -> list:
-    """The worker's command-line arguments (after `python -m edgernn.runtimes.bench`), paths as given."""
+    """The worker's command-line arguments (after `python -m edgernn.runtimes.bench_worker`), paths as given."""
     args = ["--torch-run", str(torch_run)] if torch_run is not None else ["--artifact", str(artifact)]
     args += ["--input", str(inp), "--out", str(out), "--runs", str(int(job.runs)), "--warmup", str(int(job.warmup)),
              "--threads", str(int(job.threads)), "--stream-frames", str(int(job.stream_frames))]
@@ -87,7 +95,7 @@ def worker_time_s(result: dict) -> float:
 
 def arch_warning(board, fp: dict):
     """A warning string if the device's `uname -m` is not the profile's architecture, else None."""
-    from ..boards import arch_matches
+    from edgernn.devices.boards import arch_matches
 
     machine = (fp or {}).get("arch") or (fp or {}).get("machine")
     if not machine or arch_matches(board.arch, machine):
@@ -142,7 +150,7 @@ class Target:
     def _check_jobs(jobs: list, allow_torch: bool = True) -> dict:
         """Validate jobs before touching any device: input files exist; artifacts exist and their
         manifests verify (size, sha256). Returns {artifact path: manifest}."""
-        from ..runtimes.manifest import read_manifest
+        from edgernn.runtimes.manifest import read_manifest
 
         if not isinstance(jobs, (list, tuple)) or not all(isinstance(j, BenchJob) for j in jobs):
             raise ConfigError("run() takes a list of BenchJob")
@@ -176,7 +184,7 @@ class Target:
 
             return update, lambda: None
         if progress:
-            from ..progress import progressbar
+            from edgernn.progress import progressbar
 
             bar = progressbar(length=total, label="benchmarking", enabled=True)
             bar.__enter__()
@@ -207,7 +215,7 @@ def get_target(board, host: str | None = None, tool: str | None = None, **opts) 
     import importlib
     import inspect
 
-    from ..boards import Board, load_board
+    from edgernn.devices.boards import Board, load_board
 
     if not isinstance(board, Board):
         board = load_board(board)

@@ -1,11 +1,11 @@
 """
 Local target: run the benchmark worker on this machine, one fresh Python process per job.
 
-    from edgernn.boards import load_board
-    from edgernn.targets import get_target
+    from edgernn.devices.boards import load_board
+    from edgernn.devices.targets import get_target
     results = get_target(load_board("desktop")).run(jobs)
 
-Each job is `<this python> -m edgernn.runtimes.bench ...` in its own temporary directory, with
+Each job is `<this python> -m edgernn.runtimes.bench_worker ...` in its own temporary directory, with
 PYTHONPATH pointing at this edgernn package, so the worker measures in a clean process (peak RSS per
 phase, load time) exactly as it does on a device. A worker failure raises TargetError with the worker's
 own one-line error.
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, TargetError
-from ..signals import die_with_parent
-from . import BenchJob, Target, worker_args
+from edgernn.devices.targets import BenchJob, Target, worker_args
+from edgernn.errors import ConfigError, TargetError
+from edgernn.interrupts import die_with_parent
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # the directory that holds edgernn/
+PACKAGE_PARENT = Path(__file__).resolve().parents[3]  # the directory that holds edgernn/
 
 
 class LocalTarget(Target):
@@ -45,7 +45,7 @@ class LocalTarget(Target):
         return f"{self.board.name} (this machine, {self.python})"
 
     def fingerprint(self) -> dict:
-        from ..runtimes.fingerprint import fingerprint
+        from edgernn.runtimes.fingerprint import fingerprint
 
         fp = fingerprint()
         fp["python_executable"] = self.python
@@ -81,7 +81,8 @@ class LocalTarget(Target):
                            Path(job.input).resolve(), out,
                            Path(job.parity_input).resolve() if job.parity_input is not None else None, pout,
                            torch_run=Path(job.torch_run).resolve() if job.artifact is None else None)
-        cmd = [self.python, "-m", "edgernn.runtimes.bench", *args]
+        worker = "edgernn.reference" if job.artifact is None else "edgernn.runtimes.bench_worker"  # torch row
+        cmd = [self.python, "-m", worker, *args]
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=tmp, env=self._env(), capture_output=True, text=True,

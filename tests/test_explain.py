@@ -18,9 +18,8 @@ pytestmark = pytest.mark.export
 
 @pytest.fixture
 def broken_step(run_copy):
-    from edgernn.export.onnx import export_onnx
+    from edgernn.export.onnx.convert import export_onnx
     from edgernn.rundir import load_run
-
     from tests.onnx_edit import misscale_state
 
     run = run_copy(cell="gru", hidden=16)
@@ -57,7 +56,7 @@ def test_explain_refuses_a_float_artifact(broken_step):
 
 
 def test_fragile_float_model_is_not_blamed_on_int8():
-    from edgernn.diagnose import _verdict
+    from edgernn.explain import _verdict
 
     kind, why = _verdict(0.42, [0.05] * 30 + [6.0] * 10)
     assert kind == "fragile float model" and "42%" in why
@@ -69,8 +68,8 @@ def test_explain_names_the_worst_tensor_of_a_tflite_artifact(run_copy, quiet_cal
     """full-int8 calibrated on windows 50x quieter than the data (conftest's quiet_calibration): every
     real input saturates the int8 input range, so the per-tensor comparison with the float twin must
     show tensors many quantization steps off, name the worst and point at a recipe."""
+    from edgernn.explain import tensor_errors
     from edgernn.export import export_run
-    from edgernn.tensor_error import tensor_errors
 
     run = run_copy(cell="gru", hidden=16)
     # the step artifact: a GRU int8 sequence is a WHILE loop, whose body tensors the interpreter does not expose

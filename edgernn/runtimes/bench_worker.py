@@ -2,9 +2,10 @@
 Benchmark worker: measures ONE artifact in a fresh process (locally, or on a device over SSH/adb).
 
 Embeddable like the rest of edgernn.runtimes: standard library + numpy + the one backend the artifact
-needs (torch only with --torch-run). edgernn.bench starts one of these per artifact and repeat.
+needs; never torch. edgernn.bench starts one of these per artifact and repeat. The PyTorch eager row is
+the same worker started as `python -m edgernn.reference ... --torch-run RUN_DIR`, which hands it the torch session.
 
-    python -m edgernn.runtimes.bench --artifact artifacts/sequence-int8.tflite --input windows.npy \\
+    python -m edgernn.runtimes.bench_worker --artifact artifacts/sequence-int8.tflite --input windows.npy \\
         --out result.json [--runs 200] [--warmup 20] [--threads 1] [--stream-frames 200] \\
         [--parity-input X.npy --parity-out Y.npy] [--torch-run RUN_DIR]
 
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_save_npy, atomic_write_json
+from edgernn.runtimes.files import atomic_save_npy, atomic_write_json
 
 STATUS = "/proc/self/status"
 CLEAR_REFS = "/proc/self/clear_refs"
@@ -96,7 +97,7 @@ class PeakRSS:
 
 # ---- helpers ----------------------------------------------------------------------------------------
 def _load_windows(path, what: str) -> np.ndarray:
-    from ..errors import RuntimeInputError
+    from edgernn.errors import RuntimeInputError
 
     try:
         x = np.load(path, allow_pickle=False)
@@ -128,7 +129,8 @@ def _noop(_x):
 
 # ---- the measurement ------------------------------------------------------------------------------
 def measure(artifact=None, windows=None, runs: int = 200, warmup: int = 20, threads: int = 1,
-            stream_frames: int = 200, torch_run=None, parity_windows=None, rss: PeakRSS | None = None):
+            stream_frames: int = 200, torch_run=None, parity_windows=None, rss: PeakRSS | None = None,
+            torch_session=None):
     """Run every phase in this process; returns (result dict, parity outputs or None)."""
     rss = rss or PeakRSS()
     result = {"pid": os.getpid(), "timer": "perf_counter_ns", "python": platform.python_version(),
@@ -141,12 +143,14 @@ def measure(artifact=None, windows=None, runs: int = 200, warmup: int = 20, thre
     rss.start()
     t0 = time.perf_counter()
     if torch_run is not None:
-        from ..reference import TorchSession
+        if torch_session is None:  # this module never imports torch: the caller hands the reference in
+            from edgernn.errors import ConfigError
 
-        session = TorchSession(torch_run, threads=threads)
+            raise ConfigError("--torch-run times the PyTorch model: run it as `python -m edgernn.reference`")
+        session = torch_session(torch_run, threads=threads)
         size = session.manifest["size_bytes"]
     else:
-        from . import load
+        from edgernn.runtimes import load
 
         session = load(artifact, threads=threads)
         size = Path(artifact).stat().st_size
@@ -229,7 +233,7 @@ def measure(artifact=None, windows=None, runs: int = 200, warmup: int = 20, thre
 def c_loop_timing(session, windows, runs: int, step_mode: bool) -> dict:
     """Latency of a C artifact timed by clock_gettime inside a compiled loop: per frame over one continuous
     stream (blocks of 100 frames) or per window; plus this CPU's peak float multiply-add rate."""
-    from .c_backend import peak_mac_rate
+    from edgernn.runtimes.c_backend import peak_mac_rate
 
     inner = 100 if step_mode else 1
     ns = session.bench_c(windows, reps=max(1, runs), inner=inner)
@@ -272,7 +276,7 @@ def _timed_loops(call, items, samples, step_mode, stream, T, stream_frames, cloc
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m edgernn.runtimes.bench",
+    ap = argparse.ArgumentParser(prog="python -m edgernn.runtimes.bench_worker",
                                  description="Measure one artifact (or the torch eager model) in this process.")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--artifact", help="exported artifact (its .json manifest must be beside it)")
@@ -288,12 +292,14 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> int:
+def main(argv=None, torch_session=None) -> int:
+    """The worker's command line. torch_session(run_dir, threads) -> Session is given by edgernn.reference,
+    whose own __main__ is this worker with --torch-run enabled (runtimes never import torch)."""
     ap = _parser()
     args = ap.parse_args(argv)
     out = Path(args.out)
     try:
-        from ..errors import ConfigError
+        from edgernn.errors import ConfigError
 
         if args.runs < 1 or args.warmup < 0 or args.threads < 1 or args.stream_frames < 0:
             raise ConfigError(f"need --runs >= 1, --warmup >= 0, --threads >= 1, --stream-frames >= 0 (got "
@@ -307,14 +313,15 @@ def main(argv=None) -> int:
         parity = _load_windows(args.parity_input, "--parity-input") if args.parity_input else None
         result, parity_out = measure(args.artifact, windows, runs=args.runs, warmup=args.warmup,
                                      threads=args.threads, stream_frames=args.stream_frames,
-                                     torch_run=args.torch_run, parity_windows=parity, rss=rss)
+                                     torch_run=args.torch_run, parity_windows=parity, rss=rss,
+                                     torch_session=torch_session)
         if parity_out is not None:
             atomic_save_npy(Path(args.parity_out), parity_out)
             result["parity_out_path"] = str(args.parity_out)
         atomic_write_json(out, result)
         return 0
     except Exception as exc:  # the worker always answers with one line, never a traceback
-        from ..errors import EdgernnError
+        from edgernn.errors import EdgernnError
 
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not isinstance(exc, EdgernnError):

@@ -1,7 +1,7 @@
 """
 C99 source text for `--format c`: one header-only library per artifact (stb style), float or int8.
 
-Pure text generation from numbers (edgernn.export.c prepares the weights, the int8 scales and the
+Pure text generation from numbers (edgernn.export.c.export prepares the weights, the int8 scales and the
 calibration); nothing here imports torch. The generated file:
 
     #define GRU_STEP_INT8_IMPLEMENTATION      // in ONE .c file of the app
@@ -74,7 +74,7 @@ def array(ctype: str, name: str, values, per_line: int = 8, comment: str = "") -
 
 
 class Spec:
-    """What the generator needs; built by edgernn.export.c.
+    """What the generator needs; built by edgernn.export.c.export.
 
     prefix, cell, C (channels), H, L (layers), D (directions), K (outputs), task (the head), seq_len, precision,
     mean/std [C], out_mean/out_std [K] (forecast) or None, layers: list (L*D, order l0d0 l0d1 l1d0 ...)

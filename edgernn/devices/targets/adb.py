@@ -29,8 +29,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, TargetError
-from . import BenchJob, Target
+from edgernn.devices.targets import BenchJob, Target
+from edgernn.errors import ConfigError, TargetError
 
 DEVICE_BASE = "/data/local/tmp"
 # the dynamic dimension names edgernn's ONNX exporter writes (onnxruntime_perf_test -f name:value)
@@ -161,7 +161,7 @@ def parse_sections(text: str) -> dict:
 
 
 def fingerprint_from_sections(sec: dict) -> dict:
-    from ..runtimes.fingerprint import parse_cpuinfo, parse_meminfo, parse_thermal_millic
+    from edgernn.runtimes.fingerprint import parse_cpuinfo, parse_meminfo, parse_thermal_millic
 
     cpu = parse_cpuinfo(sec.get("cpuinfo"))
     mem = parse_meminfo(sec.get("meminfo"))
