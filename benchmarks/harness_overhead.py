@@ -88,7 +88,8 @@ def main():
         np.save(xp, X)
         for _ in range(a.rounds):
             out = Path(tmp) / "w.json"
-            subprocess.run([sys.executable, "-m", "edgernn.runtimes.bench_worker", "--artifact", str(art), "--input", str(xp),
+            subprocess.run([sys.executable, "-m", "edgernn.runtimes.bench_worker", "--artifact", str(art),
+                            "--input", str(xp),
                             "--out", str(out), "--runs", str(a.runs), "--warmup", str(a.warmup), "--threads",
                             str(a.threads), "--stream-frames", "0"], check=True)
             worker.append(json.loads(out.read_text())["latency_us"]["p50"])

@@ -245,7 +245,8 @@ def format_table(report: dict) -> str:
     bound = [r for r in rows if (r.get("c_loop_us") or {}).get("x_mac_bound")]
     for r in bound:
         c = r["c_loop_us"]
-        lines.append(f"{r['artifact']}: C loop {c['p50']:.3f} us per {c['unit']} = {c['x_mac_bound']:.1f}x the MAC bound "
+        lines.append(f"{r['artifact']}: C loop {c['p50']:.3f} us per {c['unit']} = {c['x_mac_bound']:.1f}x "
+                     f"the MAC bound "
                      f"({r['macs']} MACs at this CPU's peak {c['peak_mac_per_s'] / 1e9:.1f} GMAC/s = "
                      f"{c['mac_bound_us']:.3f} us)")
     for w in report.get("warnings", []):

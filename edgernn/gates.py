@@ -102,8 +102,8 @@ def long_stream_gate(res: dict, ref: np.ndarray, precision: str, task: str, floa
     """Add "gate" and "passed" to a long_stream() result. Float: the float gate over the whole stream.
     Quantized: no drift - the stream's mean |diff| is at most max_drift x that of the same windows
     streamed from a reset (+ 0.1% of the output range) - and, for classify/tag, top-1 agreement with the
-    float stepper >= min_stream_agreement. `fragile` = StreamReference.fragile_blocks(STRESS_GROSS, FRAGILE_DRAWS): in those blocks
-    the mean |diff| is held to max_drift x the weight-noise floor instead (+ the same slack), the drift
+    float stepper >= min_stream_agreement. `fragile` = StreamReference.fragile_blocks(STRESS_GROSS, FRAGILE_DRAWS):
+    in those blocks the mean |diff| is held to max_drift x the weight-noise floor instead (+ the same slack), the drift
     is measured over the others; agreement stays over the whole stream."""
     if precision == "float":
         limit, text = float_limit(ref, float_tol, float_rtol)
@@ -121,11 +121,12 @@ def long_stream_gate(res: dict, ref: np.ndarray, precision: str, task: str, floa
         floor_ok = bool(np.all(block_err[mask] <= max_drift * floor[mask] + slack))
         sizes = np.full(n, res["block_frames"], float)
         sizes[-1] = res["frames"] - res["block_frames"] * (n - 1)
-        keep = sizes * ~mask
+        kept = ~mask  # weighted over the kept blocks only: an inf error in a fragile block must not make 0 * inf
         stream_err = reset_err = 0.0
-        if keep.sum() > 0:
-            stream_err = float(np.dot(keep, block_err) / keep.sum())
-            reset_err = float(np.dot(keep, res["block_mean_abs_diff_reset"]) / keep.sum())
+        if kept.any():
+            w = sizes[kept]
+            stream_err = float(np.dot(w, block_err[kept]) / w.sum())
+            reset_err = float(np.dot(w, np.asarray(res["block_mean_abs_diff_reset"])[kept]) / w.sum())
         worst = float(np.max(block_err[mask] / floor[mask]))
         where = (f" outside the {int(mask.sum())} of {n} blocks where the float model itself moves more than "
                  f"{STRESS_GROSS:.0%} of its output range under int8-sized weight noise; in those, at most "
@@ -255,7 +256,8 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
             if not row["long_stream"]["passed"] and manifest["precision"] != "float":
                 # where int8-sized weight noise alone moves the float model grossly, the error is held to
                 # what that noise causes rather than to the error from a reset
-                row["long_stream"] = long_stream_gate(*args, fragile=stream_ref.fragile_blocks(STRESS_GROSS, FRAGILE_DRAWS))
+                fragile = stream_ref.fragile_blocks(STRESS_GROSS, FRAGILE_DRAWS)
+                row["long_stream"] = long_stream_gate(*args, fragile=fragile)
             row["passed"] = row["passed"] and row["long_stream"]["passed"]
     return row
 

@@ -82,16 +82,17 @@ class StreamReference:
         self.frames = np.concatenate([X_raw[i] for i in idx]).astype(np.float32)
         self.ref = torch_stream_outputs(run, self.frames)
         self.ref_reset = np.concatenate([torch_stream_outputs(run, X_raw[i]) for i in idx])
-        self._fragile = None
+        self._fragile = {}  # (gross, draws) -> fragile_blocks()
 
     def fragile_blocks(self, gross: float, draws: int) -> tuple[np.ndarray, np.ndarray]:
         """([blocks] bool, [blocks] float): the soak blocks where the float model ITSELF is off by more than
         `gross` of the stream's output range once int8-sized noise is put on its weights (`draws` seeded
-        copies; the gate passes edgernn.gates.STRESS_GROSS and FRAGILE_DRAWS, as for its stress set), and per block the largest mean |diff| those copies
-        reach - the weight-noise floor. Measured on japanese-vowels LSTM h64: the stream runs into one stretch
-        (blocks 8 and 19 of 21, the same windows) where weight noise alone moves the logits by up to 7.2 (range
-        14) and by 0.20 on average (0.006-0.05 elsewhere): every int8 weight store drifts there."""
-        if self._fragile is None:
+        copies; the gate passes edgernn.gates.STRESS_GROSS and FRAGILE_DRAWS, as for its stress set), and per
+        block the largest mean |diff| those copies reach - the weight-noise floor. Measured on japanese-vowels
+        LSTM h64: the stream runs into one stretch (blocks 8 and 19 of 21, the same windows) where weight noise
+        alone moves the logits by up to 7.2 (range 14) and by 0.20 on average (0.006-0.05 elsewhere): every int8
+        weight store drifts there."""
+        if (gross, draws) not in self._fragile:
             from edgernn.reference import weight_noise_models
 
             blocks = soak_blocks(len(self.frames), self.T)
@@ -101,5 +102,5 @@ class StreamReference:
                 diff = np.abs(torch_stream_outputs(self.run, self.frames, model=model) - self.ref)
                 fragile |= np.array([diff[b].max() > limit for b in blocks])
                 floor = np.maximum(floor, [diff[b].mean() for b in blocks])
-            self._fragile = fragile, floor
-        return self._fragile
+            self._fragile[gross, draws] = fragile, floor
+        return self._fragile[gross, draws]

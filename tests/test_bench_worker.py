@@ -146,7 +146,8 @@ def test_worker_torch_run(run, windows, tmp_path):
     """The torch eager row: the same worker, started through edgernn.reference (the runtimes never import
     torch, so the worker alone refuses --torch-run in one line)."""
     out = tmp_path / "torch.json"
-    args = ("--torch-run", run.path, "--input", windows, "--out", out, "--runs", 20, "--warmup", 2, "--stream-frames", 0)
+    args = ("--torch-run", run.path, "--input", windows, "--out", out, "--runs", 20, "--warmup", 2,
+            "--stream-frames", 0)
     r = _worker(*args)
     assert r.returncode == 1 and "python -m edgernn.reference" in r.stderr and "Traceback" not in r.stderr
     r = _worker(*args, module="edgernn.reference")

@@ -1,7 +1,8 @@
 """
-Tests for edgernn.report: the decision (which artifact to ship per runtime and mode, and why), the
-Markdown tables, report.json and the plots, on hand-made parity.json / bench-desktop.json with known
-numbers written into a copy of a cached run directory.
+Tests for edgernn.report end to end: the decision as the report shows it (which artifact to ship per
+runtime and mode, and why), the Markdown tables, report.json and the plots, on hand-made parity.json /
+bench-desktop.json with known numbers written into a copy of a cached run directory. The decision rule
+alone, on hand-made dictionaries and without matplotlib, is tested in tests/test_report_decide.py.
 
     .venv/bin/pytest -q tests/test_report.py -p no:cacheprovider
 """
@@ -14,7 +15,9 @@ import shutil
 import pytest
 from matplotlib.text import Text
 
-from edgernn.report import build_report, collect, latency_figure, tradeoff_figure
+from edgernn.report import build_report
+from edgernn.report.collect import collect
+from edgernn.report.plots import latency_figure, tradeoff_figure
 from edgernn.rundir import load_run
 
 GATE = "accuracy >= 0.8910 (0.99 x float 0.9000)"
@@ -259,3 +262,4 @@ def test_report_shows_the_baselines_and_warns_when_the_model_does_not_beat_them(
     lines = _lines(build_report([run_dir], out_dir=tmp_path / "c"))
     assert ("- **WARNING: test accuracy 0.250 vs 1-nearest-neighbour 0.575: does NOT beat the baseline (at chance: the "
             "majority class alone scores 0.250)**: do not ship this model; retrain it or collect more data") in lines
+

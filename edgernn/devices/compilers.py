@@ -84,7 +84,8 @@ def target_sizes(header: Path, prefix: str) -> dict:
         proc = subprocess.run([gcc, "-std=c99", *flags, "-fstack-usage", "-c", "-o", str(obj), str(unit)],
                               capture_output=True, text=True, timeout=300, cwd=tmp)
         if proc.returncode != 0:
-            raise ExportError(f"{header.name} does not compile for Cortex-M4 ({(proc.stderr.splitlines() or ['?'])[0]})")
+            first = (proc.stderr.splitlines() or ["?"])[0]
+            raise ExportError(f"{header.name} does not compile for Cortex-M4 ({first})")
         berkeley = subprocess.run([size, str(obj)], capture_output=True, text=True, timeout=60).stdout.splitlines()
         text, data, bss = (int(v) for v in berkeley[-1].split()[:3])
         su = tmp / "unit.su"
