@@ -1,0 +1,204 @@
+"""
+`edgernn datasets`, `edgernn train` and `edgernn export`: the data, the model and its artifacts.
+
+    edgernn datasets                                   # what ships inside the installed packages
+    edgernn train --dataset basic-motions --cell gru --hidden 32 --out runs/gru
+    edgernn export runs/gru --format onnx,tflite --precision float,int8 --streaming
+
+Each command parses its options, calls the library (edgernn.train, edgernn.export) and prints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgernn.cli.options import CommaChoice, echo_json, format_help, handle_errors
+from edgernn.export import FORMATS, INT8_IO
+from edgernn.export.recipes import RECIPES
+from edgernn.runtimes.manifest import PRECISIONS
+
+# ----------------------------------------------------------------------------- datasets
+
+
+@click.command("datasets")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+@handle_errors
+def datasets_cmd(as_json):
+    """List the bundled datasets (no download: they ship inside installed packages)."""
+    from edgernn.data import DATASETS, load_dataset
+
+    rows = []
+    for name in DATASETS:
+        ds = load_dataset(name)
+        s = ds.summary()
+        s["description"] = ds.description
+        rows.append(s)
+    if as_json:
+        echo_json(rows)
+        return
+    click.echo(f"{'name':<20} {'task':<9} {'train':>5} {'test':>5} {'T':>4} {'C':>3} {'classes':>7}  description")
+    for r in rows:
+        click.echo(f"{r['name']:<20} {r['task']:<9} {r['n_train']:>5} {r['n_test']:>5} {r['seq_len']:>4} "
+                   f"{r['channels']:>3} {r['num_classes']:>7}  {r['description']}")
+    click.echo("Your own data: --dataset path/to/data.npz (X [N,T,C], y [N]) or .csv (see docs/data.md).")
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def train_options(fn):
+    from edgernn.models import CELLS
+
+    opts = [
+        click.option("--dataset", "-d", default="basic-motions", show_default=True,
+                     help="Bundled dataset name (see `edgernn datasets`) or a .npz/.csv file path."),
+        click.option("--cell", type=click.Choice(CELLS), default="gru", show_default=True,
+                     help="Recurrent cell."),
+        click.option("--hidden", type=click.IntRange(1, 4096), default=32, show_default=True,
+                     help="Hidden units per layer (MACs grow with hidden^2)."),
+        click.option("--layers", type=click.IntRange(1, 8), default=1, show_default=True, help="Stacked layers."),
+        click.option("--bidirectional/--no-bidirectional", default=False, show_default=True,
+                     help="Bidirectional RNN (more accurate offline; cannot be exported for streaming)."),
+        click.option("--dropout", type=click.FloatRange(0.0, 0.9), default=0.0, show_default=True,
+                     help="Dropout between layers and before the head."),
+        click.option("--epochs", type=click.IntRange(1), default=300, show_default=True,
+                     help="Maximum epochs; early stopping usually ends sooner."),
+        click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Minibatch size."),
+        click.option("--lr", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=3e-3,
+                     show_default=True, help="Adam learning rate."),
+        click.option("--clip", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
+                     help="Gradient-norm clipping threshold (guards against exploding gradients)."),
+        click.option("--val-fraction", type=click.FloatRange(0.0, 0.9), default=0.2, show_default=True,
+                     help="Fraction of the training split held out for early stopping."),
+        click.option("--patience", type=click.IntRange(1), default=60, show_default=True,
+                     help="Stop after this many epochs without validation-loss improvement (no early stopping "
+                          "when the validation split has under 30 windows: all epochs run on all windows)."),
+        click.option("--min-epochs", type=click.IntRange(0), default=100, show_default=True,
+                     help="Early stopping may not end training before this epoch."),
+        click.option("--lr-schedule", type=click.Choice(("plateau", "none")), default="plateau", show_default=True,
+                     help="plateau: halve the learning rate after patience/3 epochs without improvement."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Random seed: same seed, same weights."),
+        click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+                     help="Torch CPU threads for training."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+@click.command("train")
+@train_options
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run directory to write (checkpoint, config, normalization, labels, metrics.json).")
+@click.option("--force", is_flag=True,
+              help="Replace the run in a non-empty --out: after training succeeds, its old artifacts/, parity, "
+                   "bench and report files are removed (they belong to the old model).")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def train_cmd(out, force, as_json, quiet, **kw):
+    """Train a GRU/LSTM and write a run directory.
+
+    Adam with gradient clipping, a stratified validation split with early stopping (best weights
+    kept), per-channel normalization computed on the training data and saved with the model.
+    A non-empty --out is refused unless --force. Ctrl-C or SIGTERM leave --out as it was.
+    """
+    from edgernn.rundir import stale_files
+    from edgernn.train import TrainConfig, train
+
+    stale = [p.name for p in stale_files(out)] if force else []
+    metrics = train(TrainConfig(**kw), out, progress=not quiet, force=force)
+    if as_json:
+        echo_json(metrics)
+        return
+    if stale:
+        click.echo(f"removed what the previous model left in {out}: {', '.join(stale)}")
+    click.echo(format_train_summary(kw["cell"], kw["hidden"], metrics, out))
+    warning = baseline_warning(metrics)
+    if warning:
+        click.echo(warning, err=True)
+
+
+def baseline_warning(m) -> str:
+    """One line when the model does not beat its strongest baseline (empty otherwise)."""
+    if m.get("beats_baseline", True):
+        return ""
+    return (f"WARNING: {m['baseline_verdict']}; do not ship this model: retrain it (more --epochs, another --lr, "
+            "--hidden or --seed) or collect more data")
+
+
+def format_train_summary(cell, hidden, m, out) -> str:
+    key = m["headline_metric"]
+    parts = [f"{cell} h{hidden} on {m['dataset']['name']}:"]
+    for split in ("train", "val", "test"):
+        if m.get(split):
+            parts.append(f"{split} {key} {m[split][key]:.4f}")
+    parts.append(f"| {m['parameters']} params, {m['macs_per_inference']} MACs/inference, "
+                 f"{m['epochs_run']} epochs, {m['train_time_s']:.1f} s -> {out}")
+    return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+@click.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "formats", type=CommaChoice(FORMATS), default="onnx,ort,tflite", show_default=True,
+              help=format_help())
+@click.option("--precision", "precisions", type=CommaChoice(PRECISIONS), default="float,int8", show_default=True,
+              help="Comma-separated: float; int8 (built by the format's int8 recipes, tried in order - TFLite "
+                   "full-int8, int16x8, dynamic; ONNX dynamic - keeping the first that passes the parity gate "
+                   "on held-out calibration windows; see --recipe and the manifest's quantization.selection); "
+                   "dynamic (TFLite dynamic range).")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None,
+              help="Pin one int8 recipe instead of trying the order (kept even if it fails the gate; the "
+                   "manifest says so). " + "; ".join(f"{r.name} ({'/'.join(r.formats)}): {r.help}"
+                                                     for r in RECIPES.values()) + ".")
+@click.option("--streaming/--no-streaming", default=False, show_default=True,
+              help="Also write step artifacts (one frame + recurrent state in, output + new state out) "
+                   "for frame-by-frame inference at sensor rate. Not possible for bidirectional models.")
+@click.option("--int8-io", type=click.Choice(INT8_IO), default="int8", show_default=True,
+              help="TFLite full-int8 only: int8 input/output tensors, or float I/O around int8 internals.")
+@click.option("--c-prefix", default=None, metavar="NAME",
+              help="C only: the prefix of every symbol of the generated library (NAME_step, NAME_state, ...) "
+                   "[default: <run dir>_<mode>_<precision>, e.g. gru_step_int8].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output directory [default: RUN_DIR/artifacts].")
+@click.option("--json", "as_json", is_flag=True, help="Print the list of artifacts as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefix, out_dir, as_json, quiet):
+    """Export a trained run to ONNX / ORT / TFLite / C artifacts, each with a JSON manifest.
+
+    Every artifact is written atomically (no half files) and gets RUN_DIR/artifacts/NAME.json: format,
+    precision, which ops really run in int8, tensor names/shapes/dtypes/quantization, normalization,
+    labels, sha256, size and tool versions. Check them with `edgernn parity RUN_DIR`.
+    """
+    from edgernn.export import export_run
+    from edgernn.export.recipes import selection_passed, selection_summary
+    from edgernn.runtimes.manifest import read_manifest
+
+    results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
+                         out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix)
+    if as_json:
+        echo_json([r.to_dict() for r in results])
+        return
+    losses = 0
+    for r in results:
+        if r.skipped:
+            click.echo(f"skipped  {r.format:<7} {r.precision:<8} {r.mode:<9} {r.skipped}")
+            continue
+        status, how = "wrote", ""
+        if r.precision == "int8":
+            m = read_manifest(r.path)
+            how = f"  recipe {selection_summary(m)}"
+            if not selection_passed(m):  # written, but its own check shows a loss: say so
+                status, losses = "LOSS", losses + 1
+        click.echo(f"{status:<8} {r.format:<7} {r.precision:<8} {r.mode:<9} {r.path.stat().st_size / 1024:8.1f} KB "
+                   f"{r.seconds:6.1f} s  {r.path}{how}")
+    if losses:
+        click.echo(f"warning: {losses} int8 artifact(s) lose against the float model on held-out windows (LOSS "
+                   f"above); check them with `edgernn parity {run_dir}` before shipping", err=True)
