@@ -19,9 +19,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from edgernn.errors import ConfigError
+from edgernn.runtimes.manifest import TASKS
 
 CELLS = ("gru", "lstm", "rnn")
-HEADS = ("classify", "tag", "forecast")
+GATES = {"gru": 3, "lstm": 4, "rnn": 1}  # gate blocks per cell: torch stacks them in W_ih/W_hh [gates x hidden, in]
+HEADS = TASKS  # a head per task: the tasks of the manifest schema devices embed
 
 
 @dataclass
@@ -53,7 +55,7 @@ class ModelConfig:
 
     @property
     def gates(self) -> int:
-        return {"lstm": 4, "gru": 3, "rnn": 1}[self.cell]
+        return GATES[self.cell]
 
     def to_dict(self) -> dict:
         return asdict(self)

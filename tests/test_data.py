@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edgernn.data import DATASETS, MAX_ABS, MIN_PER_CLASS, load_dataset, pad_sequences, read_ts
+from edgernn.data import DATASETS, MAX_ABS, MIN_PER_CLASS, TASKS, load_dataset, pad_sequences, read_ts
 from edgernn.errors import DataError
 
 
@@ -42,6 +42,15 @@ def test_every_registered_dataset_loads_and_meets_the_user_data_rules():
         assert np.isfinite(ds.X_train).all() and np.abs(ds.X_train).max() < MAX_ABS
         if ds.task == "classify":
             assert len(ds.labels) >= 2 and np.bincount(ds.y_train).min() >= MIN_PER_CLASS, name
+
+
+def test_the_tasks_have_one_home():
+    """classify/tag/forecast is the manifest schema's TASKS (what devices embed); data and models use it."""
+    from edgernn.models import HEADS
+    from edgernn.runtimes.manifest import TASKS as SCHEMA_TASKS
+
+    assert TASKS is SCHEMA_TASKS and HEADS is SCHEMA_TASKS
+    assert {load_dataset(name).task for name in DATASETS} <= set(TASKS)
 
 
 def test_pad_sequences():
