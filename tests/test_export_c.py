@@ -1,5 +1,5 @@
 """
---format c: generated C99 libraries (edgernn.export.c.export, edgernn.export.c.source), the C runtime backend
+--format c: generated C99 libraries (edgernn.export.c: export, quantize, simulate, source), the C runtime backend
 (edgernn.runtimes.c_backend) and host builds (edgernn.devices.compilers). Real compilers throughout: gcc,
 clang, aarch64-linux-gnu-gcc and arm-none-eabi-gcc (installed by `make system-deps`).
 """
@@ -98,7 +98,8 @@ def test_every_variant_compiles_warning_free_and_matches_torch(tmp_path):
                     got = np.stack(outs)
                 diff = float(np.abs(got - ref).max())
                 rng = float(ref.max() - ref.min())
-                limit = float_limit(ref, Gates().float_tol, Gates().float_rtol)[0] if precision == "float" else 0.05 * rng
+                limit = (float_limit(ref, Gates().float_tol, Gates().float_rtol)[0] if precision == "float"
+                         else 0.05 * rng)
                 assert diff <= limit, f"{what}: max|diff| {diff:.3g} > {limit:.3g}"
 
 
@@ -134,7 +135,8 @@ def test_trained_models_pass_parity_with_long_stream(run_copy):
 
 def test_int8_fan_in_that_could_overflow_is_refused(tmp_path):
     from edgernn.export import ExportOptions
-    from edgernn.export.c.export import MAX_FAN_IN, export_c, fan_in_problem
+    from edgernn.export.c.export import export_c
+    from edgernn.export.c.quantize import MAX_FAN_IN, fan_in_problem
     from edgernn.models import ModelConfig
 
     assert MAX_FAN_IN * 127 * 32767 <= 2 ** 31 - 1 < (MAX_FAN_IN + 1) * 127 * 32767
@@ -194,7 +196,8 @@ def test_streams_are_independent_and_the_prefix_names_every_symbol(tmp_path):
     obj = tmp_path / "u.o"
     (tmp_path / "u.c").write_text(f'#define KWS_IMPLEMENTATION\n#include "{run}/artifacts/step-int8.h"\n')
     subprocess.run(["gcc", "-std=c99", "-c", "-o", str(obj), str(tmp_path / "u.c")], check=True)
-    public = subprocess.run(["nm", "-g", "--defined-only", "-j", str(obj)], capture_output=True, text=True).stdout.split()
+    public = subprocess.run(["nm", "-g", "--defined-only", "-j", str(obj)], capture_output=True,
+                            text=True).stdout.split()
     assert public and all(s.startswith("kws_") for s in public), public
     bad = CliRunner().invoke(main, ["export", str(run), "--format", "c", "--c-prefix", "9lives", "-q"])
     assert bad.exit_code != 0 and "not a usable C identifier" in bad.output
@@ -203,7 +206,7 @@ def test_streams_are_independent_and_the_prefix_names_every_symbol(tmp_path):
 def test_long_stream_catches_a_misscaled_cell_state(run_copy, monkeypatch):
     """Break the int8 LSTM's cell-state range on purpose (1/64 of what calibration saw): the windows from
     a reset may survive, the soak must not."""
-    import edgernn.export.c.export as cmod
+    import edgernn.export.c.quantize as cmod
     from edgernn.export import export_run
     from edgernn.parity import check_parity
 

@@ -1,5 +1,6 @@
 """
-Tests for edgernn.export.onnx.convert: real torch -> ONNX exports, run by onnxruntime and compared to torch.
+Tests for edgernn.export.onnx (convert, torch_to_onnx, quantize): real torch -> ONNX exports, run by onnxruntime
+and compared to torch.
 
     .venv/bin/pytest tests/test_export_onnx.py
 """
@@ -261,10 +262,11 @@ def test_manifest_sha256_is_verified(run_copy, tmp_path):
 
 def test_failed_validation_leaves_no_file(run_copy, tmp_path, monkeypatch):
     import edgernn.export.onnx.convert as mod
+    from edgernn.export.onnx import torch_to_onnx
 
     run = _load(run_copy(cell="lstm"))
     out = tmp_path / "out"
-    monkeypatch.setattr(mod, "_max_diff", lambda a, b: 0.5)
+    monkeypatch.setattr(torch_to_onnx, "max_diff", lambda a, b: 0.5)
     with pytest.raises(ExportError, match=r"does not match torch .*max\|diff\| 0\.5 .*no file written"):
         mod.export_onnx(run, out, precision="int8")
     assert list(out.iterdir()) == []  # no artifact, no manifest, no scratch directory
@@ -273,11 +275,12 @@ def test_failed_validation_leaves_no_file(run_copy, tmp_path, monkeypatch):
 def test_failed_ort_check_leaves_no_file(run_copy, tmp_path, monkeypatch):
     import edgernn.export.onnx.convert as mod
     from edgernn.export import ExportOptions
+    from edgernn.export.onnx import torch_to_onnx
 
     run = _load(run_copy(cell="gru"))
     src = mod.export_onnx(run, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    monkeypatch.setattr(mod, "_max_diff", lambda a, b: 0.5)
+    monkeypatch.setattr(torch_to_onnx, "max_diff", lambda a, b: 0.5)
     with pytest.raises(ExportError, match="differs from the .onnx"):
         mod.export_ort(run, tmp_path, "float", "sequence", ExportOptions(source=src))
     assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -161,7 +161,8 @@ def test_onnx_order_tries_integer_matmul_before_int8_head(run_copy, monkeypatch,
         assert reasons["integer-matmul"].startswith("failed on") and "gross errors" in reasons["integer-matmul"]
         assert reasons["weights-int8"].startswith("could not be built") and "dynamic recipe" in reasons["weights-int8"]
     else:  # an LSTM cannot be rewritten as MatMuls; its weights-int8 file is built and gated
-        assert reasons["integer-matmul"].startswith("could not be built") and "rewrites GRU/RNN" in reasons["integer-matmul"]
+        assert reasons["integer-matmul"].startswith("could not be built")
+        assert "rewrites GRU/RNN" in reasons["integer-matmul"]
         assert reasons["weights-int8"].startswith("failed on")
 
 
@@ -195,6 +196,43 @@ def test_integer_matmul_refuses_an_lstm(run_copy):
                                           "cannot build onnx sequence-int8: integer-matmul rewrites"):
         export_run(run_dir, formats="onnx", precisions="int8", recipe="integer-matmul")
     assert not list((run_dir / "artifacts").glob("*")), "nothing written"
+
+
+def _unresolved_builders(recipes) -> list[str]:
+    """Every RECIPES[name].builders entry that does not import to a callable, with the reason."""
+    bad = []
+    for name, r in recipes.RECIPES.items():
+        for fmt, target in r.builders.items():
+            try:
+                fn = recipes.builder(name, fmt)
+            except (ImportError, AttributeError, ValueError) as exc:
+                bad.append(f"{name}/{fmt} {target}: {type(exc).__name__}")
+                continue
+            if not callable(fn):
+                bad.append(f"{name}/{fmt} {target}: not callable")
+    return bad
+
+
+def test_every_recipe_builder_imports_to_a_callable(monkeypatch):
+    """The registry names its builders as "module:function", imported only when a recipe is tried: a misspelt
+    entry would surface as that recipe "could not be built" in some export's rejected list. Every entry is
+    imported here; the same check on a scratch copy with one entry misspelt finds exactly that entry."""
+    from dataclasses import replace
+
+    from edgernn.export import recipes
+
+    assert _unresolved_builders(recipes) == []
+    assert {fmt for r in recipes.RECIPES.values() for fmt in r.builders} == {"tflite", "onnx", "c"}
+    for fmt, order in recipes.ORDER.items():  # every recipe a format tries has a builder there
+        assert all(fmt in recipes.RECIPES[name].builders for name in order), fmt
+    broken = dict(recipes.RECIPES)
+    broken["dynamic"] = replace(broken["dynamic"], builders={**broken["dynamic"].builders,
+                                                             "onnx": "edgernn.export.onnx.quantize:dynamik"})
+    broken["int16x8"] = replace(broken["int16x8"], builders={**broken["int16x8"].builders,
+                                                             "c": "edgernn.export.c.quantise:int16x8"})
+    monkeypatch.setattr(recipes, "RECIPES", broken)
+    assert _unresolved_builders(recipes) == ["int16x8/c edgernn.export.c.quantise:int16x8: ModuleNotFoundError",
+                                             "dynamic/onnx edgernn.export.onnx.quantize:dynamik: AttributeError"]
 
 
 def test_calibration_never_sees_the_held_out_windows(make_run):

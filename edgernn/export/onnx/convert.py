@@ -16,38 +16,28 @@ exports in one process and takes ~0.05 s; the dynamo exporter took 3-14 s per ex
 axis on the 2nd export of an RNN type in a process (the _dispatch_cache bug in TOOLCHAIN.md) and
 unrolled nn.RNN into hundreds of nodes with a fixed time axis. Every export is checked by onnxruntime
 against torch (max|diff| <= 1e-4 at the example length, a shorter and a longer one, and other batch
-sizes); on failure ExportError is raised and no file is left behind.
+sizes; edgernn.export.onnx.torch_to_onnx); on failure ExportError is raised and no file is left behind.
 
-int8 recipes (options.recipe; edgernn.export.recipes picks one):
-  dynamic         quant_pre_process, then quantize_dynamic (int8 weights): LSTM becomes
-                  com.microsoft::DynamicQuantizeLSTM and the head MatMulInteger. onnxruntime has no integer
-                  GRU or RNN: their op stays float, with W and R stored int8 behind DequantizeLinear
-                  (edgernn.export.onnx.integer_matmul), so the manifest says "recurrent": "weights-int8".
-  int8-head       quantize_dynamic of the head only: the recurrent op keeps float weights.
-  integer-matmul  GRU/RNN rewritten as MatMul ops in a Loop, quantized with subgraphs: MatMulInteger
-                  runs the recurrence; the export times it against the float GRU op (latency_us).
-The manifest's "quantization" block is computed from the quantized graph, not assumed.
+int8: options.recipe (edgernn.export.recipes picks one; default dynamic) names the builder that quantizes
+the checked float graph (recipes.builder(recipe, "onnx"): dynamic, weights-int8, int8-head, integer-matmul
+in edgernn.export.onnx.quantize); every int8 graph then gets compact tensor names and must run at every
+checked size. The manifest's "quantization" block is computed from the quantized graph, not assumed.
 """
 
 from __future__ import annotations
 
-import platform
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
-import numpy as np
-
-from edgernn.errors import ArtifactError, ConfigError, ExportError, require
+from edgernn.errors import ArtifactError, ExportError, require
+from edgernn.export import recipes
 from edgernn.export.formats import ExportOptions, check_combination
 from edgernn.export.manifest import base_fields, publish
 from edgernn.export.onnx import integer_matmul as onnx_integer
+from edgernn.export.onnx import torch_to_onnx
+from edgernn.export.onnx.quantize import Build
 from edgernn.runtimes.manifest import read_manifest
-
-OPSET = 17
-TOLERANCE = 1e-4  # max|diff| allowed between the exported graph and torch (float) / .ort and .onnx
-EXAMPLE_BATCH = 2
 
 RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 # ops that do the multiply-accumulate work; everything else is shape plumbing or elementwise
@@ -77,53 +67,29 @@ def export_onnx(run, out_dir: Path, precision: str = "float", mode: str = "seque
     tmpdir = _make_tmpdir(out_dir)
     try:
         float_path = tmpdir / "float.onnx"
-        _torch_export(torch, net, cfg, mode, float_path, run.seq_len)
+        torch_to_onnx.torch_export(torch, net, cfg, mode, float_path, run.seq_len)
         ops = onnx_op_types(float_path)
         n_rnn = sum(op in RECURRENT_OPS for op in ops)
         if n_rnn != cfg.layers:
             raise ExportError(
-                f"ONNX export of {_describe(cfg, mode)} produced {n_rnn} native recurrent nodes for "
+                f"ONNX export of {torch_to_onnx.describe(cfg, mode)} produced {n_rnn} native recurrent nodes for "
                 f"{cfg.layers} layer(s) (the exporter unrolled the recurrence); no file written"
             )
-        _validate_against_torch(torch, net, model, cfg, mode, float_path, run.seq_len)
-        artifact = float_path
+        torch_to_onnx.validate_against_torch(torch, net, model, cfg, mode, float_path, run.seq_len)
+        artifact, extra = float_path, {}
         recipe = (options.recipe if options else None) or "dynamic"
-        latency = None
-        if precision == "int8" and recipe == "integer-matmul":
-            explicit = tmpdir / "explicit.onnx"
-            xnet = onnx_integer.explicit_net(model, mode)
-            _torch_export(torch, xnet, cfg, mode, explicit, run.seq_len)
-            _validate_against_torch(torch, xnet, model, cfg, mode, explicit, run.seq_len)
-            artifact = _quantize(explicit, tmpdir, subgraphs=True)
-            _check_runs(artifact, cfg, mode, run.seq_len)
-            feeds = _random_feeds(_session(require("onnxruntime", "onnx"), artifact), 1, run.seq_len, seed=0)
-            latency = {"this_us": round(onnx_integer.latency_us(artifact, feeds, mode), 1),
-                       "float_op_us": round(onnx_integer.latency_us(float_path, feeds, mode), 1),
-                       "per": "window" if mode == "sequence" else "frame", "batch": 1,
-                       "measured_on": platform.machine()}
-        elif precision == "int8" and recipe == "dynamic":
-            artifact = _quantize(float_path, tmpdir)
-            onnx_integer.store_recurrent_weights_int8(artifact)
-        elif precision == "int8" and recipe == "weights-int8":
-            why = onnx_integer.weights_int8_problem(cfg)
-            if why:
-                raise ConfigError(why)
-            artifact = _quantize(float_path, tmpdir, op_types=("MatMul", "Gemm"))
-            onnx_integer.store_recurrent_weights_int8(artifact, ops=("LSTM",))
-        elif precision == "int8" and recipe == "int8-head":
-            artifact = _quantize(float_path, tmpdir, op_types=("MatMul", "Gemm"))
-        elif precision == "int8":
-            raise ConfigError(f"the ONNX int8 recipes are dynamic, integer-matmul, weights-int8 and int8-head, "
-                              f"not {recipe!r}")
         if precision == "int8":
+            build = recipes.builder(recipe, "onnx")  # edgernn.export.onnx.quantize: one function per recipe
+            artifact, extra = build(Build(run, model, mode, float_path, tmpdir))
             onnx_integer.compact_names(artifact)
-            _check_runs(artifact, cfg, mode, run.seq_len)
+            torch_to_onnx.check_runs(artifact, cfg, mode, run.seq_len)
         fields = base_fields(run, "onnx", precision, mode)
         q = quantization_block(onnx_op_types(artifact), precision, cfg.cell, recipe)
+        q.update(extra)
+        latency = q.get("latency_us")
         if latency:
             slower = latency["this_us"] / latency["float_op_us"]
             latency["faster"] = "float GRU op" if slower > 1 else "integer-matmul"
-            q["latency_us"] = latency
             q["note"] += (f"; measured at export on {latency['measured_on']}: {latency['this_us']:g} us per "
                           f"{latency['per']} vs {latency['float_op_us']:g} us for the float {cfg.cell.upper()} op "
                           f"({slower:.1f}x {'slower' if slower > 1 else 'faster'})")
@@ -152,7 +118,7 @@ def export_ort(run, out_dir: Path, precision: str, mode: str, options: ExportOpt
     tmpdir = _make_tmpdir(final.parent)
     try:
         tmp = tmpdir / final.name
-        so = _session_options(ort)
+        so = torch_to_onnx.session_options(ort)
         # basic = provider-independent rewrites only (constant folding, dead nodes), so the .ort file
         # stays portable to other execution providers and mobile builds
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
@@ -160,21 +126,21 @@ def export_ort(run, out_dir: Path, precision: str, mode: str, options: ExportOpt
         so.add_session_config_entry("session.save_model_format", "ORT")
         try:
             ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-            sess_ort = _session(ort, tmp)
+            sess_ort = torch_to_onnx.session(ort, tmp)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ExportError(f"onnxruntime could not convert {src} to the ORT format: "
                               f"{str(exc).splitlines()[0]}; no file written") from exc
-        sess_onnx = _session(ort, src)
+        sess_onnx = torch_to_onnx.session(ort, src)
         T = int(m["preprocessing"].get("max_length") or 16)
         for batch, length in ((1, T), (3, max(2, T // 2 + 1))):
-            feeds = _random_feeds(sess_onnx, batch, length, seed=batch)
+            feeds = torch_to_onnx.random_feeds(sess_onnx, batch, length, seed=batch)
             names = [o.name for o in sess_onnx.get_outputs()]
             for name, a, b in zip(names, sess_onnx.run(None, feeds), sess_ort.run(None, feeds)):
-                d = _max_diff(a, b)
-                if not d <= TOLERANCE:
+                d = torch_to_onnx.max_diff(a, b)
+                if not d <= torch_to_onnx.TOLERANCE:
                     raise ExportError(
                         f"ORT-format model of {src.name} differs from the .onnx: output {name} max|diff| "
-                        f"{d:.3g} at batch {batch}, T={length} (limit {TOLERANCE:g}); no file written"
+                        f"{d:.3g} at batch {batch}, T={length} (limit {torch_to_onnx.TOLERANCE:g}); no file written"
                     )
         fields = base_fields(run, "ort", precision, mode)
         fields.update({k: m[k] for k in ("inputs", "outputs", "sequence_length", "state_layout") if k in m})
@@ -256,185 +222,6 @@ def quantization_block(op_types: list[str], precision: str, cell: str, recipe: s
 
 
 # ----------------------------------------------------------------------------------------------------------
-# export + validation
-# ----------------------------------------------------------------------------------------------------------
-def _describe(cfg, mode) -> str:
-    bi = " bidirectional" if cfg.bidirectional else ""
-    return f"{cfg.cell} h{cfg.hidden} x{cfg.layers}{bi} {mode}"
-
-
-def _state_names(cfg):
-    return ("h", "c") if cfg.cell == "lstm" else ("h",)
-
-
-def _torch_export(torch, net, cfg, mode, path: Path, seq_len: int) -> None:
-    g = torch.Generator().manual_seed(0)
-    if mode == "sequence":
-        args = (torch.randn(EXAMPLE_BATCH, seq_len, cfg.input_size, generator=g),)
-        inames, onames = ["x"], ["y"]
-        y_axes = {0: "batch", 1: "time"} if cfg.head == "tag" else {0: "batch"}
-        dyn = {"x": {0: "batch", 1: "time"}, "y": y_axes}
-    else:
-        x = torch.randn(EXAMPLE_BATCH, cfg.input_size, generator=g)
-        states = tuple(torch.zeros(cfg.layers, EXAMPLE_BATCH, cfg.hidden) for _ in _state_names(cfg))
-        args = (x,) + states
-        inames = ["x", *_state_names(cfg)]
-        onames = ["y", *[f"{s}_out" for s in _state_names(cfg)]]
-        dyn = {"x": {0: "batch"}, "y": {0: "batch"}}
-        dyn.update({n: {1: "batch"} for n in inames[1:] + onames[1:]})
-    with warnings.catch_warnings():
-        # the TorchScript exporter is "legacy" in torch 2.13 but is the one that keeps RNNs dynamic
-        warnings.simplefilter("ignore")
-        try:
-            with torch.no_grad():
-                torch.onnx.export(net, args, str(path), dynamo=False, opset_version=OPSET, input_names=inames,
-                                  output_names=onames, dynamic_axes=dyn, do_constant_folding=True)
-        except Exception as exc:
-            raise ExportError(f"torch.onnx.export failed for {_describe(cfg, mode)}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-
-
-def _max_diff(a, b) -> float:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        return float("inf")
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)))
-
-
-def _session_options(ort):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return so
-
-
-def _session(ort, path):
-    return ort.InferenceSession(str(path), _session_options(ort), providers=["CPUExecutionProvider"])
-
-
-def _check_sizes(seq_len: int) -> list[tuple[int, int]]:
-    """(batch, time) pairs to validate: the example shape, then shorter and longer, other batch sizes."""
-    return [(EXAMPLE_BATCH, seq_len), (3, max(2, seq_len // 2 - 3)), (1, 2 * seq_len + 3)]
-
-
-def _validate_against_torch(torch, net, model, cfg, mode, path: Path, seq_len: int) -> None:
-    ort = require("onnxruntime", "onnx")
-    try:
-        sess = _session(ort, path)
-    except Exception as exc:
-        raise ExportError(f"onnxruntime cannot load the exported {_describe(cfg, mode)} graph: "
-                          f"{str(exc).splitlines()[0]}; no file written") from exc
-    rng = np.random.default_rng(1)
-    for batch, T in _check_sizes(seq_len):
-        x = rng.standard_normal((batch, T, cfg.input_size)).astype(np.float32)
-        if mode == "sequence":
-            with torch.no_grad():
-                want = {"y": model(torch.from_numpy(x)).numpy()}
-            _compare(_run(sess, {"x": x}, cfg, mode, batch, T), want, cfg, mode, batch, T)
-            continue
-        # step: frame by frame vs the torch stepper (output and states at every frame); the last
-        # frame must also equal the full-sequence model (classify/forecast) or its last step (tag)
-        states = {n: np.zeros((cfg.layers, batch, cfg.hidden), np.float32) for n in _state_names(cfg)}
-        for t in range(T):
-            feeds = {"x": np.ascontiguousarray(x[:, t]), **states}
-            with torch.no_grad():
-                ref = net(*[torch.from_numpy(feeds[k]) for k in ["x", *_state_names(cfg)]])
-            want = {"y": ref[0].numpy(), **{f"{n}_out": r.numpy() for n, r in zip(_state_names(cfg), ref[1:])}}
-            got = _run(sess, feeds, cfg, mode, batch, T)
-            _compare(got, want, cfg, mode, batch, T)
-            states = {n: got[f"{n}_out"] for n in _state_names(cfg)}
-        with torch.no_grad():
-            full = model(torch.from_numpy(x)).numpy()
-        _compare({"y": got["y"]}, {"y": full[:, -1] if cfg.head == "tag" else full}, cfg, mode, batch, T)
-
-
-def _run(sess, feeds, cfg, mode, batch, T) -> dict:
-    try:
-        outs = sess.run(None, feeds)
-    except Exception as exc:
-        raise ExportError(f"exported {_describe(cfg, mode)} graph fails in onnxruntime at batch {batch}, T={T} "
-                          f"(axes not dynamic?): {str(exc).splitlines()[0]}; no file written") from exc
-    return {o.name: v for o, v in zip(sess.get_outputs(), outs)}
-
-
-def _compare(got: dict, want: dict, cfg, mode, batch, T) -> None:
-    bad = []
-    for name, ref in want.items():
-        d = _max_diff(got[name], ref)
-        if not d <= TOLERANCE:
-            bad.append(f"{name} max|diff| {d:.3g} (shape {list(np.shape(got[name]))} vs {list(np.shape(ref))})")
-    if bad:
-        raise ExportError(
-            f"ONNX export of {_describe(cfg, mode)} does not match torch at batch {batch}, T={T}: "
-            f"{'; '.join(bad)} (limit {TOLERANCE:g}); no file written"
-        )
-
-
-def _quantize(float_path: Path, tmpdir: Path, subgraphs: bool = False, op_types: tuple | None = None) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    pre = tmpdir / "pre.onnx"
-    out = tmpdir / "int8.onnx"
-    try:
-        # pre-processing (shape inference + folding) first: without it large LSTMs can stay float
-        quant_pre_process(str(float_path), str(pre))
-        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(op_types) if op_types else None,
-                         extra_options={"EnableSubgraph": True} if subgraphs else None)
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExportError(f"onnxruntime int8 quantization failed: {first}; no file written") from exc
-    return out
-
-
-def _check_runs(path: Path, cfg, mode, seq_len: int) -> None:
-    """The int8 graph must load and give finite outputs of the right shape at every checked size."""
-    ort = require("onnxruntime", "onnx")
-    try:
-        sess = _session(ort, path)
-    except Exception as exc:
-        raise ExportError(f"onnxruntime cannot load the int8 {_describe(cfg, mode)} graph: "
-                          f"{str(exc).splitlines()[0]}; no file written") from exc
-    for batch, T in _check_sizes(seq_len):
-        got = _run(sess, _random_feeds(sess, batch, T, seed=T), cfg, mode, batch, T)
-        y = got["y"]
-        expect = _expected_y_shape(cfg, mode, batch, T)
-        if list(y.shape) != expect or not np.all(np.isfinite(y)):
-            raise ExportError(f"int8 {_describe(cfg, mode)} graph gives y of shape {list(y.shape)} (expected "
-                              f"{expect}) or non-finite values at batch {batch}, T={T}; no file written")
-
-
-def _expected_y_shape(cfg, mode, batch, T):
-    if mode == "sequence" and cfg.head == "tag":
-        return [batch, T, cfg.num_outputs]
-    return [batch, cfg.num_outputs]
-
-
-def _random_feeds(sess, batch: int, T: int, seed: int) -> dict:
-    """Random float inputs for a session: symbolic dims named like time get T, other symbolic dims
-    get batch, fixed dims stay."""
-    rng = np.random.default_rng(seed)
-    feeds = {}
-    for inp in sess.get_inputs():
-        shape = []
-        for d in inp.shape:
-            if isinstance(d, int):
-                shape.append(d)
-            elif isinstance(d, str) and "time" in d:
-                shape.append(T)
-            else:
-                shape.append(batch)
-        scale = 1.0 if inp.name == "x" else 0.5
-        feeds[inp.name] = (scale * rng.standard_normal(shape)).astype(np.float32)
-    return feeds
-
-
-# ----------------------------------------------------------------------------------------------------------
 # manifest pieces
 # ----------------------------------------------------------------------------------------------------------
 def _tensor(name, shape, role, nxt=None, output=False) -> dict:
@@ -448,7 +235,7 @@ def _io_inputs(cfg, mode) -> list[dict]:
     if mode == "sequence":
         return [_tensor("x", [None, None, cfg.input_size], "x")]
     return [_tensor("x", [None, cfg.input_size], "x")] + [
-        _tensor(n, [cfg.layers, None, cfg.hidden], "state") for n in _state_names(cfg)
+        _tensor(n, [cfg.layers, None, cfg.hidden], "state") for n in torch_to_onnx.state_names(cfg)
     ]
 
 
@@ -457,7 +244,8 @@ def _io_outputs(cfg, mode) -> list[dict]:
         shape = [None, None, cfg.num_outputs] if cfg.head == "tag" else [None, cfg.num_outputs]
         return [_tensor("y", shape, "y", output=True)]
     return [_tensor("y", [None, cfg.num_outputs], "y", output=True)] + [
-        _tensor(f"{n}_out", [cfg.layers, None, cfg.hidden], "state", nxt=n, output=True) for n in _state_names(cfg)
+        _tensor(f"{n}_out", [cfg.layers, None, cfg.hidden], "state", nxt=n, output=True)
+        for n in torch_to_onnx.state_names(cfg)
     ]
 
 
