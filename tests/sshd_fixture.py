@@ -2,7 +2,7 @@
 A real OpenSSH server on 127.0.0.1 for the SSH target tests (a pytest plugin).
 
 Register it in tests/conftest.py with:   pytest_plugins = ["tests.sshd_fixture"]
-(tests/test_targets_ssh.py also works standalone: it imports the fixture from here).
+(tests/test_devices_targets_ssh.py also works standalone: it imports the fixture from here).
 
 The session-scoped `sshd` fixture starts Debian's /usr/sbin/sshd in the foreground
 (`sshd -D -e -f CONFIG`) on a free high port with a throwaway host key and an authorized client key made
@@ -58,6 +58,17 @@ def require_openssh(server: bool = True) -> None:
     if missing:
         unavailable(f"OpenSSH {'server/' if server else ''}client not installed (missing: {', '.join(missing)}): "
                     f"{APT_HINT}")
+
+
+def wait_until(condition, timeout: float, interval: float = 0.05):
+    """Poll condition() until it returns something truthy or `timeout` seconds have passed; returns its last
+    value (falsy on timeout). For tests: wait for what they need to see, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
 
 
 def free_port() -> int:

@@ -1,5 +1,5 @@
 """
-The emulated Raspberry Pi (edgernn/emulate.py): a real arm64 Debian rootfs under qemu user emulation,
+The emulated Raspberry Pi (edgernn/devices/emulated_pi/): a real arm64 Debian rootfs under qemu user emulation,
 its own sshd on 127.0.0.1, the normal SSH target end to end.
 
 Fast tests cover the host checks, the mount-safe removal and the mirror lookup with real mounts and real
@@ -27,8 +27,9 @@ import pytest
 
 from edgernn.devices import emulated_pi as emulate
 from edgernn.devices.boards import load_board, read_board_file
+from edgernn.devices.emulated_pi import emulator
 from edgernn.errors import ConfigError
-from tests.sshd_fixture import in_ci
+from tests.sshd_fixture import in_ci, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGERNN = [sys.executable, "-m", "edgernn"]
@@ -199,8 +200,8 @@ def test_no_space_for_the_rootfs(tmp_path):
 def test_cache_lock_is_exclusive(tmp_path, monkeypatch):
     monkeypatch.setenv(emulate.CACHE_ENV, str(tmp_path))
     with emulate.cache_lock():
-        code = ("import edgernn.devices.emulated_pi as e\ntry:\n    e.cache_lock().__enter__()\nexcept e.EmulationError as x:\n"
-                "    print(x)")
+        code = ("import edgernn.devices.emulated_pi as e\ntry:\n    e.cache_lock().__enter__()\n"
+                "except e.EmulationError as x:\n    print(x)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                              env=dict(os.environ, EDGERNN_CACHE_DIR=str(tmp_path))).stdout
     assert f"another edgernn process (pid {os.getpid()}) is using the emulator cache" in out
@@ -333,7 +334,7 @@ def test_sshd_that_cannot_start(emulated_cache, monkeypatch):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        monkeypatch.setattr(emulate, "free_port", lambda: busy.getsockname()[1])
+        monkeypatch.setattr(emulator, "free_port", lambda: busy.getsockname()[1])  # where Emulator looks it up
         with pytest.raises(emulate.EmulationError, match="sshd in the emulated rootfs exited with code 255 at start: "
                                                           "Cannot bind any address"):
             with emulate.Emulator(load_board("rpi4"), progress=False):
@@ -362,6 +363,7 @@ def test_killed_mid_run_leaves_nothing(emulated_cache, exported_runs, sig):
     while not any("edgernn.runtimes.bench_worker" in _cmdline(p) for p in emulate.processes_in(rootfs)):
         assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() is not None else ""
         time.sleep(0.2)
+    ours = [p for p in emulate.processes_in(rootfs) if _stat(p)[1] == proc.pid]  # its sshd: dies with it
     os.kill(proc.pid, sig)
     out, err = proc.communicate(timeout=120)
     if sig == signal.SIGTERM:
@@ -370,13 +372,23 @@ def test_killed_mid_run_leaves_nothing(emulated_cache, exported_runs, sig):
         return
     # SIGKILL: no handler runs; the sshd and its sessions die with us, the mounts stay - and the next run
     # (here `emulate status`, then any emulated command) reports and removes them
-    time.sleep(1)
+    assert ours and wait_until(lambda: not any(_stat(p)[0] not in ("", "Z") for p in ours), timeout=30), \
+        "the emulated sshd outlived the SIGKILLed edgernn"
     st = json.loads(cli("emulate", "status", "--json").stdout)
     entry = next(e for e in st["rootfs"] if e["path"] == str(rootfs))
     assert entry["mounted"], "SIGKILL should have left the mounts"
     res = cli("emulate", "build", "-q")
     assert res.returncode == 0, res.stderr
     _assert_torn_down()
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """(state, parent pid) of a process; ("", 0) when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return "", 0
+    return fields[0], int(fields[1])
 
 
 def _cmdline(pid: int) -> str:

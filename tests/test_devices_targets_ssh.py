@@ -8,8 +8,8 @@ and the remote temp dir removed. Hostile names (`;`, `$()`, backticks, spaces) m
 The "device" is this machine (x86_64) logged into over ssh, so the rpi4 profile (aarch64) must warn
 about the architecture. Its python is the project venv's (remote_python), which has numpy + onnxruntime.
 
-    .venv/bin/pytest tests/test_targets_ssh.py            # needs: apt-get install -y openssh-server
-    CI=true .venv/bin/pytest tests/test_targets_ssh.py    # as CI: missing OpenSSH fails instead of skipping
+    .venv/bin/pytest tests/test_devices_targets_ssh.py            # needs: apt-get install -y openssh-server
+    CI=true .venv/bin/pytest tests/test_devices_targets_ssh.py    # as CI: missing OpenSSH fails instead of skipping
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from edgernn.devices.boards import load_board
 from edgernn.devices.targets import BenchJob, get_target
 from edgernn.devices.targets.ssh import check_host, remote_path_expr
 from edgernn.errors import ConfigError, TargetError
-from tests.sshd_fixture import free_port, ssh_client, sshd  # noqa: F401 - fixtures (also registered as a plugin)
+from tests.sshd_fixture import free_port, ssh_client, sshd, wait_until  # noqa: F401 - fixtures (also a plugin)
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_PY = str(ROOT / ".venv" / "bin" / "python")
@@ -247,6 +247,30 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
+def _proc_text(pid: int, name: str) -> str:
+    """/proc/<pid>/<name> as text ("" when the process is gone)."""
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _measuring_worker(remote_base: Path) -> int | None:
+    """The pid of the remote worker once it is at work: its pid file is written, the shell has exec'd the
+    worker, and the worker has imported onnxruntime (next it loads the model and times 3 million runs)."""
+    for pidfile in remote_base.glob("*/.worker.pid"):
+        try:
+            text = pidfile.read_text().strip()
+        except OSError:
+            continue
+        if not text.isdigit():
+            continue  # created, not yet written
+        pid = int(text)
+        if "edgernn.runtimes.bench_worker" in _proc_text(pid, "cmdline") and "onnxruntime" in _proc_text(pid, "maps"):
+            return pid
+    return None
+
+
 @pytest.mark.ssh
 @pytest.mark.export
 @pytest.mark.slow
@@ -257,15 +281,10 @@ def test_connection_dropped_mid_run(sshd, artifacts, remote_base):  # noqa: F811
     seen = {}
 
     def killer():
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            pidfiles = list(remote_base.glob("*/.worker.pid"))
-            if pidfiles:
-                time.sleep(0.5)  # let the worker start measuring
-                seen["pid"] = int(pidfiles[0].read_text())
-                seen["killed"] = sshd.kill_sessions()
-                return
-            time.sleep(0.05)
+        pid = wait_until(lambda: _measuring_worker(remote_base), timeout=60)
+        if pid:
+            seen["pid"] = pid
+            seen["killed"] = sshd.kill_sessions()
 
     th = threading.Thread(target=killer, daemon=True)
     th.start()
@@ -279,11 +298,7 @@ def test_connection_dropped_mid_run(sshd, artifacts, remote_base):  # noqa: F811
     assert "failed or was lost during the benchmark of sequence-float.onnx" in msg and "could not remove" not in msg
     assert time.time() - t0 < 60
     assert list(remote_base.iterdir()) == []
-    for _ in range(50):
-        if not _pid_alive(seen["pid"]):
-            break
-        time.sleep(0.1)
-    assert not _pid_alive(seen["pid"]), "the orphaned remote worker is still running"
+    assert wait_until(lambda: not _pid_alive(seen["pid"]), timeout=5), "the orphaned remote worker is still running"
 
 
 @pytest.mark.ssh

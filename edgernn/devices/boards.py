@@ -73,7 +73,7 @@ class Board:
     runtimes: list = field(default_factory=list)
     install_hint: str = ""
     python: str = "python3"
-    qemu_cpu: str = ""  # the core `--emulate` runs under qemu (edgernn.devices.emulated_pi.CORES); aarch64 ssh boards
+    qemu_cpu: str = ""  # the core `--emulate` runs under qemu (one of CORES above); aarch64 ssh boards
     notes: str = ""
     path: str = ""  # where the profile was read from (not a TOML key)
 

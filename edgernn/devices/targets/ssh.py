@@ -23,7 +23,8 @@ ProxyJump), the agent and known_hosts all apply. Options: BatchMode=yes (never p
 ConnectTimeout, ServerAliveInterval. Every remote command is a POSIX sh script run as
 `sh -c '<script>'`, and every path or name in it goes through shlex.quote: a file name such as
 "x; rm -rf ~" or "$(reboot)" is just a file name. Host strings are checked against what ssh
-destinations look like ([user@]host[:port] or ssh://...) before anything runs.
+destinations look like ([user@]host[:port] or ssh://...) before anything runs. A failed call becomes one
+TargetError saying what to do (edgernn.devices.targets.ssh_errors: crash, auth, host key, unreachable, disk).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from edgernn.devices.targets import BenchJob, Target, last_line, worker_args
+from edgernn.devices.targets.ssh_errors import ssh_failure, tar_error
 from edgernn.errors import ConfigError, TargetError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]  # edgernn/
@@ -51,13 +53,6 @@ PUSHED_PACKAGE_FILES = ("__init__.py", "errors.py")
 PUSHED_PACKAGE_DIRS = ("runtimes",)
 # an ssh destination or ~/.ssh/config alias; anything else (spaces, ; $ ` ' " | & < > newlines) is refused
 HOST_RE = re.compile(r"^(ssh://)?[A-Za-z0-9_.%+\-]+(@[A-Za-z0-9_.%\-\[\]:]+)?(:[0-9]+)?$|^\[?[0-9A-Fa-f:.]+\]?$")
-CONNECT_ERRORS = ("Connection refused", "No route to host", "Connection timed out", "Could not resolve hostname",
-                  "Name or service not known", "Network is unreachable", "Operation timed out",
-                  "Temporary failure in name resolution", "Connection closed by remote host",
-                  "kex_exchange_identification", "Connection reset by peer")
-CRASHES = ("Illegal instruction", "Segmentation fault", "Bus error", "uncaught target signal", "core dumped")
-AUTH_ERRORS = ("Permission denied", "Too many authentication failures", "no mutual signature",
-               "No supported authentication methods")
 
 
 def q(s) -> str:
@@ -80,20 +75,6 @@ def check_host(host: str) -> str:
         raise ConfigError(f"ssh host {host!r} is not a valid destination: use user@hostname, hostname, an IP "
                           "address or an alias from ~/.ssh/config (no spaces or shell characters)")
     return host
-
-
-FILE_ERRORS = ("No space left on device", "Read-only file system", "Permission denied", "Disk quota exceeded",
-               "Cannot open", "Cannot mkdir")
-
-
-def _tar_error(text: str) -> str:
-    """tar ends with "Exiting with failure status due to previous errors": report the first real error."""
-    lines = [ln.strip() for ln in (text or "").replace("\r", "").splitlines() if ln.strip()]
-    for ln in lines:
-        if any(e in ln for e in FILE_ERRORS):
-            return ln
-    useful = [ln for ln in lines if "Exiting with failure status" not in ln]
-    return (useful or lines or ["no error output"])[0]
 
 
 class SSHTarget(Target):
@@ -178,30 +159,7 @@ class SSHTarget(Target):
         return proc
 
     def _failure(self, proc, what: str) -> TargetError:
-        err = proc.stderr.decode("utf-8", "replace") if isinstance(proc.stderr, bytes) else (proc.stderr or "")
-        line = last_line(err)
-        if any(c in err for c in CRASHES):  # the remote process died of a signal: ssh also exits 255
-            return TargetError(
-                f"{what} crashed on {self.host} ({line}): the runtime died of a signal there - SIGILL means it ran "
-                "an instruction this CPU lacks (on an emulated board: /proc/cpuinfo and QEMU_CPU disagree), "
-                "SIGSEGV a runtime bug; re-run that artifact alone to confirm")
-        if proc.returncode == 255:
-            if any(s in err for s in AUTH_ERRORS):
-                return TargetError(
-                    f"ssh to {self.host} was refused ({line}): install your public key on the device "
-                    f"(ssh-copy-id {self.host}) so that `ssh {self.host} true` works without a password prompt "
-                    "- edgernn runs ssh in BatchMode and never asks for one")
-            if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
-                return TargetError(
-                    f"the host key of {self.host} is unknown or has changed ({line}): run `ssh {self.host}` once "
-                    "interactively to accept it, or fix ~/.ssh/known_hosts")
-            if any(s in err for s in CONNECT_ERRORS):
-                return TargetError(
-                    f"cannot reach {self.host} ({line}): check the address, that the device is powered and on "
-                    f"the network and that sshd runs on it; `ssh {self.host} true` must work")
-            return TargetError(f"the ssh connection to {self.host} failed or was lost during {what} "
-                               f"({line or 'ssh exit code 255'}); check the device and the network and re-run")
-        return TargetError(f"{what} failed on {self.host} (exit code {proc.returncode}): {line or 'no error output'}")
+        return ssh_failure(self.host, proc, what)
 
     def _open(self) -> None:
         """Start one master connection that later ssh calls reuse (saves ~0.3-0.5 s per call)."""
@@ -450,7 +408,7 @@ class SSHTarget(Target):
             if proc.returncode == 255:
                 raise self._failure(proc, "copying files")
             raise TargetError(f"copying {len(data) / 1e6:.2f} MB to {self.host}:{tmp} failed: "
-                              f"{_tar_error(proc.stderr.decode('utf-8', 'replace'))}; free space on the device or "
+                              f"{tar_error(proc.stderr.decode('utf-8', 'replace'))}; free space on the device or "
                               "pass remote_tmp=<a writable directory with room>")
         return layout, time.perf_counter() - t0, len(data)
 
