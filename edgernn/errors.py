@@ -1,7 +1,8 @@
 """
 Errors edgernn raises for problems a user can fix.
 
-Library code raises these; only edgernn.cli (cli/options.py) turns them into click exceptions (one line, exit code 1 or 2).
+Library code raises these; only edgernn.cli (cli/options.py) turns them into click exceptions (one line,
+exit code 1 or 2).
 Every message says what failed, the numbers involved, and the fix. Raise them `from exc` (never
 `from None`) so that EDGERNN_DEBUG=1 can show the chained traceback; `detail` carries text from a
 child process (e.g. the TFLite converter worker's own traceback) that only the debug output prints.

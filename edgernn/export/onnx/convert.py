@@ -13,7 +13,8 @@ h_out back as h on the next frame, starting from zeros. Bidirectional models can
 How: the TorchScript exporter (torch.onnx.export(dynamo=False), opset 17). Measured with torch 2.13:
 it emits one native ONNX LSTM/GRU/RNN node per layer, keeps the time axis dynamic across repeated
 exports in one process and takes ~0.05 s; the dynamo exporter took 3-14 s per export, froze the time
-axis on the 2nd export of an RNN type in a process (the _dispatch_cache bug in TOOLCHAIN.md) and
+axis on the 2nd export of an RNN type in a process (a dispatch-cache bug of torch 2.13: clearing
+aten.{lstm,gru}.input._dispatch_cache before each export also fixes it) and
 unrolled nn.RNN into hundreds of nodes with a fixed time axis. Every export is checked by onnxruntime
 against torch (max|diff| <= 1e-4 at the example length, a shorter and a longer one, and other batch
 sizes; edgernn.export.onnx.torch_to_onnx); on failure ExportError is raised and no file is left behind.

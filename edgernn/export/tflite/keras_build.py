@@ -3,7 +3,7 @@ Rebuild an edgernn torch model in legacy Keras (tf_keras) with the same weights,
 
 Runs inside the TFLite worker process only (it imports TensorFlow). TF_USE_LEGACY_KERAS=1 must be set
 before TensorFlow is first imported: Keras 3 turns the LSTM into a WHILE loop whose int8 conversion
-segfaults (docs: /work/shared/TOOLCHAIN.md "PyTorch -> TFLite").
+segfaults (docs/export.md, "TFLite needs legacy Keras").
 
     weights = dict(np.load("weights.npz"))            # torch state_dict as numpy arrays
     model = build_sequence_model(cfg, weights, seq_len=40, unroll_gru=True)   # [1, T, C] -> [1, K]

@@ -1,0 +1,112 @@
+"""
+What the TFLite worker is asked to build: the spec (model config, mode, converter setting, file paths) and the
+data it converts and checks with: torch weights, normalized calibration windows (or, for a step graph,
+(frame, state) pairs from the torch stepper) and torch's reference outputs on the check windows.
+
+    spec = write_spec(run, tmp, "int8", "step", "int8", compact=True)   # tmp/weights.npz, tmp/data.npz
+    spec["report"]                                                      # where the worker writes its JSON
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgernn.errors import ExportError
+
+# float and dynamic-range GRU/RNN sequence graphs are unrolled (fast, but ~2.7 KB per step at h32, and the
+# converter's time and memory grow with T: 11.6 min and 7.3 GB at T=1344). Beyond this many steps they use
+# the WHILE loop instead (constant size, any T; measured 25 KB vs 268 KB at T=100 for GRU h32, ~5 us per
+# step slower). Integer GRU/RNN sequences are always the loop of while_loop.py (an unrolled int8 GRU h32 was
+# ~8 KB per step: 803 KB at T=100).
+UNROLL_MAX_STEPS = 128
+MAX_CALIB = 200  # calibration windows (sequence) / (frame, state) pairs = 2x this (step)
+N_CHECK = 64  # normalized calibration windows run through every artifact before it is kept (8 missed
+# a fused-LSTM kernel deviation of 1.3e-4 that X_test then showed)
+
+
+def stateful_step(cfg, precision: str, mode: str) -> bool:
+    """int8 LSTM streaming uses TFLite's own integer LSTM kernel with its state in variable tensors
+    (int8 hidden state, int16 cell state, no requantization between frames). Measured on the demo LSTM
+    h32: over 20 windows streamed without reset it agreed 99.9% with float (max |diff| 0.56); the
+    explicit int8 state I/O it replaces requantized h and c to 8 bits every frame and lost 20 points
+    of accuracy (max |diff| 6.7). int16x8 cannot quantize the fused op, so its LSTM step is the explicit cell
+    graph with int16 h and c I/O (jv h64: passed the gate and the 20,000-frame soak where the fused full-int8
+    step lost the stress set and the dynamic-range one drifted)."""
+    return mode == "step" and precision == "int8" and cfg.cell == "lstm" and not cfg.bidirectional
+
+
+def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact: bool) -> dict:
+    """Write tmp/weights.npz and tmp/data.npz for one conversion; return the spec (the parent adds the
+    per-attempt keys: dynamic_time, loop, int_loop, unroll_lstm). precision = the worker's kind."""
+    import torch  # presence checked by check_prerequisites
+
+    model = run.load_model()
+    np.savez(tmp / "weights.npz", **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    from edgernn.gates import calibration_windows
+
+    X = run.normalize(calibration_windows(run))  # held-out windows are left for the recipe gate
+    if len(X) == 0:
+        raise ExportError(f"{run.path}/data.npz has no X_calib windows to calibrate and check the export; "
+                          "re-run `edgernn train`")
+    calib, check = X[:MAX_CALIB], X[:N_CHECK]
+    data = {"check_x": check}
+    with torch.no_grad():
+        if stateful_step(run.config, precision, mode):
+            data["check_ref_frames"] = _prefix_outputs(model, check, run.task)
+            data["calib_x"] = calib
+        elif mode == "sequence":
+            data["check_ref"] = model(torch.from_numpy(check)).numpy()
+            data["calib_x"] = calib
+            if run.config.cell == "lstm" or run.seq_len > UNROLL_MAX_STEPS or compact:
+                # references at other lengths, to verify a dynamic time axis (fused LSTM, or a WHILE loop)
+                t = X.shape[1]
+                for x in (check[:, t // 2:], np.concatenate([check, check[::-1]], axis=1)):
+                    data[f"check_x_T{x.shape[1]}"] = np.ascontiguousarray(x)
+                    data[f"check_ref_T{x.shape[1]}"] = model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        else:
+            data["check_ref_frames"] = _prefix_outputs(model, check, run.task)
+            data["calib_x"], data["calib_states"] = _step_calibration(model, calib, 2 * MAX_CALIB)
+    np.savez(tmp / "data.npz", **data)
+    stateful = stateful_step(run.config, precision, mode)
+    return {"cfg": run.config.to_dict(), "mode": mode, "precision": precision, "int8_io": int8_io,
+            "stateful_step": stateful, "dynamic_time": stateful, "compact": compact,
+            "seq_len": run.seq_len, "weights": str(tmp / "weights.npz"), "data": str(tmp / "data.npz"),
+            "out": str(tmp / "model.tflite"), "report": str(tmp / "report.json")}
+
+
+def _prefix_outputs(model, X: np.ndarray, task: str) -> np.ndarray:
+    """Torch full-sequence output at every frame: [N, T, K]. For tag the full run already is per
+    frame; otherwise frame t's reference is model(x[:, :t+1]) - what a stream must reproduce."""
+    import torch
+
+    x = torch.from_numpy(X)
+    if task == "tag":
+        return model(x).numpy()
+    return np.stack([model(x[:, : t + 1]).numpy() for t in range(X.shape[1])], axis=1)
+
+
+def _step_calibration(model, X: np.ndarray, n: int):
+    """(frame, states) pairs from the torch stepper over windows X, so state ranges are calibrated
+    too: returns frames [n, C] and states [n, S, H] in keras_build.state_names order."""
+    import torch
+
+    from edgernn.models import StepModel
+
+    step = StepModel(model)
+    cfg = model.cfg
+    frames, states = [], []
+    with torch.no_grad():
+        h = torch.zeros(model.state_shape(batch=len(X)))
+        c = torch.zeros_like(h) if cfg.cell == "lstm" else None
+        for t in range(X.shape[1]):
+            frames.append(X[:, t])
+            states.append(torch.cat([h, c]) if c is not None else h.clone())  # [S, N, H]
+            res = step(torch.from_numpy(X[:, t]), h, c) if c is not None else step(torch.from_numpy(X[:, t]), h)
+            h = res[1]
+            c = res[2] if c is not None else None
+    frames = np.concatenate(frames)  # [T*N, C], time-major
+    states = np.concatenate([s.permute(1, 0, 2).numpy() for s in states])  # [T*N, S, H]
+    idx = np.random.default_rng(0).permutation(len(frames))[:n]
+    return frames[idx].astype(np.float32), states[idx].astype(np.float32)
