@@ -314,6 +314,7 @@ def test_step_artifact_predict_streams_the_window(onnx_dir, X):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::edgernn.runtimes.SaturationWarning")  # int8 streams of raw windows clip
 def test_tflite_stream_float_and_int8_state(tflite_dir, gru):
     from edgernn.runtimes import load
 
@@ -588,6 +589,7 @@ def test_tag_outputs_per_step_and_padding_is_cropped(tag_dir, X):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::edgernn.runtimes.SaturationWarning")  # int8 streams of raw windows clip
 def test_litert_public_api_fallback_gives_same_outputs(tflite_dir, gru):
     from edgernn.runtimes import load
 
