@@ -2,6 +2,9 @@
 #   make demo   - set up .venv with everything, run the whole pipeline on the bundled dataset, print the report
 #   make test   - same set-up, then the full test suite
 VENV   ?= .venv
+# apt waits up to 10 minutes for another package manager (a second `make` started at once, unattended
+# upgrades) to let go of the dpkg lock, instead of failing at once
+APT     = apt-get -o DPkg::Lock::Timeout=600
 PYTHON ?= python3
 PIP     = $(VENV)/bin/pip
 STAMP   = $(VENV)/.edgernn-installed
@@ -30,7 +33,7 @@ system-deps: c-deps
 	  command -v qemu-aarch64-static >/dev/null 2>&1 && command -v update-binfmts >/dev/null 2>&1 && \
 	  command -v debootstrap >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
+	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(SYSTEM_PKGS) >/dev/null; \
 	  else echo "install $(SYSTEM_PKGS) for the SSH, emulated-Pi and tune tests"; fi; }
 
 # C compilers for --format c: gcc runs C artifacts here (parity, bench); clang, the aarch64 cross compiler
@@ -41,7 +44,7 @@ c-deps:
 	  command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v arm-none-eabi-gcc >/dev/null 2>&1 && \
 	  test -f /usr/lib/arm-none-eabi/include/stdint.h || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(C_PKGS) >/dev/null; \
+	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(C_PKGS) >/dev/null; \
 	  else echo "install $(C_PKGS) for C artifacts (--format c)"; fi; }
 
 demo: install c-deps

@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from edgernn.errors import ArtifactError, ConfigError
-from edgernn.gates import Gates, gate_artifact
+from edgernn.gates import Gates, gate_artifact, stream_reference
 from edgernn.reference import torch_outputs
 from edgernn.rundir import Run, load_run
 from edgernn.runtimes.files import atomic_write_json
 from edgernn.runtimes.manifest import FORMAT_EXT, read_manifest
-from edgernn.soak import StreamReference, stream_windows_for
 from edgernn.train import score_outputs
 
 
@@ -76,9 +75,10 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
             manifest = read_manifest(path)
             given = None if outputs is None else outputs.get(path.name)
             if manifest["mode"] == "step" and given is None and stream_ref is None:
-                stream_ref = StreamReference(run, X, stream_windows_for(gates.stream_frames, X.shape[1]))
+                stream_ref = stream_reference(run, X, gates)
             row = gate_artifact(run, path, X, d["y_test"], lengths, ref, ref_metrics, gates, threads=threads,
                                 outputs=given, stream_ref=stream_ref, manifest=manifest)
+            export_gate_note(row, manifest, len(X))
             rows.append(row)
     report = {
         "run": str(run.path),
@@ -91,9 +91,24 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
         "passed": all(r["passed"] for r in rows),
         "failed": [r["artifact"] for r in rows if not r["passed"]],
     }
+    if stream_ref is not None:  # the model's own streaming horizon, measured on the soak stream
+        report["stream_stability"] = stream_ref.stability
     if write:
         atomic_write_json(run.path / "parity.json", report)
     return report
+
+
+def export_gate_note(row: dict, manifest: dict, n_test: int) -> None:
+    """When export's int8 recipe gate (held-out calibration windows) and this gate (the test windows) disagree
+    on an artifact, say so in its row ("export_gate"), with both verdicts: neither is silently contradicted."""
+    sel = (manifest.get("quantization") or {}).get("selection") or {}
+    g = sel.get("gate") or {}
+    if "passed" not in g or bool(g["passed"]) == bool(row["passed"]):
+        return
+    row["export_gate"] = {"passed": bool(g["passed"]), "windows": g.get("windows"), "verdict": sel.get("verdict")}
+    row["export_gate_note"] = (f"export's recipe gate {'passed' if g['passed'] else 'FAILED'} it on "
+                               f"{g.get('windows')} held-out calibration windows ({sel.get('verdict')}); here it "
+                               f"{'passes' if row['passed'] else 'FAILS'} on the {n_test} test windows")
 
 
 def format_table(report: dict) -> str:
@@ -112,11 +127,20 @@ def format_table(report: dict) -> str:
             f"{r['artifact']:<26} {r['runtime']:<11} {r[metric]:>8.4f} {change:>+8.4f} {agree:>6} "
             f"{r['max_abs_diff']:>10.2e} {r['mean_abs_diff']:>10.2e} {r['size_bytes'] / 1024:>7.1f}  "
             f"{'PASS' if r['passed'] else 'FAIL'}")
+        if not r["passed"] and r.get("failed_rules"):
+            lines.append(f"  {r['artifact']} FAILS: {'; '.join(r['failed_rules'])}")
+        if r.get("export_gate_note"):
+            lines.append(f"  {r['artifact']}: {r['export_gate_note']}")
         if r.get("long_stream"):
             streams.append(r)
     if streams:
         ls0 = streams[0]["long_stream"]
-        lines.append(f"soak: {ls0['frames']} frames ({ls0['windows']} test windows) without reset vs the float model; "
+        distinct = min(ls0["windows"], report["n_test"])
+        cycled = (f"{ls0['windows']} windows: the {distinct} test windows cycled" if ls0["windows"] > distinct
+                  else f"{ls0['windows']} test windows")
+        resets = (f"with a reset every {ls0['reset_every']} frames (the model's streaming horizon, below)"
+                  if ls0.get("reset_every") else "without reset")
+        lines.append(f"soak: {ls0['frames']} frames ({cycled}) {resets} vs the float model; "
                      f"max|diff| per {ls0['block_frames']} frames (first .. last), agreement, saturated frames "
                      "(quantized input/state at its range end)")
         for r in streams:
@@ -129,4 +153,7 @@ def format_table(report: dict) -> str:
             sat_text = "/".join("-" if sat.get(k) is None else str(sat[k]) for k in ("input", "state"))
             lines.append(f"{r['artifact']:<26} {shown:<64} {agree:>6} {sat_text:>9}  "
                          f"{'PASS' if ls['passed'] else 'FAIL'}")
+    st = report.get("stream_stability")
+    if st:
+        lines.append(f"streaming horizon of the float model: {st['text']}")
     return "\n".join(lines)

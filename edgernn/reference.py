@@ -118,10 +118,27 @@ def torch_stream_outputs(run, frames_raw: np.ndarray, model=None) -> np.ndarray:
     torch = require("torch", "train")
     model = model if model is not None else run.load_model()
     StepModel(model)  # refuses bidirectional models, which cannot stream
-    xn = torch.from_numpy(run.normalize(frames_raw))[None]
+    xn = torch.from_numpy(run.normalize(frames_raw))[None].to(next(model.parameters()).dtype)
     with torch.inference_mode():
         seq, _ = model.rnn(xn)
         return output_units(run, model.head(seq[0]).numpy())
+
+
+def rounding_models(run, draws: int, step: float):
+    """Yield copies of the run's float model that differ from it the way two correct float implementations
+    do: the model in float64, then `draws` seeded float32 copies with every weight moved by up to `step` of
+    itself (relative; edgernn.gates.IMPLEMENTATION_STEP). Where these copies drift apart over a long stream,
+    the model itself amplifies small differences, and no artifact can be expected to follow the torch
+    stream there."""
+    torch = require("torch", "train")
+    yield run.load_model().double()
+    model = run.load_model()
+    clean = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(draws):
+        model.load_state_dict({k: v * (1 + step * (2 * torch.rand(v.shape, generator=gen) - 1))
+                               if v.is_floating_point() else v for k, v in clean.items()})
+        yield model
 
 
 def weight_noise_models(run, draws: int):

@@ -9,6 +9,12 @@ shows up only here.
 The error is reported per block of about BLOCK_FRAMES frames (whole windows) so drift is visible; the
 same windows are also streamed one at a time from a reset, so each block has an error with the
 carried-in state and one without. Judging the result is edgernn.gates.long_stream_gate.
+
+A model can be unstable on continuous streams: trained on short windows, it may amplify rounding until two
+correct implementations (torch, a C file, LiteRT) disagree. find_horizon() measures how many frames it can
+stream from a reset before rounding-size perturbations of it grow past the float limit; such a model must be
+reset that often on a device, and the soak then streams the way that device does (StreamReference with
+reset_every, long_stream resetting the artifact at the same frames).
 """
 
 from __future__ import annotations
@@ -37,26 +43,36 @@ def long_stream(run: Run, session, X_raw: np.ndarray, n_windows: int, refs: "Str
     frames, ref, ref_reset = refs.frames, refs.ref, refs.ref_reset
     T = X_raw.shape[1]
     stream = session.stream(warn=False)  # saturation is counted and shown in the table, not warned
-    out = np.stack([np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames])
+    out = []
+    for seg in refs.segments:  # one segment unless the model's horizon asks for resets
+        stream.reset()
+        out += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[seg]]
+    out = np.stack(out)
     saturation = stream.saturation
     out_reset = []
     for b in range(0, len(frames), T):
         stream.reset()
         out_reset += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[b:b + T]]
     out_reset = np.stack(out_reset)
-    diff, diff_reset = np.abs(out - ref), np.abs(out_reset - ref_reset)
     size, blocks = block_frames(T), soak_blocks(len(frames), T)
+    with np.errstate(over="ignore", invalid="ignore"):  # a broken artifact's stream may overflow: inf says it
+        diff, diff_reset = np.abs(out - ref), np.abs(out_reset - ref_reset)
+        res = _block_stats(diff, diff_reset, blocks)
     res = {"windows": int(n_windows), "frames": int(len(frames)), "block_frames": int(size),
-           "block_max_abs_diff": [float(diff[b].max()) for b in blocks],
-           "block_mean_abs_diff": [float(diff[b].mean()) for b in blocks],
-           "block_mean_abs_diff_reset": [float(diff_reset[b].mean()) for b in blocks],
-           "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-           "mean_abs_diff_reset": float(diff_reset.mean()), "saturation": saturation}
+           **res, "saturation": saturation, "reset_every": refs.reset_every}
     if run.task != "forecast":
         agree = out.argmax(-1) == ref.argmax(-1)
         res["block_agreement"] = [float(agree[b].mean()) for b in blocks]
         res["agreement"] = float(agree.mean())
     return res
+
+
+def _block_stats(diff: np.ndarray, diff_reset: np.ndarray, blocks: list) -> dict:
+    return {"block_max_abs_diff": [float(diff[b].max()) for b in blocks],
+            "block_mean_abs_diff": [float(diff[b].mean()) for b in blocks],
+            "block_mean_abs_diff_reset": [float(diff_reset[b].mean()) for b in blocks],
+            "max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
+            "mean_abs_diff_reset": float(diff_reset.mean())}
 
 
 def block_frames(T: int) -> int:
@@ -76,13 +92,16 @@ class StreamReference:
     float outputs window by window from a zero state, in the model's output units. fragile_blocks() is
     computed on demand."""
 
-    def __init__(self, run: Run, X_raw: np.ndarray, n_windows: int):
+    def __init__(self, run: Run, X_raw: np.ndarray, n_windows: int, reset_every: int | None = None):
         idx = np.arange(n_windows) % len(X_raw)
         self.run, self.T = run, X_raw.shape[1]
         self.frames = np.concatenate([X_raw[i] for i in idx]).astype(np.float32)
-        self.ref = torch_stream_outputs(run, self.frames)
+        self.reset_every = reset_every  # None: one stream; else a reset every this many frames (whole windows)
+        self.segments = segments(len(self.frames), reset_every)
+        self.ref = segmented_outputs(run, self.frames, self.segments)
         self.ref_reset = np.concatenate([torch_stream_outputs(run, X_raw[i]) for i in idx])
         self._fragile = {}  # (gross, draws) -> fragile_blocks()
+        self._divergence = {}  # (draws, step) -> divergence()
 
     def fragile_blocks(self, gross: float, draws: int) -> tuple[np.ndarray, np.ndarray]:
         """([blocks] bool, [blocks] float): the soak blocks where the float model ITSELF is off by more than
@@ -99,8 +118,72 @@ class StreamReference:
             limit = gross * float(self.ref.max() - self.ref.min())
             fragile, floor = np.zeros(len(blocks), bool), np.zeros(len(blocks))
             for model in weight_noise_models(self.run, draws):
-                diff = np.abs(torch_stream_outputs(self.run, self.frames, model=model) - self.ref)
+                diff = np.abs(segmented_outputs(self.run, self.frames, self.segments, model) - self.ref)
                 fragile |= np.array([diff[b].max() > limit for b in blocks])
                 floor = np.maximum(floor, [diff[b].mean() for b in blocks])
             self._fragile[gross, draws] = fragile, floor
         return self._fragile[gross, draws]
+
+    def divergence(self, draws: int, step: float) -> dict:
+        """How far the float model ITSELF drifts on this stream under rounding-size perturbations
+        (edgernn.reference.rounding_models: float64, and `draws` float32 copies with weights moved by `step`):
+        per frame the largest |output difference| from the float32 reference ("frame_max", [frames]); per
+        block its max ("block_max") and the largest mean over a copy ("block_mean"); and per frame whether a
+        copy's top-1 answer differs ("flips", classify/tag). A stable model stays near 1e-6 for the whole
+        stream; a model that amplifies rounding grows until two correct implementations disagree."""
+        if (draws, step) not in self._divergence:
+            from edgernn.reference import rounding_models
+
+            blocks = soak_blocks(len(self.frames), self.T)
+            frame_max = np.zeros(len(self.frames))
+            block_mean = np.zeros(len(blocks))
+            flips = np.zeros(len(self.frames), bool)
+            for model in rounding_models(self.run, draws, step):
+                out = segmented_outputs(self.run, self.frames, self.segments, model)
+                diff = np.abs(out - self.ref)
+                frame_max = np.maximum(frame_max, diff.reshape(len(diff), -1).max(-1))
+                block_mean = np.maximum(block_mean, [diff[b].mean() for b in blocks])
+                if self.run.task != "forecast":
+                    flips |= out.argmax(-1) != self.ref.argmax(-1)
+            self._divergence[draws, step] = {"frame_max": frame_max, "block_mean": block_mean, "flips": flips,
+                                       "block_max": np.array([frame_max[b].max() for b in blocks])}
+        return self._divergence[draws, step]
+
+
+def segments(n_frames: int, reset_every: int | None) -> list[slice]:
+    """The stretches of a stream of n_frames between resets (one stretch when reset_every is None)."""
+    step = n_frames if not reset_every else int(reset_every)
+    return [slice(b, b + step) for b in range(0, n_frames, step)]
+
+
+def segmented_outputs(run: Run, frames: np.ndarray, segs: list, model=None) -> np.ndarray:
+    """Float outputs of a stream that is reset at the start of every segment."""
+    return np.concatenate([torch_stream_outputs(run, frames[seg], model=model) for seg in segs])
+
+
+def find_horizon(run: Run, frames: np.ndarray, limit: float, draws: int, step: float, T: int,
+                 first: np.ndarray | None = None) -> int | None:
+    """Frames the float model can stream from a reset before a rounding-size copy of it
+    (edgernn.reference.rounding_models) is off by more than `limit`: None when it never is on these frames
+    streamed without reset. Conservative: the stream is cut into stretches of the horizon found so far, each
+    streamed from a reset, until none crosses the limit (a stretch that starts elsewhere may diverge sooner).
+    `first` = the per-frame divergence of the whole stream from one reset, when already computed."""
+    from edgernn.reference import rounding_models
+
+    horizon = None
+    length = len(frames)
+    while True:
+        segs = segments(len(frames), length)
+        if first is not None and length == len(frames):
+            frame_max = first
+        else:
+            ref = segmented_outputs(run, frames, segs)
+            frame_max = np.zeros(len(frames))
+            for model in rounding_models(run, draws, step):
+                d = np.abs(segmented_outputs(run, frames, segs, model) - ref)
+                frame_max = np.maximum(frame_max, d.reshape(len(d), -1).max(-1))
+        onsets = [int(np.argmax(frame_max[seg] > limit)) for seg in segs if np.any(frame_max[seg] > limit)]
+        if not onsets:
+            return horizon
+        horizon = length = max(1, min(onsets))
+

@@ -315,3 +315,14 @@ def test_csv_split_rules_and_blank_lines(tmp_path):
     rows = [f"s{i},{'aab'[i % 3]},{'test' if i >= 5 else 'train'},{i},1" for i in range(6)]
     with pytest.raises(DataError, match=r"class 'b' has 1 training window\(s\); every class needs at least 2"):
         load_dataset(str(_csv(tmp_path, rows, header="sequence,label,split,ax,ay")))
+
+
+def test_string_class_names_sort_naturally(tmp_path):
+    """"10" after "2" (class ids follow that order everywhere: the manifest's labels, the C label table)."""
+    from edgernn.data.labels import classify_labels, tag_labels
+
+    y = np.array(["10", "2", "1", "0", "2"])
+    labels, ids, _ = classify_labels(y, None, "x.npz")
+    assert labels == ["0", "1", "2", "10"] and ids.tolist() == [3, 2, 1, 0, 2]
+    assert tag_labels(np.array([["walk10", "walk2"], ["walk1", "walk2"]]), None, "x.npz")[0] == \
+        ["walk1", "walk2", "walk10"]

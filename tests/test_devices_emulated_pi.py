@@ -197,14 +197,29 @@ def test_no_space_for_the_rootfs(tmp_path):
         subprocess.run(["umount", str(small)], check=True)
 
 
-def test_cache_lock_is_exclusive(tmp_path, monkeypatch):
+def test_cache_lock_is_exclusive_and_a_second_run_waits(tmp_path, monkeypatch):
+    """A second run waits for the busy cache with one line saying so, up to EDGERNN_LOCK_WAIT seconds, then
+    fails naming the holder; when the holder lets go within the wait, the second run goes ahead."""
     monkeypatch.setenv(emulate.CACHE_ENV, str(tmp_path))
+    code = ("import edgernn.devices.emulated_pi as e\ntry:\n    e.cache_lock().__enter__()\n    print('got it')\n"
+            "except e.EmulationError as x:\n    print(x)")
+    env = dict(os.environ, EDGERNN_CACHE_DIR=str(tmp_path), EDGERNN_LOCK_WAIT="1")
     with emulate.cache_lock():
-        code = ("import edgernn.devices.emulated_pi as e\ntry:\n    e.cache_lock().__enter__()\n"
-                "except e.EmulationError as x:\n    print(x)")
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                             env=dict(os.environ, EDGERNN_CACHE_DIR=str(tmp_path))).stdout
-    assert f"another edgernn process (pid {os.getpid()}) is using the emulator cache" in out
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert f"another edgernn process (pid {os.getpid()}) is using the emulator cache" in r.stdout
+    assert "waited 1 s" in r.stdout and r.stderr.count("waiting for the emulator cache") == 1
+    lock = emulate.cache_lock()
+    lock.__enter__()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=dict(env, EDGERNN_LOCK_WAIT="60"))
+    try:
+        deadline = time.monotonic() + 30
+        while not proc.stderr.readline().startswith("waiting for the emulator cache") and time.monotonic() < deadline:
+            pass
+    finally:
+        lock.__exit__(None, None, None)
+    out, _ = proc.communicate(timeout=60)
+    assert out.strip() == "got it"
 
 
 # ---- the real emulated board -------------------------------------------------------------------------

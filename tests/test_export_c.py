@@ -256,3 +256,31 @@ def test_plain_c_example_from_the_docs_runs(tmp_path):
     last = [float(v) for v in out.strip().splitlines()[-1].split()[1:]]
     want = load(path).predict(x)
     assert np.allclose(last, want, atol=1e-4), (last, want)
+
+
+def test_the_header_carries_the_class_names(tmp_path):
+    """out[i] is the score of <prefix>_labels[i]: the label table is in the header, in the manifest's order,
+    any text escaped (quotes, backslashes, "?" and non-ASCII). Forecasters have none."""
+    import json
+
+    from edgernn.cli import main
+    from edgernn.export.c.source import c_string
+
+    run = _untrained_run(tmp_path / "r", "gru", "classify", 1, False)
+    names = ["10", "2", 'say "hi"\\?', "größe"]
+    (run / "labels.json").write_text(json.dumps(names))
+    res = CliRunner().invoke(main, ["export", str(run), "--format", "c", "--precision", "float,int8",
+                                    "--streaming", "--c-prefix", "kws", "-q"])
+    assert res.exit_code == 0, res.output
+    for name in ("sequence-float.h", "step-int8.h"):
+        (tmp_path / "p.c").write_text(f'#define KWS_IMPLEMENTATION\n#include "{run}/artifacts/{name}"\n'
+                                      "#include <stdio.h>\nint main(void) { int i; for (i = 0; i < KWS_OUTPUTS; i++) "
+                                      'printf("%s\\n", kws_labels[i]); return 0; }\n')
+        subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", str(tmp_path / "p"),
+                        str(tmp_path / "p.c")], check=True)
+        out = subprocess.run([str(tmp_path / "p")], capture_output=True, check=True).stdout.decode()
+        assert out.splitlines() == names
+    assert c_string("a?b") == '"a\\077b"'
+    fc = _untrained_run(tmp_path / "f", "gru", "forecast", 1, False)
+    assert CliRunner().invoke(main, ["export", str(fc), "--format", "c", "--precision", "float", "-q"]).exit_code == 0
+    assert "_labels" not in (fc / "artifacts" / "sequence-float.h").read_text()

@@ -265,7 +265,8 @@ def test_stress_gate_forgives_gross_errors_only_where_the_float_model_is_fragile
     import numpy as np
 
     from edgernn.export import export_run
-    from edgernn.gates import Gates, Holdout, fragile_copies
+    from edgernn.gates import Gates
+    from edgernn.holdout import Holdout, fragile_copies
 
     run_dir = run_copy(cell="gru", hidden=16)
     run = load_run(run_dir)

@@ -144,3 +144,13 @@ def test_no_recommendation_without_parity_bench_or_a_real_board():
         "emulated timings are not the board's; its outputs are real ARM results (see on-device parity). "
         "Bench a real board to choose"))
     assert recommend(_run()) == ([], "no recommendation: runs/x has no artifacts in parity.json or its bench")
+
+
+def test_a_model_below_its_baseline_gets_no_ship_decision():
+    """The report said "do not ship this model" and then shipped its artifacts; now the decision is made once."""
+    run = _run(_art("sequence-float.onnx", "onnxruntime", p50=10.0, passed=True))
+    recs, _ = recommend(run)
+    assert recs and recs[0]["artifact"] == "sequence-float.onnx"
+    run["metrics"] = {"beats_baseline": False, "baseline_verdict": "test accuracy 0.250 vs 1-nearest-neighbour 0.575"}
+    recs, note = recommend(run)
+    assert recs == [] and "does not beat its baseline (test accuracy 0.250" in note

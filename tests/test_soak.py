@@ -67,7 +67,7 @@ def test_long_stream_catches_a_misscaled_state(gru_step):
     assert 0 < len(ls["fragile_blocks"]) < 20 and "outside the" in ls["gate"]
     r = CliRunner().invoke(main, ["parity", str(run), "-q"])
     assert r.exit_code == 1
-    assert "soak: 20000 frames (500 test windows) without reset" in r.output
+    assert "soak: 20000 frames (500 windows: the 80 test windows cycled) without reset" in r.output
     assert "parity gate failed for 1 artifact(s): step-int8.onnx" in r.output
 
 
@@ -167,3 +167,106 @@ def test_gate_options_are_usage_errors(gru_step):
         assert r.exit_code == 2, (args, r.output)
     assert sorted(p.name for p in run.iterdir()) == before  # nothing written
     shutil.rmtree(run)
+
+
+# ---- a model that diverges by itself on long streams -----------------------------------------------------
+def _chaotic(run_dir, gain: float = 3.0):
+    """Give the run's GRU random recurrent weights of this gain: trained on 40-frame windows it still
+    classifies windows, but on a long stream it amplifies small differences (measured: two implementation-size
+    copies of it grow 1% of the output range apart 66 frames after a reset, up to 3.8 logits)."""
+    import io
+
+    import torch
+
+    from edgernn.rundir import load_run
+
+    model = load_run(run_dir).load_model()
+    sd = model.state_dict()
+    w = sd["rnn.weight_hh_l0"]
+    sd["rnn.weight_hh_l0"] = gain * torch.randn(w.shape, generator=torch.Generator().manual_seed(0)) / w.shape[1] ** 0.5
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    (run_dir / "model.pt").write_bytes(buf.getvalue())
+
+
+@pytest.fixture
+def chaotic_step(run_copy):
+    from edgernn.export.onnx.convert import export_onnx
+    from edgernn.rundir import load_run
+
+    run = run_copy(cell="gru", hidden=16)
+    _chaotic(run)
+    return run, export_onnx(load_run(run), run / "artifacts", "float", "step")
+
+
+def test_soak_knows_a_model_that_diverges_by_itself(chaotic_step, monkeypatch):
+    """A correct float step artifact of a model that is itself unstable on long streams passes: the soak
+    measures the model's streaming horizon, streams the way a device must (reset every horizon frames, whole
+    windows) and says so. Without that (horizon and divergence lookups switched off) the same correct
+    artifact fails the soak - the verdict the gate used to give."""
+    from edgernn import gates
+
+    run, _ = chaotic_step
+    rep = check_parity(run, write=False)
+    (row,) = rep["artifacts"]
+    st = rep["stream_stability"]
+    assert row["passed"], row["long_stream"]["gate"]
+    assert st["horizon_frames"] is not None and 0 < st["horizon_frames"] < 1000
+    assert st["reset_every"] == max(40, st["horizon_frames"] // 40 * 40)
+    assert row["long_stream"]["reset_every"] == st["reset_every"]
+    assert st["max_divergence"] > 1.0 and st["unstable_blocks"] and st["text"].startswith("UNSTABLE")
+    r = CliRunner().invoke(main, ["parity", str(run), "-q"])
+    assert r.exit_code == 0, r.output
+    assert f"with a reset every {st['reset_every']} frames" in r.output
+    assert f"session.stream(reset_every={st['reset_every']})" in r.output
+    # the old gate: one stream without reset, held to the float limit everywhere
+    monkeypatch.setattr(gates, "HORIZON_SHARE", 1e9)
+    monkeypatch.setattr(gates, "unstable_blocks", lambda ref, g, p: (np.zeros(20, bool), np.zeros(20), np.zeros(20)))
+    (old,) = check_parity(run, write=False)["artifacts"]
+    assert not old["passed"] and old["long_stream"]["max_abs_diff"] > 0.01  # measured 0.059; float limit ~1e-3
+
+
+def test_soak_still_fails_a_planted_drift_on_an_unstable_model(chaotic_step):
+    """A step artifact whose fed-back state is scaled by 1.02 fails, unstable model or not."""
+    run, art = chaotic_step
+    _misscale_state(art, 1.02)
+    (row,) = check_parity(run, write=False)["artifacts"]
+    assert not row["passed"]
+
+
+def test_stream_resets_every_n_frames_and_the_manifest_carries_the_horizon(chaotic_step, run_copy):
+    """export --streaming records the model's horizon in every step manifest (measured on the saved training
+    windows); Session.reset_every reads it and stream(reset_every=N) resets before every N-th frame."""
+    from edgernn.errors import RuntimeInputError
+    from edgernn.export import export_run, record_stream_horizon
+    from edgernn.rundir import load_run
+    from edgernn.runtimes import load
+
+    run, art = chaotic_step
+    with np.load(run / "data.npz") as z:  # calibrate on windows like the test ones, which this model diverges on
+        d = {k: z[k] for k in z.files}
+    np.savez(run / "data.npz", **{**d, "X_calib": d["X_test"]})
+    stream = record_stream_horizon(load_run(run), [art])
+    session = load(art)
+    assert session.manifest["stream"] == {**stream} and stream["horizon_frames"] and stream["reset_every"] >= 40
+    assert session.reset_every == stream["reset_every"]
+    frames = d["X_test"][:3].reshape(-1, 6)  # 120 frames
+    n = 50
+    auto = session.stream(reset_every=n)
+    got = np.stack([auto.step(f) for f in frames])
+    fresh = session.stream()
+    want = [fresh.step(f) for f in frames[:n]]
+    fresh.reset()
+    want = np.stack(want + [fresh.step(f) for f in frames[n:2 * n]])
+    assert np.array_equal(got[:2 * n], want)
+    plain = session.stream()
+    assert not np.allclose(np.stack([plain.step(f) for f in frames])[n:2 * n], want[n:])  # the reset mattered
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(RuntimeInputError, match="reset_every"):
+            session.stream(reset_every=bad)
+    stable = run_copy(cell="gru", hidden=16, seed=1)
+    (res,) = [r for r in export_run(stable, formats=["onnx"], precisions=["float"], streaming=True)
+              if r.mode == "step"]
+    m = load(res.path).manifest["stream"]
+    assert m["horizon_frames"] is None and m["reset_every"] is None and load(res.path).reset_every is None
+    assert m["measured_frames"] >= 20000 and m["text"].startswith("stable")

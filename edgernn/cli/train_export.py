@@ -83,6 +83,10 @@ def train_options(fn):
                      help="Random seed: same seed, same weights."),
         click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
                      help="Torch CPU threads for training."),
+        click.option("--stream-stable", is_flag=True, default=False,
+                     help="Also train every batch on its windows streamed right after another window, without a "
+                          "reset (the carried-in state must not change the answer), so the model can stream for "
+                          "long without resets; parity reports its streaming horizon. About 3x the training time."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

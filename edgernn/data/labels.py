@@ -1,6 +1,7 @@
 """
-Class labels -> int64 class ids: labels are the sorted distinct training values (ints or strings), every
-test label must be one of them, and floats count only when they are whole numbers.
+Class labels -> int64 class ids: labels are the sorted distinct training values (ints or strings; strings
+sorted naturally, numbers inside them as numbers: "2" before "10", "run2" before "run10"), every test label
+must be one of them, and floats count only when they are whole numbers.
 
     labels, y, y_test = classify_labels(y, y_test, path)   # [N] labels per window -> class ids
     labels, y, y_test = tag_labels(y, y_test, path)        # [N, T] labels per step -> class ids
@@ -11,9 +12,18 @@ A broken rule is a one-line DataError naming the file (edgernn.data.checks has t
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from edgernn.errors import DataError
+
+
+def natural_key(value) -> tuple:
+    """Sort key: "10" after "2", "walk10" after "walk2"; ints as ints."""
+    if isinstance(value, (int, np.integer)):
+        return ((0, int(value), ""),)
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", str(value)) if p)
 
 
 def integral(y: np.ndarray) -> bool:
@@ -45,7 +55,7 @@ def classify_labels(ytr, yte, path):
         if not integral(y):
             raise DataError(f"{path}: {what} holds non-integer floats; classification labels must be ints or "
                             "strings (for forecasting pass y with shape [N, C] or [N, horizon, C])")
-    values = sorted({int(v) if ytr.dtype.kind in "iuf" else str(v) for v in ytr.tolist()})
+    values = sorted({int(v) if ytr.dtype.kind in "iuf" else str(v) for v in ytr.tolist()}, key=natural_key)
     labels = [str(v) for v in values]
     idx = {lab: i for i, lab in enumerate(labels)}
     return labels, encode(ytr, idx, labels, "y", path), \
@@ -54,7 +64,7 @@ def classify_labels(ytr, yte, path):
 
 def tag_labels(ytr, yte, path):
     """One label per step ([N, T], shapes already checked): (labels, y ids, y_test ids or None)."""
-    labels = [str(v) for v in sorted(set(ytr.ravel().tolist()))]
+    labels = [str(v) for v in sorted(set(ytr.ravel().tolist()), key=natural_key)]
     idx = {lab: i for i, lab in enumerate(labels)}
     return labels, encode(ytr, idx, labels, "y", path), \
         (encode(yte, idx, labels, "y_test", path) if yte is not None else None)

@@ -33,7 +33,7 @@ from edgernn.export.formats import (
 from edgernn.runtimes.manifest import PRECISIONS
 
 __all__ = ["FORMATS", "INT8_IO", "ExportOptions", "ExportResult", "Format", "check_combination",
-           "check_prerequisites", "export_run", "get_exporter", "parse_list", "plan"]
+           "check_prerequisites", "export_run", "get_exporter", "parse_list", "plan", "record_stream_horizon"]
 
 
 @dataclass
@@ -125,7 +125,8 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
         if prec != "int8" or fmt not in recipes.ORDER:
             return get_exporter(fmt)(run, where, prec, mode, opts)
         if holdout is None:
-            from edgernn.gates import Gates, Holdout
+            from edgernn.gates import Gates
+            from edgernn.holdout import Holdout
 
             holdout = Holdout(run, gates or Gates())
         pinned = recipe if recipe in recipes.recipes_for(fmt) else None
@@ -156,9 +157,33 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                     continue
                 built[(fmt, prec, mode)] = path
                 results.append(ExportResult(fmt, prec, mode, path, time.perf_counter() - t0))
+        steps = [r.path for r in results if r.path is not None and r.mode == "step"]
+        if steps:
+            record_stream_horizon(run, steps, gates)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     if unbuildable and not any(r.path for r in results if r.precision == "int8"):
         raise ExportError(f"--recipe {recipe} could not build any int8 artifact: " + "; ".join(unbuildable))
     return results
+
+
+def record_stream_horizon(run, paths: list, gates=None) -> dict:
+    """Measure the model's streaming horizon (edgernn.gates.stream_reference) on the saved training
+    (calibration) windows - the test windows stay for parity, which measures it again there - and record it
+    in every step artifact's manifest as "stream": horizon_frames, reset_every (what Session.reset_every
+    returns), measured_frames, text. The horizon depends on the data streamed: parity's may be shorter."""
+    from edgernn.export.manifest import write_manifest
+    from edgernn.gates import Gates, stream_reference
+    from edgernn.runtimes.manifest import read_manifest
+
+    stability = stream_reference(run, run.data()["X_calib"], gates or Gates()).stability
+    stream = {k: stability[k] for k in ("horizon_frames", "reset_every", "measured_frames", "text")}
+    stream["measured_on"] = f"{len(run.data()['X_calib'])} calibration windows (training data), cycled"
+    for path in paths:
+        m = read_manifest(path, verify=False)
+        fields = {k: v for k, v in m.items() if k not in ("schema", "artifact", "sha256", "size_bytes", "versions",
+                                                          "created") and not k.startswith("_")}
+        write_manifest(path, {**fields, "stream": stream})
+    return stream
+

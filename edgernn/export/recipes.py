@@ -1,6 +1,6 @@
 """
 int8 recipes: how `--precision int8` is built. The recipes of a format are tried in a fixed order,
-most integer first; each candidate goes through the parity gate (edgernn.gates.Holdout: the same
+most integer first; each candidate goes through the parity gate (edgernn.holdout.Holdout: the same
 gate `edgernn parity` applies, plus a stress set) on HELD-OUT calibration windows, and the first that passes is kept.
 
     export_int8(run, out_dir, "tflite", "step", ExportOptions())               # full-int8 -> int16x8 -> dynamic
@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgernn.errors import ConfigError, ExportError
-from edgernn.gates import Gates, Holdout, verdict
+from edgernn.gates import Gates
+from edgernn.holdout import Holdout, verdict
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,9 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
         q["selection"] = {"pinned": bool(pinned), "order": list(order), "gate": gate, "verdict": verdict(gate),
                           "rejected": rejected}
         if not gate["passed"]:
-            q["note"] += ("; FAILED the parity gate on held-out calibration windows" +
-                          (" (pinned with --recipe)" if pinned else " with every recipe; kept the last one tried"))
+            q["note"] += (f"; FAILED the parity gate on {gate['windows']} held-out calibration windows" +
+                          (" (pinned with --recipe)" if pinned else " with every recipe; kept the last one tried")
+                          + "; `edgernn parity` judges it again on the test windows and says when it disagrees")
         fields["quantization"] = q
         return publish(path, out_dir / path.name, fields)
     finally:

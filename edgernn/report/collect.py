@@ -68,6 +68,8 @@ def collect(run_dir, target: str | None = None) -> dict:
     info = {"run": str(run.path), "name": run.path.name, "model": run.config.to_dict(), "metrics": run.metrics,
             "dataset": run.dataset.get("name"), "task": run.task, "has_parity": parity is not None,
             "parity_reference": (parity or {}).get("reference"), "parity_passed": (parity or {}).get("passed"),
+            "stream_stability": (parity or {}).get("stream_stability"),
+            "stream_stable_training": bool((run.train_config or {}).get("stream_stable")),
             "bench_target": (bench or {}).get("target"), "requested_target": target,
             "bench_targets": [p.name[len("bench-"):-len(".json")] for p in all_benches],
             "machine": (bench or {}).get("machine"), "settings": (bench or {}).get("settings"),

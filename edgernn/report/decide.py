@@ -62,6 +62,11 @@ def recommend(run: dict) -> tuple[list[dict], str | None]:
     if not run.get("has_parity"):
         return [], (f"no recommendation: {where} has no parity.json, and an artifact without a parity result "
                     f"never counts as passing; run `edgernn parity {where}` first")
+    m = run.get("metrics") or {}
+    if m.get("beats_baseline") is False:  # the model itself is not worth shipping: no artifact of it is
+        return [], (f"no recommendation: the model does not beat its baseline ({m.get('baseline_verdict')}), so "
+                    f"no artifact of it should ship, however fast or faithful; retrain it (more --epochs, "
+                    "another --lr or --hidden, more data) first")
     target = run.get("bench_target")
     if run.get("bench_emulated"):
         return [], (f"no recommendation: `{target}` is an emulated board (qemu -cpu "

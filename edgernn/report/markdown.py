@@ -201,6 +201,10 @@ def markdown(runs: list[dict], plots: dict) -> str:
                          + (f"; failed: {', '.join(failed)}" if failed else ""))
         else:
             lines.append("- parity: no parity.json, so no artifact counts as passing")
+        st = r.get("stream_stability")
+        if st:
+            lines.append(f"- streaming horizon of the float model: {st['text']}"
+                         + ("; trained with --stream-stable" if r.get("stream_stable_training") else ""))
         for e in r.get("emulated") or []:
             em = e["emulated"]
             vs = "-" if e["max_vs_host"] is None else f"{e['max_vs_host']:.2g}"

@@ -64,6 +64,7 @@ FIELDS = {
     "stateful_interpreter": (bool, False),
     "state_variables": (list, False),  # names of the interpreter's variable (state) tensors
     "c": (dict, False),  # C artifacts: prefix, API, state size, int8 scheme, target sizes (docs/manifest.md)
+    "stream": (dict, False),  # step artifacts: the model's streaming horizon and reset_every (docs/manifest.md)
 }
 QUANTIZATION_FIELDS = {"recipe": str, "compute": dict, "int8_ops": list, "float_ops": list, "note": str}
 

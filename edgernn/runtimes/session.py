@@ -249,14 +249,26 @@ class Session:
         outs = [st._step_normalized(xn[t:t + 1]) for t in range(xn.shape[0])]
         return np.stack(outs) if self.task == "tag" else outs[-1]
 
-    def stream(self, warn: bool = True) -> "Stream":
+    @property
+    def reset_every(self) -> int | None:
+        """Frames this model should stream before a reset (the manifest's stream.reset_every, measured at export:
+        beyond its streaming horizon two correct implementations of an unstable model disagree); None =
+        stable for as long as it was measured (stream.measured_frames)."""
+        return (self.manifest.get("stream") or {}).get("reset_every")
+
+    def stream(self, warn: bool = True, reset_every: int | None = None) -> "Stream":
         """A stateful stepper over a step artifact: step(frame) -> output, reset(). warn=False: count
-        saturation (Stream.saturation) without a SaturationWarning (for tools that report the count)."""
+        saturation (Stream.saturation) without a SaturationWarning (for tools that report the count).
+        reset_every=N resets the state before every N-th frame (N = session.reset_every for a model that is
+        unstable on long streams)."""
         if self.mode != "step":
             raise RuntimeInputError(
                 f"{self.path.name} is a {self.mode} artifact and cannot stream frame by frame; export with "
                 "--streaming and load the step-*.onnx / step-*.tflite artifact (or call predict(window))")
-        return Stream(self, warn=warn)
+        if reset_every is not None and (isinstance(reset_every, bool) or not isinstance(reset_every, int)
+                                        or reset_every < 1):
+            raise RuntimeInputError(f"reset_every must be a whole number of frames >= 1, got {reset_every!r}")
+        return Stream(self, warn=warn, reset_every=reset_every)
 
 
 # the bytes of an int range's two ends (little-endian): a substring search over q.tobytes() rules out a hit
@@ -296,13 +308,16 @@ class Stream:
         st.state                # {state input name: float32 array}
         st.saturation           # {"frames": 20000, "input": 3, "state": 0}: frames whose quantized input /
                                 # recurrent state hit the int8 (int16) range ends; None = not quantized
+        session.stream(reset_every=session.reset_every)   # reset before every N-th frame (unstable models)
 
     The first saturated frame of a stream also raises one SaturationWarning (Python's warnings: filter
     or log it as your app prefers). Counts run over the stream's life; reset() does not clear them.
     """
 
-    def __init__(self, session: Session, warn: bool = True):
+    def __init__(self, session: Session, warn: bool = True, reset_every: int | None = None):
         s = self.session = session
+        self.reset_every = reset_every
+        self._since_reset = 0
         self._feeds = [None] * len(s.inputs)
         # (output position, input position, output tensor, input tensor) per recurrent state
         self._loop = [(o, i, s.outputs[o], s.inputs[i]) for o, i in s._feedback]
@@ -346,6 +361,7 @@ class Stream:
     def reset(self) -> None:
         """Start a new independent sequence: zero state."""
         s = self.session
+        self._since_reset = 0
         zeros = dict(zip((t.name for t in s._states), s._zero_states()))
         for k, (_, i, _, t_in) in enumerate(self._loop):
             z = zeros[t_in.name]
@@ -358,6 +374,9 @@ class Stream:
         """Raw frame [C] or [1, C] -> float32 output [K] after this frame (state advanced)."""
         s = self.session
         _, xn = check_frame(s, frame)
+        if self.reset_every is not None and self._since_reset >= self.reset_every:
+            self.reset()
+        self._since_reset += 1
         y = self._step_normalized(xn)
         return y if s._out_mean is None else s._denorm(y)
 

@@ -16,6 +16,8 @@ import fcntl
 import json
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
 from edgernn.devices.emulated_pi.host import QEMU, EmulationError, qemu_version
@@ -28,6 +30,8 @@ from edgernn.devices.emulated_pi.mounts import (
     unmount_all,
 )
 
+LOCK_WAIT_ENV = "EDGERNN_LOCK_WAIT"
+LOCK_WAIT_S = 1800.0  # a cold rootfs build holds the lock ~6-12 minutes; an emulated session a few
 SESSION_DIR = "run/edgernn-ssh"  # inside the rootfs: sshd config and throwaway keys of one session
 INFO_FILE = "etc/edgernn-rootfs.json"  # inside the rootfs: what was built, written last
 
@@ -39,19 +43,40 @@ def cache_root() -> Path:
     return cache_dir("emulate")
 
 
+def lock_wait() -> float:
+    """Seconds a run waits for a busy emulator cache: $EDGERNN_LOCK_WAIT, else LOCK_WAIT_S."""
+    raw = os.environ.get(LOCK_WAIT_ENV)
+    try:
+        return LOCK_WAIT_S if raw is None else max(0.0, float(raw))
+    except ValueError:
+        raise EmulationError(f"{LOCK_WAIT_ENV}={raw!r} is not a number of seconds") from None
+
+
 @contextlib.contextmanager
-def cache_lock(root: Path | None = None):
-    """Exclusive lock on the cache: one build or emulated session at a time."""
+def cache_lock(root: Path | None = None, wait: float | None = None):
+    """Exclusive lock on the cache: one build or emulated session at a time. A second run waits for it
+    (one line on stderr says for what) up to `wait` seconds (default $EDGERNN_LOCK_WAIT, else LOCK_WAIT_S),
+    then fails with the holder's pid."""
     root = root or cache_root()
     root.mkdir(parents=True, exist_ok=True)
+    wait = lock_wait() if wait is None else wait
     fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise EmulationError(f"another edgernn process (pid {holder}) is using the emulator cache {root}; "
-                                 "wait for it to finish") from None
+        deadline, said = time.monotonic() + wait, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                if time.monotonic() >= deadline:
+                    raise EmulationError(f"another edgernn process (pid {holder}) is using the emulator cache {root}; "
+                                         f"waited {wait:g} s for it (set {LOCK_WAIT_ENV} to wait longer)") from None
+                if not said:
+                    print(f"waiting for the emulator cache {root}: another edgernn process (pid {holder}) is using "
+                          f"it (up to {wait:g} s)", file=sys.stderr, flush=True)
+                    said = True
+                time.sleep(0.5)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield root

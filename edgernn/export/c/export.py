@@ -91,7 +91,8 @@ def build_spec(run, model, precision: str, mode: str, prefix: str) -> tuple[Spec
               K=cfg.num_outputs, task=cfg.head, seq_len=run.seq_len, precision=precision,
               mean=np.asarray(pre["mean"]), std=np.asarray(pre["std"]),
               out_mean=np.asarray(out_pre["mean"]) if out_pre else None,
-              out_std=np.asarray(out_pre["std"]) if out_pre else None)
+              out_std=np.asarray(out_pre["std"]) if out_pre else None,
+              labels=list(run.labels) if cfg.head != "forecast" else [])
     if precision == "float":
         kw.update(layers=_float_spec_layers(cfg.cell, layers), head_wb={"w": head_w.astype(np.float32), "b": head_b})
         facts = {}
@@ -115,7 +116,8 @@ def _comment(run, precision: str, mode: str, prefix: str) -> str:
              f"In ONE .c file:  #define {P}_IMPLEMENTATION  then  #include \"{mode}-{precision}.h\"",
              "Elsewhere include it without the define. No heap, no global mutable state, no libm.",
              "Inputs are RAW frames (the training normalization is applied inside); outputs are "
-             + ("logits (argmax = class)." if cfg.head != "forecast" else "forecasts in raw units."),
+             + (f"logits (argmax = class; the class names are {prefix}_labels)." if cfg.head != "forecast"
+                else "forecasts in raw units."),
              ]
     if precision == "int8":
         lines += ["int8: int8 weights, int16 activations/state, int32 accumulators, table sigmoid/tanh;",

@@ -102,6 +102,9 @@ class _Gen:
                           "/* raw frame -> the int16 input _step_q takes */",
                           f"void {p}_step_q({p}_state *st, const int16_t *q, int32_t *out_q);  "
                           "/* integer only: no float anywhere */"]
+        if s.labels:
+            lines += [f"extern const char *const {p}_labels[{P}_OUTPUTS];  /* class names: out[i] is the score "
+                      f"of {p}_labels[i] (argmax = the answer) */"]
         lines += [f"int {p}_run(const float *x, int T, float *out);  /* raw window x[T][{P}_CHANNELS] from a "
                   f"zero state -> out[{P}_OUTPUTS]{' per frame' if s.task == 'tag' else ''}; 0, or -1 for a bad T */",
                   "", "#ifdef __cplusplus", "}", "#endif", f"#endif /* {P}_H */", ""]
@@ -145,7 +148,15 @@ class _Gen:
 
     def public(self) -> str:
         s = self.s
-        return self.input_fn() + (self.public_stream() if s.streaming else self.public_bidirectional())
+        return self.label_table() + self.input_fn() + (self.public_stream() if s.streaming
+                                                       else self.public_bidirectional())
+
+    def label_table(self) -> str:
+        """The class names, in output order, as C string literals (classify / tag)."""
+        if not self.s.labels:
+            return ""
+        names = ", ".join(c_string(str(v)) for v in self.s.labels)
+        return f"const char *const {self.p}_labels[{self.P}_OUTPUTS] = {{{names}}};\n\n"
 
     def public_stream(self) -> str:
         s, p, L = self.s, self.p, self.s.L
@@ -293,3 +304,19 @@ int {p}_run(const float *x, int T, float *out)
 {finish}    return 0;
 }}
 """
+
+
+def c_string(text: str) -> str:
+    """A C99 string literal of `text`: printable ASCII kept, quotes and backslashes escaped, every other
+    byte of its UTF-8 as an octal escape (a class name may be any text)."""
+    out = []
+    for b in text.encode("utf-8"):
+        ch = chr(b)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 32 <= b < 127 and ch != "?":  # "?" escaped too: no trigraphs
+            out.append(ch)
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
