@@ -171,10 +171,13 @@ def format_train_summary(cell, hidden, m, out) -> str:
                    "[default: <run dir>_<mode>_<precision>, e.g. gru_step_int8].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output directory [default: RUN_DIR/artifacts].")
+@click.option("--timeout", type=click.FloatRange(0.0, min_open=True), default=600.0, show_default=True,
+              help="Seconds the TFLite converter may take to build one artifact, its fallbacks included (each "
+                   "int8 recipe candidate gets its own); long sequences need more.")
 @click.option("--json", "as_json", is_flag=True, help="Print the list of artifacts as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefix, out_dir, as_json, quiet):
+def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefix, out_dir, timeout, as_json, quiet):
     """Export a trained run to ONNX / ORT / TFLite / C artifacts, each with a JSON manifest.
 
     Every artifact is written atomically (no half files) and gets RUN_DIR/artifacts/NAME.json: format,
@@ -186,7 +189,8 @@ def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefi
     from edgernn.runtimes.manifest import read_manifest
 
     results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
-                         out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix)
+                         out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix,
+                         timeout=timeout)
     if as_json:
         echo_json([r.to_dict() for r in results])
         return

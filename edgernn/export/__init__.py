@@ -85,7 +85,8 @@ def plan(formats, precisions, streaming: bool, bidirectional: bool):
 
 def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", "int8"), streaming: bool = False,
                out_dir: Path | None = None, int8_io: str = "int8", progress: bool = False,
-               recipe: str | None = None, gates=None, c_prefix: str | None = None) -> list[ExportResult]:
+               recipe: str | None = None, gates=None, c_prefix: str | None = None,
+               timeout: float = 600.0) -> list[ExportResult]:
     """Export every requested combination; returns one ExportResult per combination (skipped ones too).
     int8 is built by edgernn.export.recipes: the first recipe of the format's order that passes the parity
     gate (`gates`, default edgernn.gates.Gates()) on held-out calibration windows, or `recipe` if pinned."""
@@ -103,6 +104,8 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
         check_prefix(c_prefix)
         if "c" not in formats:
             raise ConfigError("--c-prefix names the symbols of C artifacts; add c to --format")
+    if not timeout > 0:
+        raise ConfigError(f"--timeout must be > 0 seconds, got {timeout}")
     if int8_io not in INT8_IO:
         raise ConfigError(f"unknown int8 I/O {int8_io!r}; choose from: {', '.join(INT8_IO)}")
     check_prerequisites(formats + [FORMATS[f].built_from for f in formats if FORMATS[f].built_from])
@@ -139,7 +142,7 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                          show=lambda t: f"{t[0]} {t[1]} {t[2]}" if t else "") as bar:
             for fmt, prec, mode in bar:
                 t0 = time.perf_counter()
-                opts = ExportOptions(int8_io=int8_io, c_prefix=c_prefix)
+                opts = ExportOptions(int8_io=int8_io, c_prefix=c_prefix, timeout=timeout)
                 src_fmt = FORMATS[fmt].built_from
                 try:
                     if src_fmt:

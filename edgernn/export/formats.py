@@ -67,6 +67,7 @@ class ExportOptions:
     source: Path | None = None  # for a converted format: the artifact it is converted from
     recipe: str | None = None  # int8 only: the recipe to build (edgernn.export.recipes); None = try ORDER
     c_prefix: str | None = None  # C only: the symbol prefix (default <run>_<mode>_<precision>)
+    timeout: float = 600.0  # TFLite only: seconds one artifact's converter runs may take in all (--timeout)
 
 
 def get_exporter(fmt: str):

@@ -57,13 +57,14 @@ _NOISE = ("W0000", "I0000", "WARNING: All log messages", "INFO: Created TensorFl
 
 
 def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "sequence",
-                  options: ExportOptions | None = None, timeout: float = 600) -> Path:
+                  options: ExportOptions | None = None, timeout: float | None = None) -> Path:
     """Write out_dir/f"{mode}-{precision}.tflite" + manifest; return the artifact path.
     precision: "float" | "int8" (full-integer, calibrated on run.normalize(run.data()["X_calib"]))
              | "dynamic" (dynamic-range: int8 weights, float activations).
     mode: "sequence" | "step". int8_io: "int8" (int8 input/output tensors) | "float" (float I/O around
     int8 internals) - only meaningful for precision int8."""
     options = options or ExportOptions()
+    timeout = options.timeout if timeout is None else timeout
     int8_io = options.int8_io
     _validate_args(run, precision, mode, int8_io)
     build = _build(precision, options)
@@ -192,14 +193,14 @@ def _run_worker(spec: dict, tmp: Path, extra: dict, what: str, deadline: float) 
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     if timeout <= 0:
         raise ExportError(f"TFLite export of {what} ran out of its time budget before converting; "
-                          "retry with a larger timeout")
+                          "retry with a larger --timeout")
     try:
         proc = subprocess.run([sys.executable, "-m", "edgernn.export.tflite.worker", str(spec_path)],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=str(tmp),
                               preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired:
         raise ExportError(f"TFLite conversion of {what} did not finish within its time budget ({timeout:.0f} s "
-                          "left) and was stopped; retry with a larger timeout or a smaller model") from None
+                          "left) and was stopped; retry with a larger --timeout or a smaller model") from None
     tail = _tail(proc.stderr)
     if proc.returncode < 0:
         sig = -proc.returncode
