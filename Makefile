@@ -16,12 +16,24 @@ install: $(STAMP)
 
 # torch is pinned to the CPU wheel (an open range would pull a multi-GB CUDA build); tf-keras is
 # installed --no-deps because it would otherwise pull full `tensorflow` on top of tensorflow-cpu.
+# Two makes started at once (`make demo` and `make test`) would both build the venv and break each other:
+# the set-up holds $(VENV).lock (flock, util-linux); the second waits for it with one line saying so, up to
+# 30 minutes, then finds the venv current and goes on. Without flock (not Linux) it runs unlocked.
 $(STAMP): pyproject.toml Makefile
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[all]'
-	$(PIP) install -q --no-deps 'tf-keras>=2.21,<2.22'
+	@exec 9>$(VENV).lock; \
+	if command -v flock >/dev/null 2>&1 && ! flock -n 9; then \
+	  echo "waiting (up to 30 min) for another make that is setting up $(VENV) (lock $(VENV).lock) ..."; \
+	  flock -w 1800 9 || { echo "error: $(VENV) is still being set up by another make after 30 min; \
+	if none is running, delete $(VENV).lock" >&2; exit 1; }; \
+	fi; \
+	if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ] && [ $(STAMP) -nt Makefile ]; then \
+	  echo "$(VENV) was set up meanwhile by the other make"; exit 0; fi; \
+	set -ex; \
+	$(PYTHON) -m venv $(VENV); \
+	$(PIP) install -q --upgrade pip; \
+	$(PIP) install -q torch==2.13.0; \
+	$(PIP) install -q -e '.[all]'; \
+	$(PIP) install -q --no-deps 'tf-keras>=2.21,<2.22'; \
 	touch $(STAMP)
 
 # ssh/scp and sshd for the SSH-target tests (a real sshd on loopback), qemu-user-static + binfmt-support +
@@ -66,4 +78,4 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf $(VENV) runs build dist *.egg-info
+	rm -rf $(VENV) $(VENV).lock runs build dist *.egg-info

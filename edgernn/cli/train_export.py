@@ -184,29 +184,48 @@ def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefi
     precision, which ops really run in int8, tensor names/shapes/dtypes/quantization, normalization,
     labels, sha256, size and tool versions. Check them with `edgernn parity RUN_DIR`.
     """
-    from edgernn.export import export_run
+    from edgernn.export import ExportFailed, export_run
+
+    losses = []
+
+    def show(r):  # one line as each artifact lands (a long export shows its progress in a log too)
+        line, loss = result_line(r)
+        losses.extend([r] if loss else [])
+        if not as_json:
+            click.echo(line)
+
+    failure = None
+    try:
+        results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
+                             out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix,
+                             timeout=timeout, on_result=show)
+    except ExportFailed as exc:  # the lines above said what was written; the error ends the output, exit 1
+        results, failure = exc.results, exc
+    if as_json:  # machines read the JSON (each row says LOSS through its recipe, failures through error)
+        echo_json([r.to_dict() for r in results])
+    losses = len(losses)
+    if losses and not as_json:
+        click.echo(f"warning: {losses} int8 artifact(s) lose against the float model on held-out windows (LOSS "
+                   f"above); check them with `edgernn parity {run_dir}` before shipping", err=True)
+    if failure is not None:
+        raise failure
+
+
+def result_line(r) -> tuple[str, bool]:
+    """One line for a combination of `edgernn export` (wrote / LOSS / skipped / FAILED), and whether it is
+    an int8 artifact that loses against the float model on its own held-out check."""
     from edgernn.export.recipes import selection_passed, selection_summary
     from edgernn.runtimes.manifest import read_manifest
 
-    results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
-                         out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix,
-                         timeout=timeout)
-    if as_json:
-        echo_json([r.to_dict() for r in results])
-        return
-    losses = 0
-    for r in results:
-        if r.skipped:
-            click.echo(f"skipped  {r.format:<7} {r.precision:<8} {r.mode:<9} {r.skipped}")
-            continue
-        status, how = "wrote", ""
-        if r.precision == "int8":
-            m = read_manifest(r.path)
-            how = f"  recipe {selection_summary(m)}"
-            if not selection_passed(m):  # written, but its own check shows a loss: say so
-                status, losses = "LOSS", losses + 1
-        click.echo(f"{status:<8} {r.format:<7} {r.precision:<8} {r.mode:<9} {r.path.stat().st_size / 1024:8.1f} KB "
-                   f"{r.seconds:6.1f} s  {r.path}{how}")
-    if losses:
-        click.echo(f"warning: {losses} int8 artifact(s) lose against the float model on held-out windows (LOSS "
-                   f"above); check them with `edgernn parity {run_dir}` before shipping", err=True)
+    if r.skipped:
+        return f"skipped  {r.format:<7} {r.precision:<8} {r.mode:<9} {r.skipped}", False
+    if r.error:
+        return f"FAILED   {r.format:<7} {r.precision:<8} {r.mode:<9} {r.seconds:6.1f} s  {r.error}", False
+    status, how, loss = "wrote", "", False
+    if r.precision == "int8":
+        m = read_manifest(r.path)
+        how = f"  recipe {selection_summary(m)}"
+        if not selection_passed(m):  # written, but its own check shows a loss: say so
+            status, loss = "LOSS", True
+    return (f"{status:<8} {r.format:<7} {r.precision:<8} {r.mode:<9} {r.path.stat().st_size / 1024:8.1f} KB "
+            f"{r.seconds:6.1f} s  {r.path}{how}"), loss

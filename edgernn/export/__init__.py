@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgernn.errors import ConfigError, ExportError
+from edgernn.errors import ConfigError, EdgernnError, ExportError
 from edgernn.export.formats import (
     FORMATS,
     INT8_IO,
@@ -32,7 +32,7 @@ from edgernn.export.formats import (
 )
 from edgernn.runtimes.manifest import PRECISIONS
 
-__all__ = ["FORMATS", "INT8_IO", "ExportOptions", "ExportResult", "Format", "check_combination",
+__all__ = ["FORMATS", "INT8_IO", "ExportFailed", "ExportOptions", "ExportResult", "Format", "check_combination",
            "check_prerequisites", "export_run", "get_exporter", "parse_list", "plan", "record_stream_horizon"]
 
 
@@ -44,12 +44,17 @@ class ExportResult:
     path: Path | None
     seconds: float
     skipped: str = ""  # reason, when a combination is not produced
+    error: str = ""  # why building it failed (the other combinations were still built)
+
+    @property
+    def name(self) -> str:
+        return f"{self.format} {self.precision} {self.mode}"
 
     def to_dict(self) -> dict:
         d = {"format": self.format, "precision": self.precision, "mode": self.mode,
              "path": str(self.path) if self.path else None, "seconds": round(self.seconds, 3),
              "size_bytes": self.path.stat().st_size if self.path else None, "skipped": self.skipped,
-             "recipe": None, "rejected_recipes": []}
+             "error": self.error or None, "recipe": None, "rejected_recipes": []}
         if self.path:
             from edgernn.runtimes.manifest import read_manifest
 
@@ -57,6 +62,18 @@ class ExportResult:
             d["recipe"] = q.get("recipe")
             d["rejected_recipes"] = [r["recipe"] for r in (q.get("selection") or {}).get("rejected", [])]
         return d
+
+
+class ExportFailed(ExportError):
+    """Some combinations failed to build; the others were written. `results` lists every combination
+    (written, skipped and failed ones), as export_run would have returned it."""
+
+    def __init__(self, results: list, failed: list):
+        reasons = "; ".join(f"{r.name}: {r.error}" for r in failed)
+        written = sum(1 for r in results if r.path is not None)
+        super().__init__(f"{len(failed)} of {len(results)} artifact(s) failed ({written} written): {reasons}")
+        self.results = results
+        self.failed = failed
 
 
 def plan(formats, precisions, streaming: bool, bidirectional: bool):
@@ -86,10 +103,12 @@ def plan(formats, precisions, streaming: bool, bidirectional: bool):
 def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", "int8"), streaming: bool = False,
                out_dir: Path | None = None, int8_io: str = "int8", progress: bool = False,
                recipe: str | None = None, gates=None, c_prefix: str | None = None,
-               timeout: float = 600.0) -> list[ExportResult]:
+               timeout: float = 600.0, on_result=None) -> list[ExportResult]:
     """Export every requested combination; returns one ExportResult per combination (skipped ones too).
     int8 is built by edgernn.export.recipes: the first recipe of the format's order that passes the parity
-    gate (`gates`, default edgernn.gates.Gates()) on held-out calibration windows, or `recipe` if pinned."""
+    gate (`gates`, default edgernn.gates.Gates()) on held-out calibration windows, or `recipe` if pinned.
+    on_result(ExportResult) is called as each combination lands (written, skipped or failed). One that fails
+    (a converter error or time-out) does not stop the others; at the end ExportFailed lists them all."""
     from edgernn.export import recipes
     from edgernn.progress import progressbar
     from edgernn.rundir import load_run
@@ -117,7 +136,16 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     if problem:
         raise ExportError(f"output directory {out_dir} is not writable ({problem}); choose another with --out")
     todo, skipped = plan(formats, precisions, streaming, run.config.bidirectional)
-    results = [ExportResult(f, p, m, None, 0.0, why) for f, p, m, why in skipped]
+    results = []
+
+    def land(r: ExportResult) -> None:
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+
+    for f, p, m, why in skipped:
+        land(ExportResult(f, p, m, None, 0.0, why))
+    failed_src: dict = {}  # (format, precision, mode) -> why, for formats converted from a failed one
     built: dict = {}  # (format, precision, mode) -> path, for formats converted from another
     scratch = None
     unbuildable = []  # why a pinned recipe could not build a combination
@@ -147,6 +175,9 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                 try:
                     if src_fmt:
                         src = built.get((src_fmt, prec, mode))
+                        if (src_fmt, prec, mode) in failed_src:
+                            raise ExportError(f"it is converted from the {src_fmt} {prec} {mode} artifact, which "
+                                              "failed")
                         if src is None:  # not asked for: build it aside, never next to the artifacts
                             if scratch is None:
                                 scratch = Path(tempfile.mkdtemp(prefix=".edgernn-src-", dir=out_dir))
@@ -155,17 +186,24 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                     path = Path(build(fmt, prec, mode, out_dir, opts))
                 except recipes.RecipeUnavailable as exc:  # pinned recipe, impossible here: say so, build the rest
                     unbuildable.append(str(exc))
-                    results.append(ExportResult(fmt, prec, mode, None, time.perf_counter() - t0,
-                                                f"--recipe {recipe}: {exc}"))
+                    land(ExportResult(fmt, prec, mode, None, time.perf_counter() - t0, f"--recipe {recipe}: {exc}"))
+                    continue
+                except EdgernnError as exc:  # this one failed (converter, time budget): say so, build the rest
+                    failed_src[(fmt, prec, mode)] = str(exc)
+                    land(ExportResult(fmt, prec, mode, None, time.perf_counter() - t0,
+                                      error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
                     continue
                 built[(fmt, prec, mode)] = path
-                results.append(ExportResult(fmt, prec, mode, path, time.perf_counter() - t0))
+                land(ExportResult(fmt, prec, mode, path, time.perf_counter() - t0))
         steps = [r.path for r in results if r.path is not None and r.mode == "step"]
         if steps:
             record_stream_horizon(run, steps, gates)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    failed = [r for r in results if r.error]
+    if failed:
+        raise ExportFailed(results, failed)
     if unbuildable and not any(r.path for r in results if r.precision == "int8"):
         raise ExportError(f"--recipe {recipe} could not build any int8 artifact: " + "; ".join(unbuildable))
     return results

@@ -191,6 +191,17 @@ class LiteRTSession(Session):
         it.invoke()
         return [it.get_tensor(i) for i in self._out_idx]
 
+    def _invoke_fixed(self, feeds: list) -> list:
+        """_invoke for feeds whose shapes an earlier _invoke already fitted (a stream's frames and states):
+        no per-input shape check, about 0.5 us of a 4 us step."""
+        if not self._direct:
+            return self._invoke(feeds)
+        core = self._it._interpreter
+        for idx, arr in zip(self._in_idx, feeds):
+            core.SetTensor(idx, arr)
+        core.Invoke()
+        return [core.GetTensor(i, 0) for i in self._out_idx]
+
     def _invoke1(self, x):
         idx = self._x1
         if idx is None or not self._direct:
