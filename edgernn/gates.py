@@ -55,7 +55,15 @@ STRESS_AMPLITUDES = (0.25, 0.5, 1.5)  # stress copies of the training windows, s
 
 STRESS_NOISE = 0.1  # and with gaussian noise of this many training standard deviations
 
-STRESS_BASE = 200  # training windows the stress set perturbs
+STRESS_BASE = 200  # training windows the stress set perturbs ...
+STRESS_FRAMES = 40_000  # ... at most this many frames of them (but >= 20 windows): long windows would make the
+# stress set, its float references under FRAGILE_DRAWS weight-noise copies and every candidate's pass over it
+# grow with T (ACSF1, T=1460: 200 windows = 1.46 million frames per copy); T <= 200 keeps all 200
+
+
+def stress_base(T: int) -> int:
+    """How many training windows of T frames the stress set perturbs."""
+    return min(STRESS_BASE, max(20, STRESS_FRAMES // max(1, T)))
 
 # a stress window whose output is off by more than this share of the float output range is a gross error:
 # rounding noise does not do that (dynamic and ONNX int8 stayed near 3% or less on the stress sets measured),
@@ -375,11 +383,13 @@ def unstable_blocks(stream_ref: StreamReference, gates: "Gates", precision: str)
 
 def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: np.ndarray, ref: np.ndarray,
                   ref_metrics: dict, gates: Gates, threads: int = 1, outputs: np.ndarray | None = None,
-                  stream_ref: StreamReference | None = None, manifest: dict | None = None) -> dict:
+                  stream_ref: StreamReference | None = None, manifest: dict | None = None,
+                  stop_at_first_failure: bool = False) -> dict:
     """One artifact through the parity gate on raw windows X (labels y): its row of numbers and "passed".
     ref / ref_metrics: the float torch outputs on X and their scores. A step artifact also gets the
     soak over gates.stream_frames frames (whole windows of X, cycled; stream_ref = StreamReference(...)
-    may be shared between artifacts). `outputs` = precomputed outputs (e.g. from a device): no long stream."""
+    may be shared between artifacts). `outputs` = precomputed outputs (e.g. from a device): no long stream.
+    stop_at_first_failure (export's recipe gate): no soak once the windows have failed; row["not_run"] says so."""
     from edgernn.runtimes import load
 
     manifest = manifest or read_manifest(path)
@@ -399,7 +409,9 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
     if manifest["mode"] == "step":
         # step artifacts stream each window frame by frame: their outputs ARE stream-vs-full
         row["stream_vs_full_max_diff"] = row["max_abs_diff"]
-        if session is not None:
+        if stop_at_first_failure and not row["passed"]:
+            row["not_run"] = "the long stream (the windows already failed)"
+        elif session is not None:
             if stream_ref is None:
                 stream_ref = stream_reference(run, X, gates)
             ls = long_stream(run, session, X, stream_windows_for(gates.stream_frames, X.shape[1]), stream_ref)

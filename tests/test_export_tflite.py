@@ -434,6 +434,34 @@ def test_converter_crash_becomes_export_error(make_run, tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "out") == []
 
 
+def test_one_worker_process_serves_every_conversion_of_an_export(make_run, tmp_path, monkeypatch):
+    """Inside worker_pool() (export_run's loop) conversions share one worker process; a crash ends only its own
+    conversion, and the next one starts a fresh worker; leaving the block stops the worker."""
+    from edgernn.export.tflite import pool
+    from edgernn.export.tflite.convert import export_tflite
+
+    run = load_run(make_run(cell="gru", hidden=16))
+    procs = []
+    real_start = pool.Pool._start
+
+    def start(self, env):
+        real_start(self, env)
+        procs.append(self.proc)
+
+    monkeypatch.setattr(pool.Pool, "_start", start)
+    with pool.worker_pool():
+        monkeypatch.setenv("EDGERNN_TFLITE_WORKER_CRASH", "1")  # the first worker os.abort()s
+        with pytest.raises(ExportError, match=r"TFLite converter crashed \(signal 6 SIGABRT\)"):
+            export_tflite(run, tmp_path / "crash", precision="float", mode="step")
+        monkeypatch.delenv("EDGERNN_TFLITE_WORKER_CRASH")
+        a = export_tflite(run, tmp_path / "a", precision="float", mode="step")
+        b = export_tflite(run, tmp_path / "b", precision="dynamic", mode="sequence")
+    assert len(procs) == 2, procs  # the one that crashed, then one for both conversions
+    assert procs[0].returncode == -6 and procs[1].poll() is not None and pool.active() is None
+    assert read_manifest(a)["precision"] == "float" and read_manifest(b)["precision"] == "dynamic"
+    assert os.listdir(tmp_path / "crash") == []
+
+
 def test_float_gate_refuses_a_mismatch(make_run, tmp_path, monkeypatch):
     """With a zero tolerance the (tiny, nonzero) float difference must stop the export: no file."""
     import edgernn.export.tflite.convert as tfl
@@ -545,3 +573,31 @@ def test_long_gru_is_a_compact_loop_at_every_precision(long_gru):
     # h32: the 96x32 recurrent kernel inside the loop body is quantized (hybrid), the rest stays float
     assert read_manifest(results[("dynamic", "sequence")].path)["quantization"]["compute"] == \
         {"recurrent": "dynamic-int8", "head": "float"}
+
+
+# ---------------------------------------------------------------- long windows: what the export does per frame
+
+def test_step_references_are_one_pass_and_equal_to_the_prefix_outputs(make_run):
+    """The step check's reference at frame t is model(x[:, :t+1]); it is computed in one pass (O(T), was
+    O(T^2): 1.07 million recurrent steps per window at T=1460) and must equal the prefix-by-prefix outputs."""
+    import torch
+
+    from edgernn.export.tflite.spec import _prefix_outputs
+
+    for cell in ("gru", "lstm"):
+        run = load_run(make_run(cell=cell, hidden=16))
+        model = run.load_model()
+        X = run.normalize(run.data()["X_test"][:6]).astype(np.float32)
+        with torch.no_grad():
+            slow = np.stack([model(torch.from_numpy(X[:, :t + 1])).numpy() for t in range(X.shape[1])], axis=1)
+            fast = _prefix_outputs(model, X, run.task)
+        assert fast.shape == slow.shape and np.abs(fast - slow).max() <= 1e-5
+
+
+def test_gate_and_check_windows_are_bounded_in_frames_not_in_count():
+    from edgernn.export.tflite.spec import check_windows
+    from edgernn.gates import stress_base
+
+    assert stress_base(29) == stress_base(100) == stress_base(200) == 200  # the bundled sets: unchanged
+    assert stress_base(1460) == 27 and stress_base(100_000) == 20
+    assert check_windows(100) == 64 and check_windows(1460) == 13 and check_windows(10**6) == 8

@@ -29,6 +29,10 @@ def test_fallback_takes_the_next_recipe_when_the_first_fails(run_copy, quiet_cal
     assert [r["recipe"] for r in sel["rejected"]] == ["full-int8", "int16x8"]
     full, i16 = sel["rejected"]  # full int8 is rejected by the gate on held-out windows, with the numbers;
     assert full["reason"].startswith("failed on 25 held-out windows") and not full["gate"]["passed"]
+    # once its held-out windows failed, the stress set is not run for it (most of the gate's time at long T),
+    # and the line says so; the kept recipe went through all of it
+    assert "stress" not in full["gate"] and "not run: the stress set" in full["reason"]
+    assert sel["gate"]["stress"]["windows"] > 0 and "not_run" not in sel["gate"]
     # int16x8 cannot calibrate the GRU's WHILE loop (an int8 GRU sequence is always the loop), and says why
     assert i16["reason"].startswith("could not be built") and "min/max" in i16["reason"]
     assert sel["gate"]["passed"] and sel["gate"]["held_out"]
@@ -289,3 +293,13 @@ def test_stress_gate_forgives_gross_errors_only_where_the_float_model_is_fragile
     assert st["gross_errors"] == 0 and st["gross_on_fragile"] > len(X) // 2
     assert st["passed"] == (st["agreement"] >= Gates().min_accuracy_ratio)
     assert "float model itself moves that much" in st["gate"]
+
+
+def test_a_held_out_verdict_names_every_number_its_rule_judges():
+    """A LOSS line says accuracy AND agreement (a held-out gate fails on either) next to the rule."""
+    from edgernn.holdout import verdict
+
+    g = {"passed": False, "windows": 25, "accuracy": 0.4, "agreement": 0.92,
+         "gate": "accuracy >= 0.3960 and agreement with float >= 0.98", "max_abs_diff": 0.3}
+    line = verdict(g)
+    assert line.startswith("failed on 25 held-out windows: accuracy 0.400, agreement with float 0.920, gate")

@@ -165,8 +165,10 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                                    holdout=holdout)
 
     label = f"export {run.config.cell} h{run.config.hidden}"
+    from edgernn.export.tflite.pool import worker_pool
+
     try:
-        with progressbar(todo, label=label, enabled=progress,
+        with worker_pool(), progressbar(todo, label=label, enabled=progress,
                          show=lambda t: f"{t[0]} {t[1]} {t[2]}" if t else "") as bar:
             for fmt, prec, mode in bar:
                 t0 = time.perf_counter()

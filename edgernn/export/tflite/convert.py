@@ -18,9 +18,10 @@ subprocess (worker.py) so that a converter segfault becomes an ExportError.
     variable tensors, so the manifest says "stateful_interpreter": true (reset_all_variables() before
     each window). The time axis is left dynamic when a run at other lengths matches torch.
   - GRU / RNN, sequence, float and dynamic range: unrolled over run.seq_len steps (fastest; fixed length)
-    up to UNROLL_MAX_STEPS, Keras' WHILE loop beyond (constant size, any T).
-  - GRU / RNN, sequence, full int8 and int16x8: a hand-written WHILE loop (while_loop.py) that
-    the int8 calibrator does not crash on: constant size, any T.
+    up to UNROLL_MAX_STEPS, the hand-written WHILE loop (while_loop.py) beyond (constant size and cost per
+    step, any T; Keras' loop cost 19-20 us per step at T=1460).
+  - GRU / RNN, sequence, full int8 and int16x8: the same WHILE loop, which the int8 calibrator does not
+    crash on: constant size, any T.
   - step: one frame + explicit per-layer states (h0.., c0.. for LSTM) -> output + next states, built
     from one-step unrolled layers: plain ops, no variables, quantizes fully to int8 or 16x8 (each state
     input then shares the scale of the state output feeding it). Exception: the full-int8 LSTM step is the
@@ -45,7 +46,7 @@ from edgernn.errors import ConfigError, ExportError
 from edgernn.export import recipes
 from edgernn.export.formats import INT8_IO, ExportOptions, check_combination, check_prerequisites
 from edgernn.export.manifest import publish
-from edgernn.export.tflite import quantize
+from edgernn.export.tflite import pool, quantize
 from edgernn.export.tflite.manifest_fields import manifest_fields
 from edgernn.export.tflite.spec import UNROLL_MAX_STEPS, write_spec
 from edgernn.interrupts import die_with_parent
@@ -113,7 +114,7 @@ def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: 
     if mode == "sequence" and cell != "lstm" and spec["compact"]:
         return _compact_loop(spec, tmp, precision, what, deadline)
     if mode == "sequence" and cell != "lstm" and spec["seq_len"] > UNROLL_MAX_STEPS:
-        report = _run_worker(spec, tmp, dict(dynamic_time=True, loop=True), what, deadline)
+        report = _run_worker(spec, tmp, dict(dynamic_time=True, int_loop=True), what, deadline)
         # the loop has no per-length calibration (float, or int8 weights only): float must match at every
         # length; dynamic range must keep its top-1 agreement there (its max |diff| grows with T, as torch's)
         nominal = report["check"]["nominal"].get("top1_agreement", 1.0)
@@ -194,16 +195,21 @@ def _run_worker(spec: dict, tmp: Path, extra: dict, what: str, deadline: float) 
     if timeout <= 0:
         raise ExportError(f"TFLite export of {what} ran out of its time budget before converting; "
                           "retry with a larger --timeout")
+    shared = pool.active()
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgernn.export.tflite.worker", str(spec_path)],
-                              capture_output=True, text=True, timeout=timeout, env=env, cwd=str(tmp),
-                              preexec_fn=die_with_parent)
-    except subprocess.TimeoutExpired:
+        if shared is not None:  # an export's shared worker process (pool.py): TensorFlow already imported
+            code, stderr = shared.run(spec_path, env, timeout)
+        else:
+            proc = subprocess.run([sys.executable, "-m", "edgernn.export.tflite.worker", str(spec_path)],
+                                  capture_output=True, text=True, timeout=timeout, env=env, cwd=str(tmp),
+                                  preexec_fn=die_with_parent)
+            code, stderr = proc.returncode, proc.stderr
+    except (subprocess.TimeoutExpired, TimeoutError):
         raise ExportError(f"TFLite conversion of {what} did not finish within its time budget ({timeout:.0f} s "
                           "left) and was stopped; retry with a larger --timeout or a smaller model") from None
-    tail = _tail(proc.stderr)
-    if proc.returncode < 0:
-        sig = -proc.returncode
+    tail = _tail(stderr)
+    if code is not None and code < 0:
+        sig = -code
         try:
             name = signal.Signals(sig).name
         except ValueError:
@@ -211,11 +217,11 @@ def _run_worker(spec: dict, tmp: Path, extra: dict, what: str, deadline: float) 
         raise ExportError(
             f"TFLite converter crashed (signal {sig} {name}) converting {what}; nothing was written. "
             f"{_crash_hint(spec)}" + (f" Last converter output: {tail}" if tail else ""),
-            detail="TFLite worker stderr (tail):\n" + (proc.stderr or "")[-4000:])
+            detail="TFLite worker stderr (tail):\n" + (stderr or "")[-4000:])
     try:
         report = json.loads(Path(spec["report"]).read_text())
     except (OSError, json.JSONDecodeError):
-        raise ExportError(f"TFLite worker for {what} exited with code {proc.returncode} without a report"
+        raise ExportError(f"TFLite worker for {what} exited with code {code} without a report"
                           + (f"; last output: {tail}" if tail else "")) from None
     if not report.get("ok"):
         raise ExportError(f"TFLite conversion of {what} failed: {report.get('error', 'unknown error')}"

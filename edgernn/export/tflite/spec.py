@@ -17,13 +17,19 @@ from edgernn.errors import ExportError
 
 # float and dynamic-range GRU/RNN sequence graphs are unrolled (fast, but ~2.7 KB per step at h32, and the
 # converter's time and memory grow with T: 11.6 min and 7.3 GB at T=1344). Beyond this many steps they use
-# the WHILE loop instead (constant size, any T; measured 25 KB vs 268 KB at T=100 for GRU h32, ~5 us per
-# step slower). Integer GRU/RNN sequences are always the loop of while_loop.py (an unrolled int8 GRU h32 was
-# ~8 KB per step: 803 KB at T=100).
+# the WHILE loop of while_loop.py instead (constant size and cost per step, any T: 21 KB vs 268 KB at T=100 for
+# GRU h32; float 1.1-1.2 us per step at T=100, about what the unrolled graph costs, 127 us per 100-step window).
+# Integer GRU/RNN sequences are always that loop (an unrolled int8 GRU h32 was ~8 KB per step: 803 KB at T=100).
 UNROLL_MAX_STEPS = 128
 MAX_CALIB = 200  # calibration windows (sequence) / (frame, state) pairs = 2x this (step)
 N_CHECK = 64  # normalized calibration windows run through every artifact before it is kept (8 missed
-# a fused-LSTM kernel deviation of 1.3e-4 that X_test then showed)
+# a fused-LSTM kernel deviation of 1.3e-4 that X_test then showed) ...
+CHECK_FRAMES = 20_000  # ... at most this many frames of them, but >= 8 windows: a step artifact's check streams
+# every frame through the interpreter (ACSF1, T=1460: 64 windows were 93,000 invokes, 2.9 s of each conversion)
+
+
+def check_windows(T: int) -> int:
+    return min(N_CHECK, max(8, CHECK_FRAMES // max(1, T)))
 
 
 def stateful_step(cfg, precision: str, mode: str) -> bool:
@@ -50,7 +56,7 @@ def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact:
     if len(X) == 0:
         raise ExportError(f"{run.path}/data.npz has no X_calib windows to calibrate and check the export; "
                           "re-run `edgernn train`")
-    calib, check = X[:MAX_CALIB], X[:N_CHECK]
+    calib, check = X[:MAX_CALIB], X[:check_windows(X.shape[1])]
     data = {"check_x": check}
     with torch.no_grad():
         if stateful_step(run.config, precision, mode):
@@ -77,14 +83,17 @@ def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact:
 
 
 def _prefix_outputs(model, X: np.ndarray, task: str) -> np.ndarray:
-    """Torch full-sequence output at every frame: [N, T, K]. For tag the full run already is per
-    frame; otherwise frame t's reference is model(x[:, :t+1]) - what a stream must reproduce."""
+    """Torch output at every frame: [N, T, K], what a stream must reproduce. Frame t's reference is
+    model(x[:, :t+1]); a stream is unidirectional, so that is the head applied to the recurrent output at t
+    of ONE run over the whole window (O(T); the prefix-by-prefix loop it replaces was O(T^2): 1.07 million
+    recurrent steps per window at T=1460)."""
     import torch
 
     x = torch.from_numpy(X)
     if task == "tag":
         return model(x).numpy()
-    return np.stack([model(x[:, : t + 1]).numpy() for t in range(X.shape[1])], axis=1)
+    seq, _ = model.rnn(x)  # streams are never bidirectional (refused before any step export)
+    return model.head(seq).numpy()
 
 
 def _step_calibration(model, X: np.ndarray, n: int):

@@ -2,6 +2,7 @@
 TFLite conversion worker: runs in its own process so that a converter segfault cannot kill the caller.
 
     python -m edgernn.export.tflite.worker SPEC.json
+    python -m edgernn.export.tflite.worker --serve      # one SPEC.json path per stdin line (pool.py)
 
 SPEC.json (written by edgernn.export.tflite.spec) names: the ModelConfig dict, mode, precision, int8_io,
 seq_len, a weights .npz (torch state_dict as numpy), a data .npz (normalized calibration and check
@@ -86,9 +87,9 @@ def _keras_model(kb, spec: dict, weights: dict, seq_len):
     if spec["mode"] == "step":
         return kb.build_step_model(cfg, weights)
     # the fused LSTM keeps a dynamic loop inside one op; a Keras GRU/RNN loop becomes a WHILE whose int8
-    # calibration segfaults, so it is unrolled unless the parent asked for the loop (float / dynamic range
-    # over long windows: constant size); integer GRU/RNN sequences use _loop_converter
-    unroll = not spec.get("loop") and (cfg["cell"] != "lstm" or bool(spec.get("unroll_lstm")))
+    # calibration segfaults (and costs 19-20 us per step at T=1460), so a Keras GRU/RNN is unrolled; every
+    # GRU/RNN loop is _loop_converter's (spec["int_loop"])
+    unroll = cfg["cell"] != "lstm" or bool(spec.get("unroll_lstm"))
     return kb.build_sequence_model(cfg, weights, seq_len, unroll=unroll)
 
 
@@ -160,5 +161,23 @@ def main(spec_path: str) -> int:
     return 0 if report["ok"] else 1
 
 
+def serve() -> int:
+    """Pool mode (`--serve`, edgernn.export.tflite.pool): convert one spec per line of stdin (its path), then
+    write SPEC.done beside it; EOF ends the process. TensorFlow is imported once for every conversion of an
+    export (3.7 s each time otherwise). A crash still ends only this process: the parent starts another."""
+    for line in sys.stdin:
+        path = line.strip()
+        if not path:
+            continue
+        main(path)
+        if "tensorflow" in sys.modules:  # forget the graphs of the last conversion
+            import tensorflow as tf
+
+            tf.keras.backend.clear_session()
+        with open(path + ".done", "w") as f:
+            f.write("done")
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(serve() if sys.argv[1:] == ["--serve"] else main(sys.argv[1]))
