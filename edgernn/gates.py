@@ -104,7 +104,8 @@ def run_artifact(session, X_raw: np.ndarray, mode: str, task: str) -> tuple[np.n
         outs = []
         for window in X_raw:
             stream.reset()
-            frames = [np.asarray(stream.step(frame), dtype=np.float32).reshape(-1) for frame in window]
+            frames = [np.asarray(stream.step(frame), dtype=np.float32).reshape(-1)
+                      for frame in session.real_frames(window)]  # masked padding: the real frames only
             outs.append(np.stack(frames) if task == "tag" else frames[-1])
         out = np.stack(outs)
     return out, time.perf_counter() - t0

@@ -166,3 +166,38 @@ def StepModel(model):
             return self.inner.head(out[:, 0]), h2
 
     return _Step(model).eval()
+
+
+def forward_real(model, x, lengths):
+    """The model on each window's REAL frames only, from a zero state, as a stream from a reset sees them:
+    x [B, T, C] left-padded (the last lengths[i] frames of window i are real) -> [B, K]. The padding never
+    reaches the recurrence (packed sequences), so a window padded to T and its real frames alone give the same
+    answer. Classify/forecast heads (a tag model scores every frame: not supported here)."""
+    torch = _torch()
+    cfg = model.cfg
+    if cfg.head == "tag":
+        raise ConfigError("masked padding (--mask-padding) is for classify and forecast models, not tag")
+    B, T = x.shape[0], x.shape[1]
+    lengths = torch.as_tensor(lengths, dtype=torch.int64).clamp(1, T)
+    # move each window's real frames to the front (the packed sequence reads the first lengths[i] frames)
+    idx = (torch.arange(T)[None, :] + (T - lengths)[:, None]) % T
+    front = torch.gather(x, 1, idx[:, :, None].expand(B, T, x.shape[2]))
+    packed = torch.nn.utils.rnn.pack_padded_sequence(front, lengths, batch_first=True, enforce_sorted=False)
+    _, h_n = model.rnn(packed)
+    if cfg.cell == "lstm":
+        h_n = h_n[0]
+    # h_n [layers * directions, B, H]: the top layer's forward state after the last real frame (and, when
+    # bidirectional, its backward state after the first real frame)
+    feat = torch.cat([h_n[-2], h_n[-1]], dim=-1) if cfg.bidirectional else h_n[-1]
+    return model.head(model.drop(feat))
+
+
+def real_lengths(X_raw, pad_value: float = 0.0):
+    """[N] real frames per raw window [N, T, C]: T minus the leading frames that are pad_value in every
+    channel (the rule data loading used to find them)."""
+    import numpy as np
+
+    X = np.asarray(X_raw)
+    real = np.any(X != pad_value, axis=2)
+    first = np.where(real.any(axis=1), real.argmax(axis=1), X.shape[1] - 1)
+    return (X.shape[1] - first).astype(np.int64)

@@ -104,8 +104,13 @@ def torch_outputs(run, X_raw: np.ndarray, model=None) -> np.ndarray:
     in the artifacts' output units."""
     torch = require("torch", "train")
     model = model if model is not None else run.load_model()
+    x = torch.from_numpy(run.normalize(X_raw))
     with torch.no_grad():
-        return output_units(run, model(torch.from_numpy(run.normalize(X_raw))).numpy())
+        if run.mask_padding:  # the real frames of each window alone (what the runtimes run)
+            from edgernn.models import forward_real, real_lengths
+
+            return output_units(run, forward_real(model, x, real_lengths(X_raw, run.pad_value)).numpy())
+        return output_units(run, model(x).numpy())
 
 
 def torch_stream_outputs(run, frames_raw: np.ndarray, model=None) -> np.ndarray:

@@ -63,6 +63,11 @@ class Run:
         return self.config.head
 
     @property
+    def mask_padding(self) -> bool:
+        """Trained with `--mask-padding`: the model's answer for a window is its real frames alone."""
+        return bool(self.train_config.get("mask_padding", False))
+
+    @property
     def seq_len(self) -> int:
         return int(self.dataset["seq_len"])
 
@@ -91,6 +96,8 @@ class Run:
             "pad_value": float(self.pad_value),
             "max_length": self.seq_len,
         }
+        if self.mask_padding:  # runtimes drop leading pad_value frames and run the real ones alone
+            pre["mask_padding"] = True
         if "output_mean" in self.dataset:  # forecast: outputs are normalized; y = out * std + mean
             pre["output"] = {"mean": self.dataset["output_mean"], "std": self.dataset["output_std"]}
         return pre
@@ -102,7 +109,8 @@ class Run:
             h = hashlib.sha256((self.path / "model.pt").read_bytes())
             h.update(json.dumps({"model": self.config.to_dict(), "mean": [float(v) for v in self.mean],
                                  "std": [float(v) for v in self.std], "pad": [self.pad_side, self.pad_value],
-                                 "labels": self.labels}, sort_keys=True).encode())
+                                 "labels": self.labels, **({"mask_padding": True} if self.mask_padding else {})},
+                                sort_keys=True).encode())
             self._identity = {"sha256": h.hexdigest(), "summary": describe(self.config.to_dict())}
         return self._identity
 

@@ -20,7 +20,7 @@ import numpy as np
 from edgernn.baselines import baselines, beats_baseline
 from edgernn.data import Dataset, load_dataset, real_steps
 from edgernn.errors import ConfigError, require
-from edgernn.models import ModelConfig, build_model
+from edgernn.models import ModelConfig, build_model, forward_real
 
 LR_SCHEDULES = ("plateau", "none")
 
@@ -50,6 +50,8 @@ class TrainConfig:
     stream_stable: bool = False  # also train on each window streamed right after another one, without a reset:
     #   a model trained only from a zero state may amplify small differences on a long stream (ItalyPowerDemand
     #   GRU h32: two correct implementations disagree after ~100 frames); the carried-in state must not matter
+    mask_padding: bool = False  # variable-length data: learn from each window's real frames only (packed), so a
+    #   padded window and a stream of its real frames from a reset give one answer (classify / forecast)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience", "threads", "calib_windows", "min_val_windows"):
@@ -65,6 +67,9 @@ class TrainConfig:
             raise ConfigError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.clip <= 0:
             raise ConfigError(f"clip must be > 0, got {self.clip}")
+        if self.mask_padding and self.stream_stable:
+            raise ConfigError("--mask-padding and --stream-stable do not go together yet: stream-stable training "
+                              "streams whole padded windows one after another; choose one")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -115,10 +120,10 @@ def init_forget_bias(model, value: float) -> None:
                 p[H:2 * H].zero_()
 
 
-def _loss_and_metric(torch, model, X, y, lengths, task, y_scale=None):
-    """Loss (mean) and the headline metric for one batch/set."""
+def _loss_and_metric(torch, model, X, y, lengths, task, y_scale=None, masked: bool = False):
+    """Loss (mean) and the headline metric for one batch/set (masked: each window's real frames only)."""
     F = torch.nn.functional
-    out = model(X)
+    out = forward_real(model, X, lengths) if masked else model(X)
     if task == "classify":
         loss = F.cross_entropy(out, y)
         return loss, float((out.argmax(-1) == y).float().mean())
@@ -142,12 +147,13 @@ def _carried_loss(torch, model, X_all, X, y, lengths, task, gen):
 
 
 def evaluate(model, Xn: np.ndarray, y: np.ndarray, lengths: np.ndarray, task: str,
-             out_mean=None, out_std=None) -> dict:
+             out_mean=None, out_std=None, masked: bool = False) -> dict:
     """Metrics of a torch model on normalized windows: accuracy for classify/tag, RMSE/MAE in raw
-    units for forecast (outputs de-normalized with out_mean/out_std)."""
+    units for forecast (outputs de-normalized with out_mean/out_std). masked: real frames only."""
     torch = require("torch", "train")
     with torch.no_grad():
-        out = model(torch.from_numpy(Xn)).numpy()
+        x = torch.from_numpy(Xn)
+        out = (forward_real(model, x, lengths) if masked else model(x)).numpy()
     return score_outputs(out, y, lengths, task, out_mean, out_std)
 
 
@@ -235,6 +241,10 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
                        bidirectional=cfg.bidirectional, dropout=cfg.dropout, head=ds.task,
                        num_outputs=ds.num_outputs, horizon=ds.horizon)
     model = build_model(mcfg)
+    masked = cfg.mask_padding
+    if masked and ds.task == "tag":
+        raise ConfigError("--mask-padding is for classify and forecast data; a tag model already scores only "
+                          "the real frames")
     if cfg.cell == "lstm" and cfg.forget_bias:
         init_forget_bias(model, cfg.forget_bias)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -255,7 +265,7 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
             perm = torch.randperm(len(Xf), generator=gen)
             for i in range(0, len(perm), cfg.batch_size):
                 idx = perm[i:i + cfg.batch_size]
-                loss, _ = _loss_and_metric(torch, model, Xf[idx], yf[idx], lf[idx], ds.task)
+                loss, _ = _loss_and_metric(torch, model, Xf[idx], yf[idx], lf[idx], ds.task, masked=masked)
                 if cfg.stream_stable:
                     loss = (loss + _carried_loss(torch, model, Xf, Xf[idx], yf[idx], lf[idx], ds.task, gen)) / 2
                 opt.zero_grad()
@@ -264,9 +274,9 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
                 opt.step()
             model.eval()
             with torch.no_grad():
-                tr_loss, tr_m = _loss_and_metric(torch, model, Xf, yf, lf, ds.task)
+                tr_loss, tr_m = _loss_and_metric(torch, model, Xf, yf, lf, ds.task, masked=masked)
                 if has_val:
-                    v_loss, v_m = _loss_and_metric(torch, model, Xv, yv, lv, ds.task)
+                    v_loss, v_m = _loss_and_metric(torch, model, Xv, yv, lv, ds.task, masked=masked)
                 else:
                     v_loss, v_m = tr_loss, tr_m
             v_loss = float(v_loss)
@@ -296,7 +306,8 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
     train_time = time.perf_counter() - t0
 
     def metrics_on(idx_or_X, y, lengths):
-        return evaluate(model, ((idx_or_X - mean) / std).astype(np.float32), y, lengths, ds.task, out_mean, out_std)
+        return evaluate(model, ((idx_or_X - mean) / std).astype(np.float32), y, lengths, ds.task, out_mean, out_std,
+                        masked=masked)
 
     m_train = metrics_on(ds.X_train[fit], ds.y_train[fit], ds.len_train[fit])
     m_val = metrics_on(ds.X_train[val], ds.y_train[val], ds.len_train[val]) if has_val else {}

@@ -87,6 +87,11 @@ def train_options(fn):
                      help="Also train every batch on its windows streamed right after another window, without a "
                           "reset (the carried-in state must not change the answer), so the model can stream for "
                           "long without resets; parity reports its streaming horizon. About 3x the training time."),
+        click.option("--mask-padding", is_flag=True, default=False,
+                     help="Variable-length data (classify, forecast): learn from each window's real frames only "
+                          "(the left padding never reaches the recurrence), and every runtime then runs a window's "
+                          "real frames alone (leading frames equal to the pad value in every channel are dropped), "
+                          "so a padded window and a stream of its real frames from a reset give one answer."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

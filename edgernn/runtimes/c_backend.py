@@ -287,7 +287,7 @@ class CSession(Session):
             self._bench_step = self._lib.edgernn_bench_step
             self._bench_step.argtypes, self._bench_step.restype = [vp, ci, ci, ci, vp], ci
 
-    def predict(self, window) -> np.ndarray:
+    def _predict_padded(self, window) -> np.ndarray:
         """Raw window [T, C] or batch [B, T, C] -> outputs; the C library normalizes and (de)quantizes."""
         raw, _, batched, T = self._prepare_window(window)
         raw = np.ascontiguousarray(raw, dtype=np.float32)

@@ -67,6 +67,7 @@ class Session:
         # give the same values; a few us per predict() is 5-10% of a small RNN's window
         self._tiled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._pad_value = float(pre.get("pad_value", 0.0))
+        self._masked = bool(pre.get("mask_padding", False))  # trained on real frames only: run them alone
         out_pre = pre.get("output") or None
         self._out_mean = np.asarray(out_pre["mean"], np.float32) if out_pre else None
         self._out_std = np.asarray(out_pre["std"], np.float32) if out_pre else None
@@ -220,7 +221,39 @@ class Session:
 
     # ---- inference ---------------------------------------------------------------------------------
     def predict(self, window) -> np.ndarray:
-        """Raw window [T, C] or batch [B, T, C] -> float32 output [K] / [B, K] (tag: [T, K] / [B, T, K])."""
+        """Raw window [T, C] or batch [B, T, C] -> float32 output [K] / [B, K] (tag: [T, K] / [B, T, K]).
+        A model trained with masked padding (manifest preprocessing.mask_padding) runs each window's real
+        frames alone: its leading frames equal to pad_value in every channel are dropped first."""
+        if self._masked:
+            return self._predict_real(window)
+        return self._predict_padded(window)
+
+    def real_frames(self, window) -> np.ndarray:
+        """What a stream from a reset should be fed of a raw window [T, C]: the window itself, or with masked
+        padding its real frames (leading frames equal to pad_value in every channel dropped; at least one)."""
+        if not self._masked:
+            return window
+        real = np.any(np.asarray(window) != np.float32(self._pad_value), axis=-1)
+        return window[int(real.argmax()) if real.any() else len(window) - 1:]
+
+    def _predict_real(self, window) -> np.ndarray:
+        x = self._as_float(window, "window")
+        if x.ndim not in (2, 3) or x.shape[-2] < 1:
+            return self._predict_padded(x)  # its input checks say what is wrong
+        x3 = x if x.ndim == 3 else x[None]
+        T = x3.shape[1]
+        real = np.any(x3 != np.float32(self._pad_value), axis=2)
+        lengths = np.where(real.any(axis=1), T - real.argmax(axis=1), 1)
+        out = None
+        for L in np.unique(lengths):  # one call per real length (a batch of equal lengths runs together)
+            idx = np.flatnonzero(lengths == L)
+            y = self._predict_padded(np.ascontiguousarray(x3[idx, T - L:]))
+            if out is None:
+                out = np.empty((len(x3),) + y.shape[1:], np.float32)
+            out[idx] = y
+        return out if x.ndim == 3 else out[0]
+
+    def _predict_padded(self, window) -> np.ndarray:
         _, xn, batched, T = self._prepare_window(window)
         y = self._run(xn)
         if self._out_mean is not None:

@@ -113,7 +113,7 @@ def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: 
     into plain ops instead (exact, fixed length, larger file) and the manifest says why."""
     if mode == "sequence" and cell != "lstm" and spec["compact"]:
         return _compact_loop(spec, tmp, precision, what, deadline)
-    if mode == "sequence" and cell != "lstm" and spec["seq_len"] > UNROLL_MAX_STEPS:
+    if mode == "sequence" and cell != "lstm" and (spec["seq_len"] > UNROLL_MAX_STEPS or spec.get("masked")):
         report = _run_worker(spec, tmp, dict(dynamic_time=True, int_loop=True), what, deadline)
         # the loop has no per-length calibration (float, or int8 weights only): float must match at every
         # length; dynamic range must keep its top-1 agreement there (its max |diff| grows with T, as torch's)

@@ -65,7 +65,7 @@ def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact:
         elif mode == "sequence":
             data["check_ref"] = model(torch.from_numpy(check)).numpy()
             data["calib_x"] = calib
-            if run.config.cell == "lstm" or run.seq_len > UNROLL_MAX_STEPS or compact:
+            if run.config.cell == "lstm" or run.seq_len > UNROLL_MAX_STEPS or compact or run.mask_padding:
                 # references at other lengths, to verify a dynamic time axis (fused LSTM, or a WHILE loop)
                 t = X.shape[1]
                 for x in (check[:, t // 2:], np.concatenate([check, check[::-1]], axis=1)):
@@ -78,6 +78,8 @@ def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact:
     stateful = stateful_step(run.config, precision, mode)
     return {"cfg": run.config.to_dict(), "mode": mode, "precision": precision, "int8_io": int8_io,
             "stateful_step": stateful, "dynamic_time": stateful, "compact": compact,
+            # masked padding: windows run at their real length, so the graph needs a dynamic time axis
+            "masked": run.mask_padding,
             "seq_len": run.seq_len, "weights": str(tmp / "weights.npz"), "data": str(tmp / "data.npz"),
             "out": str(tmp / "model.tflite"), "report": str(tmp / "report.json")}
 
