@@ -44,6 +44,24 @@ def _spread_pct(values: list[float]) -> float:
     return 100.0 * (max(values) - min(values)) / med if med else 0.0
 
 
+def real_length_windows(run, X: np.ndarray, n: int = 32) -> dict | None:
+    """A --mask-padding run with windows of different real lengths runs each window at its own length: then
+    {"median": (L, windows [<=n, L, C]), "max": (L, windows)} of real frames only (cut from the test windows at
+    least that long), to time the window API at the median and at the longest real length. None otherwise
+    (every window runs at the full length)."""
+    from edgernn.models import real_lengths
+
+    if not run.mask_padding:
+        return None
+    L = real_lengths(X, run.pad_value)
+    if L.min() == L.max():
+        return None
+    out = {}
+    for name, length in (("median", int(np.median(L))), ("max", int(L.max()))):
+        out[name] = (length, np.ascontiguousarray(X[L >= length][:n, X.shape[1] - length:], dtype=np.float32))
+    return out
+
+
 def aggregate(results: list[dict], macs: int | None) -> dict:
     """Join the repeats of one artifact: the median repeat's numbers, plus spread across repeats."""
     # some tools (Android benchmark_model) print only a mean: fall back to it for ordering and spread.
@@ -117,6 +135,13 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
             tempfile.TemporaryDirectory(prefix="edgernn-bench-") as tmp:
         inp = Path(tmp) / "windows.npy"
         np.save(inp, d["X_test"][:32].astype(np.float32))
+        by_length = real_length_windows(run, d["X_test"])
+        inp_median = None
+        if by_length:  # masked padding: sequence artifacts are timed at the longest and at the median real length
+            inp = Path(tmp) / "windows-max.npy"
+            np.save(inp, by_length["max"][1])
+            inp_median = Path(tmp) / "windows-median.npy"
+            np.save(inp_median, by_length["median"][1])
         parity_inp = None
         if on_device_parity:
             parity_inp = Path(tmp) / "parity_windows.npy"
@@ -128,6 +153,10 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
                                      stream_frames=stream_frames,
                                      parity_input=parity_inp if k == 0 else None))
                 keys.append(p)
+                if inp_median is not None and manifests[p]["mode"] == "sequence":
+                    jobs.append(BenchJob(artifact=p, input=inp_median, runs=runs, warmup=warmup, threads=threads,
+                                         stream_frames=0))
+                    keys.append((p, "median"))
         if include_torch and not remote:
             for _ in range(repeat):
                 jobs.append(BenchJob(artifact=None, input=inp, runs=runs, warmup=warmup, threads=threads,
@@ -147,6 +176,12 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
         agg["size_bytes"] = manifests[p]["size_bytes"]
         agg["sha256"] = manifests[p]["sha256"]
         agg["compute_label"] = compute_label(manifests[p]["quantization"])
+        if (p, "median") in by_key:
+            med = aggregate(by_key[(p, "median")], None)["latency_us"]
+            agg["latency_by_length"] = {
+                "median": {"length": by_length["median"][0], "p50_us": med.get("p50"), "p99_us": med.get("p99")},
+                "max": {"length": by_length["max"][0], "p50_us": agg["latency_us"].get("p50"),
+                        "p99_us": agg["latency_us"].get("p99")}}
         out = next((r.get("parity_output") for r in by_key[p] if r.get("parity_output") is not None), None)
         agg.pop("parity_output", None)
         if out is not None:
@@ -171,7 +206,9 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
         "machine": machine,
         "machine_after": first.get("fingerprint_after"),
         "settings": {"runs": runs, "warmup": warmup, "threads": threads, "repeat": repeat,
-                     "stream_frames": stream_frames, "batch": 1, "window_length": run.seq_len},
+                     "stream_frames": stream_frames, "batch": 1,
+                     "window_length": by_length["max"][0] if by_length else run.seq_len,
+                     **({"real_lengths": {k: v[0] for k, v in by_length.items()}} if by_length else {})},
         "results": results,
         "torch_eager": torch_eager,
         "warnings": warnings + [w for r in results for w in r.get("warnings", []) if w not in warnings],
@@ -249,6 +286,16 @@ def format_table(report: dict) -> str:
                      f"the MAC bound "
                      f"({r['macs']} MACs at this CPU's peak {c['peak_mac_per_s'] / 1e9:.1f} GMAC/s = "
                      f"{c['mac_bound_us']:.3f} us)")
+    by_length = [r for r in rows if r.get("latency_by_length")]
+    if by_length:
+        rl = s.get("real_lengths", {})
+        lines.append(f"variable length (--mask-padding: each window runs at its real length): sequence artifacts per "
+                     f"window at the median real length {rl.get('median')} and at the longest {rl.get('max')} "
+                     "(the table's p50); step artifacts cost the same per frame at any length")
+        for r in by_length:
+            m, x = r["latency_by_length"]["median"], r["latency_by_length"]["max"]
+            lines.append(f"  {r['artifact']:<26} median T={m['length']}: p50 {f(m['p50_us'], 9).strip()} us   "
+                         f"longest T={x['length']}: p50 {f(x['p50_us'], 9).strip()} us")
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)

@@ -113,3 +113,26 @@ def test_parity_says_when_an_unmasked_model_answers_padded_windows_differently(t
 def test_mask_padding_refuses_what_it_cannot_do(tmp_path):
     with pytest.raises(ConfigError, match="--mask-padding and --stream-stable"):
         TrainConfig(mask_padding=True, stream_stable=True)
+
+
+def test_bench_times_the_window_api_at_the_median_and_the_longest_real_length(masked_run, tmp_path):
+    import shutil
+
+    from edgernn.bench import bench_run, format_table
+    from edgernn.export import export_run
+    from edgernn.models import real_lengths
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(masked_run, run_dir)
+    export_run(run_dir, formats="onnx", precisions="float", streaming=True)
+    report = bench_run(run_dir, runs=20, warmup=2, include_torch=False, progress=False, write=False)
+    L = real_lengths(load_run(run_dir).data()["X_test"])
+    rl = report["settings"]["real_lengths"]
+    assert rl == {"median": int(np.median(L)), "max": int(L.max())} and rl["median"] < rl["max"]
+    by_mode = {r["mode"]: r for r in report["results"]}
+    seq = by_mode["sequence"]["latency_by_length"]
+    assert seq["median"]["length"] == rl["median"] and seq["max"]["length"] == rl["max"]
+    assert seq["median"]["p50_us"] > 0 and seq["max"]["p50_us"] == by_mode["sequence"]["latency_us"]["p50"]
+    assert by_mode["sequence"]["window_shape"][0] == rl["max"]  # the table's row: the longest real length
+    assert "latency_by_length" not in by_mode["step"]
+    assert f"median T={rl['median']}" in format_table(report)
