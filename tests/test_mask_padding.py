@@ -88,6 +88,15 @@ def test_window_api_stream_and_real_frames_agree_in_every_format(masked_run, tmp
             assert np.abs(np.stack(streamed) - ref).max() <= 1e-4, r.path.name
         for got in (windows, one_by_one, alone):
             assert np.abs(got - ref).max() <= 1e-4, r.path.name
+    # the TFLite loop keeps a dynamic time axis, verified on real frames at the median real length (not on
+    # half or doubled padded windows, which this model never sees)
+    from edgernn.gates import calibration_windows
+    from edgernn.models import real_lengths
+    from edgernn.runtimes.manifest import read_manifest
+
+    m = read_manifest(run_dir / "artifacts" / "sequence-float.tflite")
+    median = int(np.median(real_lengths(calibration_windows(run))))
+    assert m["sequence_length"] is None and set(m["export_check"]["other_lengths"]) == {f"T{median}"}
     report = check_parity(run_dir, write=False)
     assert report["passed"], report["failed"]
     vl = report["variable_length"]

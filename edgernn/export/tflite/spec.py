@@ -67,8 +67,7 @@ def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact:
             data["calib_x"] = calib
             if run.config.cell == "lstm" or run.seq_len > UNROLL_MAX_STEPS or compact or run.mask_padding:
                 # references at other lengths, to verify a dynamic time axis (fused LSTM, or a WHILE loop)
-                t = X.shape[1]
-                for x in (check[:, t // 2:], np.concatenate([check, check[::-1]], axis=1)):
+                for x in _other_lengths(run, X, check):
                     data[f"check_x_T{x.shape[1]}"] = np.ascontiguousarray(x)
                     data[f"check_ref_T{x.shape[1]}"] = model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
         else:
@@ -82,6 +81,27 @@ def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact:
             "masked": run.mask_padding,
             "seq_len": run.seq_len, "weights": str(tmp / "weights.npz"), "data": str(tmp / "data.npz"),
             "out": str(tmp / "model.tflite"), "report": str(tmp / "report.json")}
+
+
+def _other_lengths(run, X: np.ndarray, check: np.ndarray) -> list:
+    """Normalized windows at lengths other than T that a dynamic time axis is verified on: half and twice the
+    window; for a --mask-padding run, which runs every window at its real length, real frames only: windows at
+    the median and the longest real length, cut from calibration windows at least that long (a padded or
+    doubled window is a sequence that model never sees: PLAID's dynamic-range loop lost top-1 agreement there
+    and the export fixed its length, so every real window was padded back to 1,344 frames)."""
+    t = X.shape[1]
+    if not run.mask_padding:
+        return [check[:, t // 2:], np.concatenate([check, check[::-1]], axis=1)]
+    from edgernn.gates import calibration_windows
+    from edgernn.models import real_lengths
+
+    L = real_lengths(calibration_windows(run), run.pad_value)
+    out = []
+    for n in sorted({int(np.median(L)), int(L.max())} - {t}):
+        pick = X[L >= n][: len(check), t - n:]
+        if len(pick):
+            out.append(pick)
+    return out or [check[:, t // 2:]]
 
 
 def _prefix_outputs(model, X: np.ndarray, task: str) -> np.ndarray:
