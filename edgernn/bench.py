@@ -49,11 +49,11 @@ def real_length_windows(run, X: np.ndarray, n: int = 32) -> dict | None:
     {"median": (L, windows [<=n, L, C]), "max": (L, windows)} of real frames only (cut from the test windows at
     least that long), to time the window API at the median and at the longest real length. None otherwise
     (every window runs at the full length)."""
-    from edgernn.models import real_lengths
+    from edgernn.data.padding import infer_lengths
 
     if not run.mask_padding:
         return None
-    L = real_lengths(X, run.pad_value)
+    L = infer_lengths(X, run.pad_value)
     if L.min() == L.max():
         return None
     out = {}

@@ -191,13 +191,3 @@ def forward_real(model, x, lengths):
     feat = torch.cat([h_n[-2], h_n[-1]], dim=-1) if cfg.bidirectional else h_n[-1]
     return model.head(model.drop(feat))
 
-
-def real_lengths(X_raw, pad_value: float = 0.0):
-    """[N] real frames per raw window [N, T, C]: T minus the leading frames that are pad_value in every
-    channel (the rule data loading used to find them)."""
-    import numpy as np
-
-    X = np.asarray(X_raw)
-    real = np.any(X != pad_value, axis=2)
-    first = np.where(real.any(axis=1), real.argmax(axis=1), X.shape[1] - 1)
-    return (X.shape[1] - first).astype(np.int64)

@@ -107,9 +107,10 @@ def real_frames_check(run, X: np.ndarray, ref: np.ndarray) -> dict:
     padded windows every artifact was checked on, and this says how often the answers differ."""
     import torch
 
-    from edgernn.models import forward_real, real_lengths
+    from edgernn.data.padding import infer_lengths
+    from edgernn.models import forward_real
 
-    L = real_lengths(X, run.pad_value)
+    L = infer_lengths(X, run.pad_value)
     model = run.load_model()
     with torch.no_grad():
         x = torch.from_numpy(run.normalize(X))

@@ -107,9 +107,10 @@ def torch_outputs(run, X_raw: np.ndarray, model=None) -> np.ndarray:
     x = torch.from_numpy(run.normalize(X_raw))
     with torch.no_grad():
         if run.mask_padding:  # the real frames of each window alone (what the runtimes run)
-            from edgernn.models import forward_real, real_lengths
+            from edgernn.data.padding import infer_lengths
+            from edgernn.models import forward_real
 
-            return output_units(run, forward_real(model, x, real_lengths(X_raw, run.pad_value)).numpy())
+            return output_units(run, forward_real(model, x, infer_lengths(X_raw, run.pad_value)).numpy())
         return output_units(run, model(x).numpy())
 
 

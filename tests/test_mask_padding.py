@@ -41,13 +41,14 @@ def masked_run(tmp_path_factory):
 def test_the_model_answers_for_the_real_frames_only(masked_run):
     import torch
 
-    from edgernn.models import forward_real, real_lengths
+    from edgernn.data.padding import infer_lengths
+    from edgernn.models import forward_real
     from edgernn.reference import torch_outputs
 
     run = load_run(masked_run)
     assert run.mask_padding and run.preprocessing()["mask_padding"] is True
     X = run.data()["X_test"]
-    L = real_lengths(X)
+    L = infer_lengths(X)
     assert L.min() < X.shape[1] - 10  # really variable length
     ref = torch_outputs(run, X)
     model = run.load_model()
@@ -90,12 +91,12 @@ def test_window_api_stream_and_real_frames_agree_in_every_format(masked_run, tmp
             assert np.abs(got - ref).max() <= 1e-4, r.path.name
     # the TFLite loop keeps a dynamic time axis, verified on real frames at the median real length (not on
     # half or doubled padded windows, which this model never sees)
+    from edgernn.data.padding import infer_lengths
     from edgernn.gates import calibration_windows
-    from edgernn.models import real_lengths
     from edgernn.runtimes.manifest import read_manifest
 
     m = read_manifest(run_dir / "artifacts" / "sequence-float.tflite")
-    median = int(np.median(real_lengths(calibration_windows(run))))
+    median = int(np.median(infer_lengths(calibration_windows(run))))
     assert m["sequence_length"] is None and set(m["export_check"]["other_lengths"]) == {f"T{median}"}
     report = check_parity(run_dir, write=False)
     assert report["passed"], report["failed"]
@@ -128,14 +129,14 @@ def test_bench_times_the_window_api_at_the_median_and_the_longest_real_length(ma
     import shutil
 
     from edgernn.bench import bench_run, format_table
+    from edgernn.data.padding import infer_lengths
     from edgernn.export import export_run
-    from edgernn.models import real_lengths
 
     run_dir = tmp_path / "run"
     shutil.copytree(masked_run, run_dir)
     export_run(run_dir, formats="onnx", precisions="float", streaming=True)
     report = bench_run(run_dir, runs=20, warmup=2, include_torch=False, progress=False, write=False)
-    L = real_lengths(load_run(run_dir).data()["X_test"])
+    L = infer_lengths(load_run(run_dir).data()["X_test"])
     rl = report["settings"]["real_lengths"]
     assert rl == {"median": int(np.median(L)), "max": int(L.max())} and rl["median"] < rl["max"]
     by_mode = {r["mode"]: r for r in report["results"]}

@@ -38,8 +38,8 @@ def repad(X: np.ndarray, T: int) -> np.ndarray:
     return out
 
 
-def infer_lengths(X: np.ndarray) -> np.ndarray:
-    """True length = T minus the count of leading all-zero steps (left padding)."""
-    nonzero = np.any(X != 0, axis=2)
+def infer_lengths(X: np.ndarray, pad_value: float = 0.0) -> np.ndarray:
+    """True length = T minus the count of leading steps equal to pad_value in every channel (left padding)."""
+    nonzero = np.any(np.asarray(X) != pad_value, axis=2)
     first = np.where(nonzero.any(axis=1), nonzero.argmax(axis=1), X.shape[1])
     return (X.shape[1] - first).astype(np.int64)

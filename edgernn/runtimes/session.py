@@ -233,8 +233,13 @@ class Session:
         padding its real frames (leading frames equal to pad_value in every channel dropped; at least one)."""
         if not self._masked:
             return window
-        real = np.any(np.asarray(window) != np.float32(self._pad_value), axis=-1)
-        return window[int(real.argmax()) if real.any() else len(window) - 1:]
+        return window[len(window) - int(self._real_lengths(np.asarray(window)[None])[0]):]
+
+    def _real_lengths(self, x3: np.ndarray) -> np.ndarray:
+        """[B] real frames of raw windows [B, T, C] (at least one): T minus the leading frames equal to pad_value
+        in every channel - data loading's rule (edgernn.data.padding.infer_lengths), kept here numpy-only."""
+        real = np.any(x3 != np.float32(self._pad_value), axis=2)
+        return np.where(real.any(axis=1), x3.shape[1] - real.argmax(axis=1), 1)
 
     def _predict_real(self, window) -> np.ndarray:
         x = self._as_float(window, "window")
@@ -242,8 +247,7 @@ class Session:
             return self._predict_padded(x)  # its input checks say what is wrong
         x3 = x if x.ndim == 3 else x[None]
         T = x3.shape[1]
-        real = np.any(x3 != np.float32(self._pad_value), axis=2)
-        lengths = np.where(real.any(axis=1), T - real.argmax(axis=1), 1)
+        lengths = self._real_lengths(x3)
         out = None
         for L in np.unique(lengths):  # one call per real length (a batch of equal lengths runs together)
             idx = np.flatnonzero(lengths == L)

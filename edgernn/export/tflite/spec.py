@@ -92,10 +92,10 @@ def _other_lengths(run, X: np.ndarray, check: np.ndarray) -> list:
     t = X.shape[1]
     if not run.mask_padding:
         return [check[:, t // 2:], np.concatenate([check, check[::-1]], axis=1)]
+    from edgernn.data.padding import infer_lengths
     from edgernn.gates import calibration_windows
-    from edgernn.models import real_lengths
 
-    L = real_lengths(calibration_windows(run), run.pad_value)
+    L = infer_lengths(calibration_windows(run), run.pad_value)
     out = []
     for n in sorted({int(np.median(L)), int(L.max())} - {t}):
         pick = X[L >= n][: len(check), t - n:]
