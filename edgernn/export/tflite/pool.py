@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,14 +50,17 @@ def active() -> "Pool | None":
 class Pool:
     def __init__(self):
         self.proc = None
-        self.err_path = None
+        self.tmp = self.err_path = None
 
     def _start(self, env: dict) -> None:
-        fd, self.err_path = tempfile.mkstemp(prefix="edgernn-tflite-worker-", suffix=".stderr")
-        with os.fdopen(fd, "w") as err:
+        # the worker's own temp dir (TensorFlow writes autograph files there): removed with the worker, however
+        # it ends (a SIGTERM to the export kills it mid-conversion, before TensorFlow's own clean-up)
+        self.tmp = tempfile.mkdtemp(prefix="edgernn-tflite-worker-")
+        self.err_path = os.path.join(self.tmp, "stderr")
+        with open(self.err_path, "w") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "edgernn.export.tflite.worker", "--serve"],
                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, text=True,
-                                         env=env, preexec_fn=die_with_parent)
+                                         env={**env, "TMPDIR": self.tmp}, preexec_fn=die_with_parent)
 
     def run(self, spec_path: Path, env: dict, timeout: float) -> tuple[int | None, str]:
         """Convert one spec: (None, stderr) when the worker answered (its report says how it went), or
@@ -102,6 +106,6 @@ class Pool:
                     self.proc.kill()  # ... or is stopped
                     self.proc.wait()
             self.proc = None
-        if self.err_path is not None:
-            Path(self.err_path).unlink(missing_ok=True)
-            self.err_path = None
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = self.err_path = None
