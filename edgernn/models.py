@@ -3,7 +3,9 @@ Compact recurrent models: GRU / LSTM / vanilla RNN with a classify, tag or forec
 
 Inputs are always *normalized* windows [batch, time, channels]; normalization lives outside the
 network (in the run directory and in every artifact's manifest) so that int8 runtimes see a
-well-scaled input. Two views of the same weights:
+well-scaled input. An audio model (ModelConfig.frontend) starts with its front end instead: raw PCM hops
+[batch, time, hop] in, the front end's normalized features into the recurrent layer (model.body).
+Two views of the same weights:
 
     model = build_model(ModelConfig(cell="gru", input_size=6, hidden=32, num_outputs=4))
     logits = model(x)                        # full sequence: [B, T, C] -> [B, K] (or [B, T, K] for tag)
@@ -11,7 +13,8 @@ well-scaled input. Two views of the same weights:
     y, h = step(x[:, 0], torch.zeros(model.state_shape(batch=B)))
 
 The step view reproduces the full-sequence output at the last frame exactly (same weights, same ops),
-which is what streaming artifacts are exported from.
+which is what streaming artifacts are exported from. An audio model's step also carries the front end's
+audio tail: step(hop[B, hop], tail[B, tail], h (, c)) -> (output, new tail, h_new (, c_new)).
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class ModelConfig:
     head: str = "classify"  # classify: sequence -> label; tag: label per step; forecast: next values
     num_outputs: int = 4  # classes (classify/tag) or horizon*channels (forecast)
     horizon: int = 1  # forecast only: how many future steps are predicted
+    frontend: dict | None = None  # audio: the front end (edgernn.frontends) the model starts with; input_size is
+    #                               then the samples per hop (raw PCM in) and the recurrent layer reads its features
 
     def __post_init__(self):
         if self.cell not in CELLS:
@@ -48,6 +53,22 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.frontend is not None and self.front_end().hop != int(self.input_size):
+            raise ConfigError(f"the front end takes {self.front_end().hop} samples per step, but input_size is "
+                              f"{self.input_size}")
+
+    def front_end(self):
+        """The audio front end (edgernn.frontends.FrontEnd), or None for feature inputs."""
+        if self.frontend is None:
+            return None
+        from edgernn.frontends import FrontEnd
+
+        return FrontEnd.from_dict(self.frontend)
+
+    @property
+    def features(self) -> int:
+        """What the first recurrent layer reads per step: the front end's features, else input_size."""
+        return self.front_end().size if self.frontend is not None else int(self.input_size)
 
     @property
     def directions(self) -> int:
@@ -58,7 +79,10 @@ class ModelConfig:
         return GATES[self.cell]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["frontend"] is None:  # feature models: the config (and so every run's identity hash) as before
+            del d["frontend"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -73,7 +97,7 @@ class ModelConfig:
         total = 0
         g, h, d = self.gates, self.hidden, self.directions
         for layer in range(self.layers):
-            inp = self.input_size if layer == 0 else h * d
+            inp = self.features if layer == 0 else h * d
             total += d * (g * h * inp + g * h * h + 2 * g * h)
         total += (h * d) * self.num_outputs + self.num_outputs
         return total
@@ -84,11 +108,20 @@ class ModelConfig:
         g, h, d = self.gates, self.hidden, self.directions
         total = 0
         for layer in range(self.layers):
-            inp = self.input_size if layer == 0 else h * d
+            inp = self.features if layer == 0 else h * d
             total += d * seq_len * g * h * (inp + h)
         head = h * d * self.num_outputs
         total += head * (seq_len if self.head == "tag" else 1)
         return total
+
+    def step_states(self, batch=1) -> list[tuple[str, list]]:
+        """(name, shape) of each state a step artifact feeds back, in argument order after the frame: the audio
+        front end's tail [batch, tail] (when frames overlap), then h [layers, batch, hidden] (and the LSTM's c).
+        batch may be None (a dynamic axis)."""
+        fe = self.front_end()
+        states = [("tail", [batch, fe.tail])] if fe is not None and fe.tail else []
+        states += [(n, [self.layers, batch, self.hidden]) for n in (("h", "c") if self.cell == "lstm" else ("h",))]
+        return states
 
     def step_macs(self) -> int:
         """MACs for one streaming frame (unidirectional only)."""
@@ -111,8 +144,10 @@ def build_model(cfg: ModelConfig):
             super().__init__()
             self.cfg = cfg
             rnn_cls = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[cfg.cell]
+            fe = cfg.front_end()
+            self.frontend = fe.torch_module() if fe is not None else None  # no trained weights: rebuilt from cfg
             self.rnn = rnn_cls(
-                input_size=cfg.input_size,
+                input_size=cfg.features,
                 hidden_size=cfg.hidden,
                 num_layers=cfg.layers,
                 batch_first=True,
@@ -126,6 +161,12 @@ def build_model(cfg: ModelConfig):
             return (self.cfg.layers * self.cfg.directions, batch, self.cfg.hidden)
 
         def forward(self, x):
+            if self.frontend is not None:
+                x = self.frontend(x)
+            return self.body(x)
+
+        def body(self, x):
+            """The recurrent layers and head on (front-end) features [B, T, features]."""
             out, _ = self.rnn(x)
             if self.cfg.head == "tag":
                 return self.head(self.drop(out))
@@ -157,7 +198,16 @@ def StepModel(model):
             self.inner = inner
             self.cfg = inner.cfg
 
-        def forward(self, x, h, c=None):
+        def forward(self, x, *state):
+            if self.inner.frontend is not None and self.inner.frontend.tail:
+                feats, tail = self.inner.frontend(x, state[0])
+                out = self._rnn(feats, *state[1:])
+                return (out[0], tail, *out[1:])
+            if self.inner.frontend is not None:
+                x = self.inner.frontend(x)[0]
+            return self._rnn(x, *state)
+
+        def _rnn(self, x, h, c=None):
             x = x.unsqueeze(1)
             if self.cfg.cell == "lstm":
                 out, (h2, c2) = self.inner.rnn(x, (h, c))

@@ -21,17 +21,16 @@ from edgernn.runtimes.tensor import Tensor
 
 def _manifest(run, mode: str) -> dict:
     cfg = run.config
-    C, H = cfg.input_size, cfg.hidden
+    C = cfg.input_size
     model_pt = run.path / "model.pt"
     if mode == "sequence":
         inputs = [{"name": "x", "shape": [None, None, C], "role": "x"}]
         outputs = [{"name": "y", "shape": None, "role": "y"}]
     else:
-        names = ["h", "c"] if cfg.cell == "lstm" else ["h"]
         inputs = [{"name": "x", "shape": [1, C], "role": "x"}]
-        inputs += [{"name": n, "shape": [cfg.layers, 1, H], "role": "state"} for n in names]
+        inputs += [{"name": n, "shape": shape, "role": "state"} for n, shape in cfg.step_states(1)]
         outputs = [{"name": "y", "shape": [1, cfg.num_outputs], "role": "y"}]
-        outputs += [{"name": f"{n}_out", "shape": [cfg.layers, 1, H], "role": "state", "next": n} for n in names]
+        outputs += [{"name": f"{n}_out", "shape": shape, "role": "state", "next": n} for n, shape in cfg.step_states(1)]
     return {
         "artifact": "torch-eager", "format": "torch", "runtime": "torch", "precision": "float", "mode": mode,
         "task": run.task, "model": cfg.to_dict(), "inputs": inputs, "outputs": outputs,
@@ -126,6 +125,8 @@ def torch_stream_outputs(run, frames_raw: np.ndarray, model=None) -> np.ndarray:
     StepModel(model)  # refuses bidirectional models, which cannot stream
     xn = torch.from_numpy(run.normalize(frames_raw))[None].to(next(model.parameters()).dtype)
     with torch.inference_mode():
+        if model.frontend is not None:  # audio: the stream's hops through the front end, then the recurrence
+            xn = model.frontend(xn)
         seq, _ = model.rnn(xn)
         return output_units(run, model.head(seq[0]).numpy())
 

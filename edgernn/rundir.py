@@ -98,6 +98,14 @@ class Run:
         }
         if self.mask_padding:  # runtimes drop leading pad_value frames and run the real ones alone
             pre["mask_padding"] = True
+        fe = self.config.front_end()
+        if fe is not None:  # audio: raw PCM in; the front end is inside the artifact, in float arithmetic
+            pre["frontend"] = {**fe.to_dict(), "hop": fe.hop, "frame": fe.frame, "tail": fe.tail, "n_fft": fe.n_fft,
+                               "features": fe.size, "describe": fe.describe(),
+                               "input": f"PCM at {fe.sample_rate} Hz, {fe.hop} samples per step: float in [-1, 1] "
+                                        "or int16 (the runtime scales it by 1/32768)",
+                               "integer_arithmetic": "none: the front end computes in float32 in every format "
+                                                     "(int8 recipes leave its nodes float)"}
         if "output_mean" in self.dataset:  # forecast: outputs are normalized; y = out * std + mean
             pre["output"] = {"mean": self.dataset["output_mean"], "std": self.dataset["output_std"]}
         return pre

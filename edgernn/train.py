@@ -52,6 +52,13 @@ class TrainConfig:
     #   GRU h32: two correct implementations disagree after ~100 frames); the carried-in state must not matter
     mask_padding: bool = False  # variable-length data: learn from each window's real frames only (packed), so a
     #   padded window and a stream of its real frames from a reset give one answer (classify / forecast)
+    # audio datasets only (a folder of clips, `keywords`): the clip and the front end the model starts with
+    sample_rate: int = 16000  # Hz; clips of any rate are resampled to it
+    clip_ms: float = 1000.0  # clips are padded / centre-cropped to this length
+    frame_ms: float = 30.0  # front end: analysis frame
+    hop_ms: float = 20.0  # front end: one recurrent step per hop (a streaming step takes this much audio)
+    mels: int = 40  # front end: mel bands
+    mfcc: int = 0  # front end: 0 = log-mel features, k = the first k MFCCs
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "patience", "threads", "calib_windows", "min_val_windows"):
@@ -75,6 +82,21 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def audio_options(cfg: TrainConfig) -> dict:
+    """What an audio dataset loader needs from the config (other loaders ignore it)."""
+    return {"sample_rate": cfg.sample_rate, "clip_ms": cfg.clip_ms, "hop_ms": cfg.hop_ms}
+
+
+def front_end(cfg: TrainConfig, ds: Dataset):
+    """The audio front end of this config for an audio dataset; None for feature data."""
+    if ds.audio is None:
+        return None
+    from edgernn.frontends import FrontEnd
+
+    return FrontEnd(sample_rate=int(ds.audio["sample_rate"]), frame_ms=cfg.frame_ms, hop_ms=float(ds.audio["hop_ms"]),
+                    mels=cfg.mels, mfcc=cfg.mfcc)
 
 
 def norm_stats(X: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -182,7 +204,7 @@ def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset:
     out_dir as it was (a directory it created is removed again)."""
     torch = require("torch", "train")
     out_dir = Path(out_dir)
-    ds = dataset if dataset is not None else load_dataset(cfg.dataset, seed=cfg.seed)  # fail before writing
+    ds = dataset if dataset is not None else load_dataset(cfg.dataset, seed=cfg.seed, audio=audio_options(cfg))
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a directory")
     existing = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
@@ -213,12 +235,25 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
     torch.set_num_threads(cfg.threads)
 
     fit, val = _val_split(ds, cfg.val_fraction, cfg.seed)
+    if ds.val_index is not None:  # the dataset's own validation split (audio: its list, or whole speakers)
+        val = np.asarray(ds.val_index, np.int64)
+        fit = np.setdiff1d(np.arange(len(ds.X_train)), val)
     val_note = ""
     if 0 < len(val) < cfg.min_val_windows:  # too few to rank epochs by: monitor the training loss instead
         val_note = (f"validation split of {len(val)} windows < min_val_windows {cfg.min_val_windows}: "
                     "trained on all windows for every epoch, best training loss kept")
         fit, val = np.arange(len(ds.X_train)), np.array([], dtype=np.int64)
-    mean, std = norm_stats(ds.X_train[fit], ds.len_train[fit])
+    fe = front_end(cfg, ds)
+    if fe is not None:
+        # audio: the front end has no weights; its features are computed once and the recurrent body trains
+        # on them (normalized per feature with training statistics, which become part of the front end). The
+        # raw input (PCM) is not normalized: mean 0, std 1 per sample of the hop.
+        feats = fe.features(ds.X_train)
+        fe = fe.with_stats(feats[fit].mean((0, 1)), feats[fit].std((0, 1)))
+        feats = fe.normalize(feats)
+        mean, std = np.zeros(ds.channels, np.float32), np.ones(ds.channels, np.float32)
+    else:
+        mean, std = norm_stats(ds.X_train[fit], ds.len_train[fit])
     out_mean = out_std = None
     if ds.task == "forecast":
         reps = ds.y_train.shape[1] // ds.channels
@@ -227,20 +262,25 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
     def prep(X):
         return torch.from_numpy(((X - mean) / std).astype(np.float32))
 
+    def prep_idx(idx):
+        return torch.from_numpy(feats[idx]) if fe is not None else prep(ds.X_train[idx])
+
     def target(y):
         if ds.task == "forecast":
             return torch.from_numpy(((y - out_mean) / out_std).astype(np.float32))
         return torch.from_numpy(y.astype(np.int64))
 
-    Xf, yf, lf = prep(ds.X_train[fit]), target(ds.y_train[fit]), torch.from_numpy(ds.len_train[fit])
+    Xf, yf, lf = prep_idx(fit), target(ds.y_train[fit]), torch.from_numpy(ds.len_train[fit])
     has_val = len(val) > 0
     if has_val:
-        Xv, yv, lv = prep(ds.X_train[val]), target(ds.y_train[val]), torch.from_numpy(ds.len_train[val])
+        Xv, yv, lv = prep_idx(val), target(ds.y_train[val]), torch.from_numpy(ds.len_train[val])
 
     mcfg = ModelConfig(cell=cfg.cell, input_size=ds.channels, hidden=cfg.hidden, layers=cfg.layers,
                        bidirectional=cfg.bidirectional, dropout=cfg.dropout, head=ds.task,
-                       num_outputs=ds.num_outputs, horizon=ds.horizon)
+                       num_outputs=ds.num_outputs, horizon=ds.horizon,
+                       frontend=fe.to_dict() if fe is not None else None)
     model = build_model(mcfg)
+    net = model.body if fe is not None else model  # what the training loop runs: audio trains on the features
     masked = cfg.mask_padding
     if masked and ds.task == "tag":
         raise ConfigError("--mask-padding is for classify and forecast data; a tag model already scores only "
@@ -265,18 +305,18 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
             perm = torch.randperm(len(Xf), generator=gen)
             for i in range(0, len(perm), cfg.batch_size):
                 idx = perm[i:i + cfg.batch_size]
-                loss, _ = _loss_and_metric(torch, model, Xf[idx], yf[idx], lf[idx], ds.task, masked=masked)
+                loss, _ = _loss_and_metric(torch, net, Xf[idx], yf[idx], lf[idx], ds.task, masked=masked)
                 if cfg.stream_stable:
-                    loss = (loss + _carried_loss(torch, model, Xf, Xf[idx], yf[idx], lf[idx], ds.task, gen)) / 2
+                    loss = (loss + _carried_loss(torch, net, Xf, Xf[idx], yf[idx], lf[idx], ds.task, gen)) / 2
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
                 opt.step()
             model.eval()
             with torch.no_grad():
-                tr_loss, tr_m = _loss_and_metric(torch, model, Xf, yf, lf, ds.task, masked=masked)
+                tr_loss, tr_m = _loss_and_metric(torch, net, Xf, yf, lf, ds.task, masked=masked)
                 if has_val:
-                    v_loss, v_m = _loss_and_metric(torch, model, Xv, yv, lv, ds.task, masked=masked)
+                    v_loss, v_m = _loss_and_metric(torch, net, Xv, yv, lv, ds.task, masked=masked)
                 else:
                     v_loss, v_m = tr_loss, tr_m
             v_loss = float(v_loss)
@@ -313,7 +353,13 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
     m_val = metrics_on(ds.X_train[val], ds.y_train[val], ds.len_train[val]) if has_val else {}
     m_test = metrics_on(ds.X_test, ds.y_test, ds.len_test)
     headline = "accuracy" if ds.task != "forecast" else "rmse"
-    base = baselines(ds, mean, std, seed=cfg.seed)
+    if fe is not None:  # baselines on the same (un-normalized) features the model reads, normalized like it
+        from dataclasses import replace
+
+        fds = replace(ds, X_train=fe.features(ds.X_train), X_test=fe.features(ds.X_test))
+        base = baselines(fds, np.asarray(fe.mean, np.float32), np.asarray(fe.std, np.float32), seed=cfg.seed)
+    else:
+        base = baselines(ds, mean, std, seed=cfg.seed)
     beats, verdict = beats_baseline(m_test, base, ds.task)
     metrics = {
         "dataset": ds.summary(),

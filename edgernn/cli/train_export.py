@@ -92,6 +92,19 @@ def train_options(fn):
                           "(the left padding never reaches the recurrence), and every runtime then runs a window's "
                           "real frames alone (leading frames equal to the pad value in every channel are dropped), "
                           "so a padded window and a stream of its real frames from a reset give one answer."),
+        # audio datasets (a folder of clips, `keywords`): ignored for feature data
+        click.option("--sample-rate", type=click.IntRange(1000, 192000), default=16000, show_default=True,
+                     help="Audio: clips of any rate are resampled to this (Hz)."),
+        click.option("--clip-ms", type=click.FloatRange(10, 60000), default=1000.0, show_default=True,
+                     help="Audio: clips are padded / centre-cropped to this length (a whole number of hops)."),
+        click.option("--frame-ms", type=click.FloatRange(1, 1000), default=30.0, show_default=True,
+                     help="Audio front end: analysis frame (Hann window), between --hop-ms and twice it."),
+        click.option("--hop-ms", type=click.FloatRange(1, 1000), default=20.0, show_default=True,
+                     help="Audio front end: one recurrent step per hop; a streaming step takes this much audio."),
+        click.option("--mels", type=click.IntRange(1, 256), default=40, show_default=True,
+                     help="Audio front end: mel bands (log-mel features)."),
+        click.option("--mfcc", type=click.IntRange(0, 256), default=0, show_default=True,
+                     help="Audio front end: 0 = log-mel features; k = the first k MFCCs (DCT of the log-mels)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)

@@ -32,6 +32,9 @@ class Dataset:
     labels: list = field(default_factory=list)  # class names (classify/tag)
     description: str = ""
     horizon: int = 1
+    val_index: np.ndarray | None = None  # training windows that form the validation split (audio lists, speakers)
+    groups: list | None = None  # speaker (or other group) of each training window, when known
+    audio: dict | None = None  # audio sets: sample rate, clip and hop lengths, counts, how it was split
 
     @property
     def seq_len(self) -> int:
@@ -58,4 +61,5 @@ class Dataset:
             "n_test": int(len(self.X_test)),
             "variable_length": bool((self.len_train < self.seq_len).any() or (self.len_test < self.seq_len).any()),
             "horizon": self.horizon,
+            **({"audio": self.audio} if self.audio else {}),
         }

@@ -5,6 +5,8 @@ path to the user's .npz / .csv file.
     ds = load_dataset("basic-motions")       # a bundled set (see DATASETS)
     ds = load_dataset("synthetic", seed=1)   # seeded; loader keyword arguments pass through
     ds = load_dataset("my_data.npz")         # a user file (edgernn.data.files)
+    ds = load_dataset("keywords")            # bundled synthetic speech, built once (edgernn.data.keywords)
+    ds = load_dataset("speech_commands/", audio={"sample_rate": 16000, "clip_ms": 1000, "hop_ms": 20})
 
 A new kind of input (an audio folder, a bundled keyword set, token/text sets) gets a module of its own and
 a row here.
@@ -14,29 +16,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgernn.data.audio import load_audio_folder
 from edgernn.data.dataset import Dataset
 from edgernn.data.files import load_csv, load_npz
 from edgernn.data.synthetic import synthetic, synthetic_forecast
 from edgernn.data.uea import basic_motions, japanese_vowels
 from edgernn.errors import DataError
 
+
+def keywords(seed: int = 0, voices: str = "full", progress=None, **audio) -> Dataset:
+    """The bundled keyword set: synthesized at first use into the user cache (edgernn.data.keywords), then
+    loaded like any audio folder. Test voices are never heard in training."""
+    from edgernn.data.keywords import build_keywords, keywords_cache_dir
+
+    path = build_keywords(keywords_cache_dir(seed, voices), seed=seed, voices=voices)
+    return load_audio_folder(path, seed=seed, name="keywords", progress=progress, **audio)
+
+
 DATASETS = {
     "basic-motions": basic_motions,
     "japanese-vowels": japanese_vowels,
     "synthetic": synthetic,
     "synthetic-forecast": synthetic_forecast,
+    "keywords": keywords,
 }
+AUDIO = {"keywords"}  # loaders that take the audio options (sample rate, clip and hop lengths)
 
 
-def load_dataset(spec: str, seed: int = 0, **kw) -> Dataset:
-    """A bundled dataset name (see DATASETS) or a path to a .npz / .csv file."""
+def load_dataset(spec: str, seed: int = 0, audio: dict | None = None, **kw) -> Dataset:
+    """A bundled dataset name (see DATASETS), a .npz / .csv file, or a folder of labelled audio clips.
+    audio: sample_rate / clip_ms / hop_ms for audio sets (ignored by the others)."""
     if spec in DATASETS:
-        return DATASETS[spec](seed=seed, **kw)
+        return DATASETS[spec](seed=seed, **((audio or {}) if spec in AUDIO else {}), **kw)
     p = Path(spec)
+    if p.is_dir():
+        return load_audio_folder(p, seed=seed, **(audio or {}), **kw)
     if p.suffix.lower() == ".npz":
         return load_npz(p, seed=seed)
     if p.suffix.lower() == ".csv":
         return load_csv(p, seed=seed)
     if p.exists():
         raise DataError(f"{spec}: unsupported file type {p.suffix or '(none)'}; use .npz (X [N,T,C], y [N]) or .csv")
-    raise DataError(f"unknown dataset {spec!r}; choose one of: {', '.join(DATASETS)}, or give a .npz/.csv path")
+    raise DataError(f"unknown dataset {spec!r}; choose one of: {', '.join(DATASETS)}, or give a .npz/.csv path or "
+                    "a folder of audio clips (one sub-folder per label)")

@@ -76,7 +76,7 @@ class ExportFailed(ExportError):
         self.failed = failed
 
 
-def plan(formats, precisions, streaming: bool, bidirectional: bool):
+def plan(formats, precisions, streaming: bool, bidirectional: bool, audio: bool = False):
     """The (format, precision, mode) combinations to build, plus skipped ones with a reason."""
     if streaming and bidirectional:
         raise ConfigError(
@@ -95,6 +95,10 @@ def plan(formats, precisions, streaming: bool, bidirectional: bool):
                                     f"{', '.join(f.precisions)}{why})"))
                 elif mode not in f.modes:
                     skipped.append((fmt, prec, mode, f"{fmt} has no {mode} mode"))
+                elif audio and not f.frontend:
+                    skipped.append((fmt, prec, mode, f"{fmt} does not carry the audio front end yet (raw PCM in): "
+                                    f"export audio models with --format "
+                                    f"{','.join(n for n, g in FORMATS.items() if g.frontend)}"))
                 else:
                     todo.append((fmt, prec, mode))
     return todo, skipped
@@ -135,7 +139,8 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     problem = writable_dir_problem(out_dir)
     if problem:
         raise ExportError(f"output directory {out_dir} is not writable ({problem}); choose another with --out")
-    todo, skipped = plan(formats, precisions, streaming, run.config.bidirectional)
+    todo, skipped = plan(formats, precisions, streaming, run.config.bidirectional,
+                         audio=run.config.frontend is not None)
     results = []
 
     def land(r: ExportResult) -> None:

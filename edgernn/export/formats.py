@@ -32,6 +32,7 @@ class Format:
     extra: str  # pip extra that installs them
     help: str
     built_from: str | None = None  # format this one is converted from (its artifact arrives in options.source)
+    frontend: bool = False  # carries an audio model's front end (raw PCM in); audio runs skip the others
 
     @property
     def runtime(self) -> str:
@@ -42,11 +43,11 @@ FORMATS = {f.name: f for f in (
            ("torch", "onnx", "onnxruntime"), "onnx",
            "ONNX for onnxruntime; int8 = onnxruntime dynamic quantization (an LSTM runs dynamic-int8; a GRU/RNN "
            "stores its weights int8 but computes in float - onnxruntime has no integer GRU; when that fails the gate, "
-           "or pinned with --recipe integer-matmul, the GRU is rewritten as integer MatMuls)"),
+           "or pinned with --recipe integer-matmul, the GRU is rewritten as integer MatMuls)", frontend=True),
     Format("ort", "edgernn.export.onnx.convert:export_ort", "ort", ("float", "int8"), MODES,
            ("onnxruntime",), "onnx",
            "the ORT flatbuffer format that mobile/minimal onnxruntime builds load (converted from onnx)",
-           built_from="onnx"),
+           built_from="onnx", frontend=True),
     Format("tflite", "edgernn.export.tflite.convert:export_tflite", "tflite", ("float", "int8", "dynamic"), MODES,
            ("torch", "tensorflow", "tf_keras"), "tflite",
            "TFLite for LiteRT; int8 = the first of full-int8, int16x8, dynamic range that passes the gate; "

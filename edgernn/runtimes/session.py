@@ -68,6 +68,9 @@ class Session:
         self._tiled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._pad_value = float(pre.get("pad_value", 0.0))
         self._masked = bool(pre.get("mask_padding", False))  # trained on real frames only: run them alone
+        # audio: the artifact starts with its front end and takes raw PCM hops; int16 samples are scaled to
+        # float [-1, 1) here (x / 32768), float samples pass as they are
+        self.frontend = pre.get("frontend") or None
         out_pre = pre.get("output") or None
         self._out_mean = np.asarray(out_pre["mean"], np.float32) if out_pre else None
         self._out_std = np.asarray(out_pre["std"], np.float32) if out_pre else None
@@ -157,6 +160,8 @@ class Session:
         if x.dtype.kind not in "fiu":
             raise RuntimeInputError(f"{what} has dtype {x.dtype}; expected numbers (float32 preferred) of shape "
                                     f"{self._expect(what)}")
+        if self.frontend is not None and x.dtype == np.int16:  # PCM samples straight from a microphone buffer
+            return x.astype(F32) * np.float32(1.0 / 32768.0)
         return x.astype(F32)
 
     def _nonfinite(self, x: np.ndarray, what: str) -> RuntimeInputError:

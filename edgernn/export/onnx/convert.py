@@ -236,7 +236,7 @@ def _io_inputs(cfg, mode) -> list[dict]:
     if mode == "sequence":
         return [_tensor("x", [None, None, cfg.input_size], "x")]
     return [_tensor("x", [None, cfg.input_size], "x")] + [
-        _tensor(n, [cfg.layers, None, cfg.hidden], "state") for n in torch_to_onnx.state_names(cfg)
+        _tensor(n, shape, "state") for n, shape in cfg.step_states(None)
     ]
 
 
@@ -245,8 +245,7 @@ def _io_outputs(cfg, mode) -> list[dict]:
         shape = [None, None, cfg.num_outputs] if cfg.head == "tag" else [None, cfg.num_outputs]
         return [_tensor("y", shape, "y", output=True)]
     return [_tensor("y", [None, cfg.num_outputs], "y", output=True)] + [
-        _tensor(f"{n}_out", [cfg.layers, None, cfg.hidden], "state", nxt=n, output=True)
-        for n in torch_to_onnx.state_names(cfg)
+        _tensor(f"{n}_out", shape, "state", nxt=n, output=True) for n, shape in cfg.step_states(None)
     ]
 
 
@@ -257,6 +256,10 @@ def _state_layout(cfg) -> str:
             "the next frame")
     if cfg.cell == "lstm":
         text += "; c: the LSTM cell state, same layout, fed back from c_out the same way"
+    fe = cfg.front_end()
+    if fe is not None and fe.tail:
+        text = (f"tail: [batch, {fe.tail}], the last {fe.tail} samples of the previous hop (the audio front end's "
+                f"frames overlap by that much), zeros at the start, fed back from tail_out; " + text)
     return text
 
 

@@ -34,7 +34,11 @@ def describe(cfg, mode) -> str:
 
 
 def state_names(cfg):
-    return ("h", "c") if cfg.cell == "lstm" else ("h",)
+    return tuple(n for n, _ in cfg.step_states())
+
+
+def _zero_states(cfg, batch) -> dict:
+    return {n: np.zeros(shape, np.float32) for n, shape in cfg.step_states(batch)}
 
 
 def torch_export(torch, net, cfg, mode, path: Path, seq_len: int) -> None:
@@ -46,12 +50,13 @@ def torch_export(torch, net, cfg, mode, path: Path, seq_len: int) -> None:
         dyn = {"x": {0: "batch", 1: "time"}, "y": y_axes}
     else:
         x = torch.randn(EXAMPLE_BATCH, cfg.input_size, generator=g)
-        states = tuple(torch.zeros(cfg.layers, EXAMPLE_BATCH, cfg.hidden) for _ in state_names(cfg))
+        states = tuple(torch.from_numpy(v) for v in _zero_states(cfg, EXAMPLE_BATCH).values())
         args = (x,) + states
         inames = ["x", *state_names(cfg)]
         onames = ["y", *[f"{s}_out" for s in state_names(cfg)]]
         dyn = {"x": {0: "batch"}, "y": {0: "batch"}}
-        dyn.update({n: {1: "batch"} for n in inames[1:] + onames[1:]})
+        for n, shape in cfg.step_states(None):
+            dyn[n] = dyn[f"{n}_out"] = {shape.index(None): "batch"}
     with warnings.catch_warnings():
         # the TorchScript exporter is "legacy" in torch 2.13 but is the one that keeps RNNs dynamic
         warnings.simplefilter("ignore")
@@ -108,7 +113,7 @@ def validate_against_torch(torch, net, model, cfg, mode, path: Path, seq_len: in
             continue
         # step: frame by frame vs the torch stepper (output and states at every frame); the last
         # frame must also equal the full-sequence model (classify/forecast) or its last step (tag)
-        states = {n: np.zeros((cfg.layers, batch, cfg.hidden), np.float32) for n in state_names(cfg)}
+        states = _zero_states(cfg, batch)
         for t in range(T):
             feeds = {"x": np.ascontiguousarray(x[:, t]), **states}
             with torch.no_grad():
