@@ -10,7 +10,7 @@ PIP     = $(VENV)/bin/pip
 STAMP   = $(VENV)/.edgernn-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test test-fast wheel-check system-deps c-deps lint clean
+.PHONY: install demo test test-fast wheel-check system-deps c-deps audio-deps lint clean
 
 install: $(STAMP)
 
@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml Makefile
 # debootstrap for the emulated Pi (bench --emulate), postgresql for the shared `edgernn tune` study tests (a
 # throwaway server on loopback); installed only if missing.
 SYSTEM_PKGS = openssh-client openssh-server qemu-user-static binfmt-support debootstrap postgresql
-system-deps: c-deps
+system-deps: c-deps audio-deps
 	@command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && test -x /usr/sbin/sshd && \
 	  command -v qemu-aarch64-static >/dev/null 2>&1 && command -v update-binfmts >/dev/null 2>&1 && \
 	  command -v debootstrap >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
@@ -58,6 +58,14 @@ c-deps:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(C_PKGS) >/dev/null; \
 	  else echo "install $(C_PKGS) for C artifacts (--format c)"; fi; }
+
+# speech synthesizers the bundled `keywords` set is built from (edgernn.data.keywords), installed only if missing
+AUDIO_PKGS = espeak-ng flite
+audio-deps:
+	@command -v espeak-ng >/dev/null 2>&1 && command -v flite >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(AUDIO_PKGS) >/dev/null; \
+	  else echo "install $(AUDIO_PKGS) for the bundled keyword set (--dataset keywords)"; fi; }
 
 demo: install c-deps
 	$(VENV)/bin/edgernn pipeline --out $(DEMO_OUT)

@@ -341,6 +341,8 @@ class Gates:
     min_stream_agreement: float = 0.95
     stream_frames: int = 20000
     max_stream_drift: float = 2.0
+    max_kws_frr_increase: float = 0.02  # audio classifiers: an artifact's keyword false reject rate over float's
+    max_kws_fa_increase: float = 1.0  # ... and its false accepts per hour over float's (edgernn.detection_stream)
 
     def __post_init__(self):
         checks = [("--min-accuracy-ratio", self.min_accuracy_ratio, 0.0 < self.min_accuracy_ratio <= 1.0, "in (0, 1]"),
@@ -351,7 +353,10 @@ class Gates:
                   ("--min-stream-agreement", self.min_stream_agreement, 0.0 <= self.min_stream_agreement <= 1.0,
                    "in [0, 1]"),
                   ("--stream-frames", self.stream_frames, self.stream_frames >= 1, ">= 1"),
-                  ("--max-stream-drift", self.max_stream_drift, self.max_stream_drift >= 1, ">= 1")]
+                  ("--max-stream-drift", self.max_stream_drift, self.max_stream_drift >= 1, ">= 1"),
+                  ("--max-kws-frr-increase", self.max_kws_frr_increase, 0 <= self.max_kws_frr_increase <= 1,
+                   "in [0, 1]"),
+                  ("--max-kws-fa-increase", self.max_kws_fa_increase, self.max_kws_fa_increase >= 0, ">= 0")]
         for name, value, ok, want in checks:
             if not ok:
                 raise ConfigError(f"{name} must be {want}, got {value}")

@@ -80,6 +80,18 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
                                 outputs=given, stream_ref=stream_ref, manifest=manifest)
             export_gate_note(row, manifest, len(X))
             rows.append(row)
+    detection = None
+    if run.config.frontend is not None and run.task == "classify":  # keyword spotting on a continuous stream
+        from edgernn.detection_stream import detection_report
+
+        steps = [(p, r) for p, r in zip(paths, rows) if r.get("mode") == "step"
+                 and (outputs is None or p.name not in outputs)]
+        detection = detection_report(run, [p for p, _ in steps], gates, threads=threads)
+        for (_, r), d in zip(steps, detection["rows"][1:]):
+            r["detection"] = {k: d[k] for k in ("frr", "fa_per_hour", "passed", "why")}
+            if not d["passed"]:
+                r["passed"] = False
+                r.setdefault("failed_rules", []).append(f"keyword stream: {d['why']}")
     report = {
         "run": str(run.path),
         "model": run.identity,
@@ -91,6 +103,10 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
         "passed": all(r["passed"] for r in rows),
         "failed": [r["artifact"] for r in rows if not r["passed"]],
     }
+    if detection is not None:
+        report["detection"] = detection
+        report["passed"], report["failed"] = report["passed"] and detection["passed"], \
+            [r["artifact"] for r in rows if not r["passed"]]
     if stream_ref is not None:  # the model's own streaming horizon, measured on the soak stream
         report["stream_stability"] = stream_ref.stability
     if run.task != "tag" and (lengths < X.shape[1]).any():
@@ -195,4 +211,14 @@ def format_table(report: dict) -> str:
     vl = report.get("variable_length")
     if vl:
         lines.append(f"variable length: {vl['text']}")
+    det = report.get("detection")
+    if det:
+        budget = (det.get("chosen_for") or {}).get("max_fa_per_hour")
+        lines.append(f"keyword stream: {det['stream']}; detector thresholds chosen for <= {budget:g} false accepts/h "
+                     f"on validation speakers; gate: {det['gate']}")
+        lines.append(f"{'':<26} {'runtime':<11} {'FRR':>7} {'FA/h':>7}  {'gate':<4}")
+        for r in det["rows"]:
+            frr = "-" if r["frr"] is None else f"{r['frr']:.3f}"
+            lines.append(f"{r['artifact']:<26} {r['runtime']:<11} {frr:>7} {r['fa_per_hour']:>7.2f}  "
+                         f"{'PASS' if r['passed'] else 'FAIL'}" + (f"  {r['why']}" if r["why"] else ""))
     return "\n".join(lines)

@@ -62,7 +62,7 @@ def test_parity_passes_and_reports_every_number(exported):
     assert rep["passed"] is True and rep["failed"] == []
     assert rep["gates"] == {"float_tol": 1e-4, "float_rtol": 1e-4, "min_accuracy_ratio": 0.01, "min_agreement": 0.98,
                             "max_rmse_ratio": 1.02, "min_stream_agreement": 0.95, "stream_frames": 20000,
-                            "max_stream_drift": 2.0}
+                            "max_stream_drift": 2.0, "max_kws_frr_increase": 0.02, "max_kws_fa_increase": 1.0}
     assert json.loads((exported / "parity.json").read_text()) == rep
     names = {a["artifact"] for a in rep["artifacts"]}
     assert names == {"sequence-float.onnx", "sequence-int8.onnx", "step-float.onnx", "step-int8.onnx"}

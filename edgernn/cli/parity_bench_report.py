@@ -44,6 +44,12 @@ from edgernn.runtimes.registry import RUNTIMES
 @gate_option("--max-stream-drift", click.FloatRange(1.0),
              help="Soak gate for quantized step artifacts: mean |diff| over the stream at most this x "
                   "that of the same windows streamed one at a time from a reset.")
+@gate_option("--max-kws-frr-increase", click.FloatRange(0.0, 1.0),
+             help="Audio classifiers, keyword stream: an artifact's false reject rate may exceed the float "
+                  "model's by at most this (absolute, 0.02 = 2 points), with the same thresholds.")
+@gate_option("--max-kws-fa-increase", click.FloatRange(0.0),
+             help="Audio classifiers, keyword stream: an artifact's false accepts per hour may exceed the float "
+                  "model's by at most this.")
 @click.option("--artifact", "artifacts", multiple=True, type=click.Path(path_type=Path),
               help="Check only these artifact files (repeatable) [default: all in RUN_DIR/artifacts].")
 @click.option("--explain", "explain_artifact", default=None, metavar="ARTIFACT",

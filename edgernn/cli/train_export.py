@@ -28,9 +28,13 @@ from edgernn.runtimes.manifest import PRECISIONS
 def datasets_cmd(as_json):
     """List the bundled datasets (no download: they ship inside installed packages)."""
     from edgernn.data import DATASETS, load_dataset
+    from edgernn.data.registry import AUDIO, audio_summary
 
     rows = []
     for name in DATASETS:
+        if name in AUDIO:  # synthesized at first use (minutes): listed from what it will be, not built here
+            rows.append(audio_summary(name))
+            continue
         ds = load_dataset(name)
         s = ds.summary()
         s["description"] = ds.description
@@ -105,6 +109,8 @@ def train_options(fn):
                      help="Audio front end: mel bands (log-mel features)."),
         click.option("--mfcc", type=click.IntRange(0, 256), default=0, show_default=True,
                      help="Audio front end: 0 = log-mel features; k = the first k MFCCs (DCT of the log-mels)."),
+        click.option("--augment/--no-augment", default=True, show_default=True,
+                     help="Audio: shift, frequency-warp and noise every batch's features (seeded)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -192,10 +198,15 @@ def format_train_summary(cell, hidden, m, out) -> str:
 @click.option("--timeout", type=click.FloatRange(0.0, min_open=True), default=600.0, show_default=True,
               help="Seconds the TFLite converter may take to build one artifact, its fallbacks included (each "
                    "int8 recipe candidate gets its own); long sequences need more.")
+@click.option("--max-fa-per-hour", type=click.FloatRange(0.0, min_open=True), default=1.0, show_default=True,
+              help="Audio classifiers: the keyword detector's thresholds (stored in every manifest) are the lowest "
+                   "that keep the float model within this many false accepts per hour on a continuous stream of "
+                   "validation speakers.")
 @click.option("--json", "as_json", is_flag=True, help="Print the list of artifacts as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefix, out_dir, timeout, as_json, quiet):
+def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefix, out_dir, timeout, max_fa_per_hour,
+               as_json, quiet):
     """Export a trained run to ONNX / ORT / TFLite / C artifacts, each with a JSON manifest.
 
     Every artifact is written atomically (no half files) and gets RUN_DIR/artifacts/NAME.json: format,
@@ -216,7 +227,7 @@ def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefi
     try:
         results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
                              out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix,
-                             timeout=timeout, on_result=show)
+                             timeout=timeout, on_result=show, max_fa_per_hour=max_fa_per_hour)
     except ExportFailed as exc:  # the lines above said what was written; the error ends the output, exit 1
         results, failure = exc.results, exc
     if as_json:  # machines read the JSON (each row says LOSS through its recipe, failures through error)

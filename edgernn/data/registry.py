@@ -43,6 +43,19 @@ DATASETS = {
 AUDIO = {"keywords"}  # loaders that take the audio options (sample rate, clip and hop lengths)
 
 
+def audio_summary(name: str) -> dict:
+    """What `edgernn datasets` lists for a bundled audio set without building it (its counts once built)."""
+    from edgernn.data.keywords import KEYWORDS, keywords_cache_dir
+
+    built = keywords_cache_dir(0, "full") / "BUILD.json"
+    info = {"name": name, "task": "classify", "seq_len": 50, "channels": 320, "num_classes": len(KEYWORDS) + 2,
+            "n_train": "-", "n_test": "-", "description": (
+                f"synthetic speech (espeak-ng + flite voices): {len(KEYWORDS)} keywords + unknown + silence, 1 s "
+                f"clips at 16 kHz as 50 hops of 20 ms; built at first use into {built.parent}"
+                + (" (built)" if built.is_file() else " (not built yet: about a minute)"))}
+    return info
+
+
 def load_dataset(spec: str, seed: int = 0, audio: dict | None = None, **kw) -> Dataset:
     """A bundled dataset name (see DATASETS), a .npz / .csv file, or a folder of labelled audio clips.
     audio: sample_rate / clip_ms / hop_ms for audio sets (ignored by the others)."""

@@ -107,7 +107,7 @@ def plan(formats, precisions, streaming: bool, bidirectional: bool, audio: bool 
 def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", "int8"), streaming: bool = False,
                out_dir: Path | None = None, int8_io: str = "int8", progress: bool = False,
                recipe: str | None = None, gates=None, c_prefix: str | None = None,
-               timeout: float = 600.0, on_result=None) -> list[ExportResult]:
+               timeout: float = 600.0, on_result=None, max_fa_per_hour: float = 1.0) -> list[ExportResult]:
     """Export every requested combination; returns one ExportResult per combination (skipped ones too).
     int8 is built by edgernn.export.recipes: the first recipe of the format's order that passes the parity
     gate (`gates`, default edgernn.gates.Gates()) on held-out calibration windows, or `recipe` if pinned.
@@ -205,6 +205,9 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
         steps = [r.path for r in results if r.path is not None and r.mode == "step"]
         if steps:
             record_stream_horizon(run, steps, gates)
+        written = [r.path for r in results if r.path is not None]
+        if written and run.config.frontend is not None and run.task == "classify":
+            record_detector(run, written, max_fa_per_hour)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -216,22 +219,42 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     return results
 
 
+def _rewrite_manifest(path, extra: dict) -> None:
+    from edgernn.export.manifest import write_manifest
+    from edgernn.runtimes.manifest import read_manifest
+
+    m = read_manifest(path, verify=False)
+    fields = {k: v for k, v in m.items() if k not in ("schema", "artifact", "sha256", "size_bytes", "versions",
+                                                      "created") and not k.startswith("_")}
+    write_manifest(path, {**fields, **extra})
+
+
+def record_detector(run, paths: list, max_fa_per_hour: float = 1.0) -> dict:
+    """An audio classifier's keyword detector (edgernn.runtimes.detector): per-keyword thresholds chosen for the
+    float model on a continuous stream of validation speakers so that it stays within max_fa_per_hour false
+    accepts (edgernn.detection_stream.choose_detector), recorded in every artifact's manifest as "detector"
+    (what Session.detector() builds)."""
+    from edgernn.detection_stream import choose_detector
+
+    if not max_fa_per_hour > 0:
+        raise ConfigError(f"--max-fa-per-hour must be > 0, got {max_fa_per_hour}")
+    det = choose_detector(run, max_fa_per_hour)
+    for path in paths:
+        _rewrite_manifest(path, {"detector": det})
+    return det
+
+
 def record_stream_horizon(run, paths: list, gates=None) -> dict:
     """Measure the model's streaming horizon (edgernn.gates.stream_reference) on the saved training
     (calibration) windows - the test windows stay for parity, which measures it again there - and record it
     in every step artifact's manifest as "stream": horizon_frames, reset_every (what Session.reset_every
     returns), measured_frames, text. The horizon depends on the data streamed: parity's may be shorter."""
-    from edgernn.export.manifest import write_manifest
     from edgernn.gates import Gates, stream_reference
-    from edgernn.runtimes.manifest import read_manifest
 
     stability = stream_reference(run, run.data()["X_calib"], gates or Gates()).stability
     stream = {k: stability[k] for k in ("horizon_frames", "reset_every", "measured_frames", "text")}
     stream["measured_on"] = f"{len(run.data()['X_calib'])} calibration windows (training data), cycled"
     for path in paths:
-        m = read_manifest(path, verify=False)
-        fields = {k: v for k, v in m.items() if k not in ("schema", "artifact", "sha256", "size_bytes", "versions",
-                                                          "created") and not k.startswith("_")}
-        write_manifest(path, {**fields, "stream": stream})
+        _rewrite_manifest(path, {"stream": stream})
     return stream
 

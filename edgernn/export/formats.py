@@ -55,7 +55,7 @@ FORMATS = {f.name: f for f in (
     Format("c", "edgernn.export.c.export:export_c", "h", ("float", "int8"), MODES, ("torch",), "train",
            "dependency-free C99 (one header-only file: no heap, no libm, caller-owned state) for C/C++ apps, "
            "Android NDK and microcontrollers; int8 = int8 weights, int16 activations/state, int32 accumulators; "
-           "run by compiling it with the system C compiler"),
+           "run by compiling it with the system C compiler", frontend=True),
 )}
 assert set(FORMATS) == set(FORMAT_RUNTIME), "export registry and manifest schema disagree on formats"
 assert all(FORMAT_EXT[f.name] == f.ext for f in FORMATS.values()), "export registry and manifest schema disagree"

@@ -65,6 +65,7 @@ FIELDS = {
     "state_variables": (list, False),  # names of the interpreter's variable (state) tensors
     "c": (dict, False),  # C artifacts: prefix, API, state size, int8 scheme, target sizes (docs/manifest.md)
     "stream": (dict, False),  # step artifacts: the model's streaming horizon and reset_every (docs/manifest.md)
+    "detector": (dict, False),  # audio classifiers: keyword detector settings and thresholds (runtimes/detector.py)
 }
 QUANTIZATION_FIELDS = {"recipe": str, "compute": dict, "int8_ops": list, "float_ops": list, "note": str}
 

@@ -68,8 +68,7 @@ class Session:
         self._tiled: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._pad_value = float(pre.get("pad_value", 0.0))
         self._masked = bool(pre.get("mask_padding", False))  # trained on real frames only: run them alone
-        # audio: the artifact starts with its front end and takes raw PCM hops; int16 samples are scaled to
-        # float [-1, 1) here (x / 32768), float samples pass as they are
+        # audio: the artifact's front end takes raw PCM hops; int16 samples are scaled to [-1, 1) (x / 32768)
         self.frontend = pre.get("frontend") or None
         out_pre = pre.get("output") or None
         self._out_mean = np.asarray(out_pre["mean"], np.float32) if out_pre else None
@@ -312,6 +311,15 @@ class Session:
         beyond its streaming horizon two correct implementations of an unstable model disagree); None =
         stable for as long as it was measured (stream.measured_frames)."""
         return (self.manifest.get("stream") or {}).get("reset_every")
+
+    def detector(self, **overrides):
+        """The keyword detector of an audio classifier (manifest "detector", edgernn.runtimes.detector), with
+        thresholds chosen at export for a false-accept budget; overrides: smooth_s, refractory_s, thresholds."""
+        from edgernn.runtimes.detector import Detector
+
+        if not self.manifest.get("detector"):
+            raise ArtifactError(f"{self.path.name}.json has no keyword detector (audio classifiers have one)")
+        return Detector.from_dict({**self.manifest["detector"], **overrides}, list(self.manifest["labels"]))
 
     def stream(self, warn: bool = True, reset_every: int | None = None) -> "Stream":
         """A stateful stepper over a step artifact: step(frame) -> output, reset(). warn=False: count

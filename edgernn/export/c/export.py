@@ -87,9 +87,11 @@ def build_spec(run, model, precision: str, mode: str, prefix: str) -> tuple[Spec
     head_b = model.head.bias.detach().double().numpy()
     pre = run.preprocessing()
     out_pre = pre.get("output")
-    kw = dict(prefix=prefix, cell=cfg.cell, C=cfg.input_size, H=cfg.hidden, L=cfg.layers, D=cfg.directions,
-              K=cfg.num_outputs, task=cfg.head, seq_len=run.seq_len, precision=precision,
-              mean=np.asarray(pre["mean"]), std=np.asarray(pre["std"]),
+    fe = cfg.front_end()  # audio: the front end (its own normalization inside) feeds layer 0 its features
+    kw = dict(prefix=prefix, cell=cfg.cell, C=cfg.features, H=cfg.hidden, L=cfg.layers, D=cfg.directions,
+              K=cfg.num_outputs, task=cfg.head, seq_len=run.seq_len, precision=precision, fe=fe,
+              mean=np.zeros(cfg.features) if fe is not None else np.asarray(pre["mean"]),
+              std=np.ones(cfg.features) if fe is not None else np.asarray(pre["std"]),
               out_mean=np.asarray(out_pre["mean"]) if out_pre else None,
               out_std=np.asarray(out_pre["std"]) if out_pre else None,
               labels=list(run.labels) if cfg.head != "forecast" else [])
@@ -141,6 +143,9 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
     cfg = run.config
     if mode == "step" and cfg.bidirectional:
         raise ConfigError("bidirectional models cannot stream: export --format c without --streaming")
+    if cfg.frontend is not None and cfg.bidirectional:
+        raise ConfigError("C for a bidirectional audio model is not supported: train it unidirectional (a keyword "
+                          "spotter streams) or export --format onnx")
     if options.recipe not in (None, "int16x8"):
         raise ConfigError(f"int8 C has one recipe, int16x8 (not {options.recipe})")
     find_compiler()  # every artifact is compiled and run before it is kept: say now if that cannot happen
@@ -160,7 +165,10 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
         outputs = [{"name": "out", "shape": [None, None, K] if cfg.head == "tag" else [None, K], "role": "y",
                     "dtype": "float32"}]
     elem = 2 if precision == "int8" else 4
-    state_bytes = cfg.layers * cfg.hidden * elem * (2 if cfg.cell == "lstm" else 1) if spec.streaming else 0
+    fe = spec.fe
+    tail = fe.tail if fe is not None else 0
+    state_bytes = (cfg.layers * cfg.hidden * elem * (2 if cfg.cell == "lstm" else 1) + 4 * tail
+                   if spec.streaming else 0)
     api = ([f"{prefix}_reset", f"{prefix}_step"] if spec.streaming else []) + [f"{prefix}_run"]
     if precision == "int8" and spec.streaming:
         api += [f"{prefix}_quantize_frame", f"{prefix}_step_q"]
@@ -170,6 +178,14 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
                "streaming": spec.streaming, "max_t": None if spec.streaming else run.seq_len,
                "stack_note": (f"run() keeps 2 x T x {2 * cfg.hidden} {'int16' if elem == 2 else 'float'} values on "
                               "the stack" if not spec.streaming else "no buffers beyond a few gate vectors")}
+    if fe is not None:
+        from edgernn.export.c.frontend import table_bytes
+
+        c_block["frontend"] = {"describe": fe.describe(), "arithmetic": "float32 (an FPU makes it cheap: Cortex-M4F "
+                               "and up)", "table_bytes": table_bytes(fe),
+                               "stack_bytes": 4 * (fe.n_fft + fe.bins + fe.mels),
+                               "api": f"{prefix}_step takes one hop of {fe.hop} PCM samples (float, [-1, 1]); the "
+                                      f"state keeps the last {tail} samples for the next frame"}
     if precision == "int8":
         c_block["int8"] = {**facts, "weights": "int8, one scale per output row (symmetric)",
                            "activations": "int16 (hidden state Q15)", "accumulators": "int32",
@@ -193,6 +209,7 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
         fields["stateful_interpreter"] = True
         fields["state_layout"] = (f"{prefix}_state: h[{cfg.layers}][{cfg.hidden}]"
                                   + (f", c[{cfg.layers}][{cfg.hidden}]" if cfg.cell == "lstm" else "")
+                                  + (f", tail[{tail}] (float audio samples)" if tail else "")
                                   + f" ({'int16' if elem == 2 else 'float'}), owned by the caller")
     out_dir = Path(out_dir)
     problem = writable_dir_problem(out_dir)

@@ -123,8 +123,11 @@ def int8_spec_parts(run, layers: list[dict]) -> tuple[list[dict], dict, np.ndarr
 
     cfg = run.config
     D = cfg.directions
-    xn = run.normalize(calibration_windows(run))
-    absmax = np.abs(xn).reshape(-1, cfg.input_size).max(axis=0)
+    fe = cfg.front_end()  # audio: layer 0 reads the front end's (normalized) features, not the raw hop
+    X = calibration_windows(run)
+    xn = fe.features(X, normalize=True) if fe is not None else run.normalize(X)
+    std = np.ones(fe.size) if fe is not None else run.std.astype(np.float64)
+    absmax = np.abs(xn).reshape(-1, cfg.features).max(axis=0)
     in_scale = np.maximum(absmax * INPUT_HEADROOM, 1e-6) / 32767.0
     cfs = [None] * len(layers)
     sim = simulate(layers, cfg, xn)
@@ -156,7 +159,7 @@ def int8_spec_parts(run, layers: list[dict]) -> tuple[list[dict], dict, np.ndarr
                                 "fraction_bits_min": int(cfs[i].min()), "fraction_bits_max": int(cfs[i].max()),
                                 "largest_range": 2.0 ** (15 - int(cfs[i].min()))} for i, p in enumerate(peaks)]
     facts["weight_rounding"] = "GPTQ (error-compensating, inverse Hessian of the calibration inputs)"
-    return out, facts, (1.0 / (run.std.astype(np.float64) * in_scale)), _sample(sim[-1]["head"])
+    return out, facts, (1.0 / (std * in_scale)), _sample(sim[-1]["head"])
 
 
 def _sample(feats: np.ndarray, n: int = 20000) -> np.ndarray:

@@ -29,6 +29,7 @@ recurrence and the head are integer-only (`_step_q`); float appears only where r
 from __future__ import annotations
 
 from edgernn.export.c import kernels, tables
+from edgernn.export.c.frontend import frontend_c
 from edgernn.export.c.tables import Q_OUT
 from edgernn.models import GATES
 
@@ -54,6 +55,11 @@ class Spec:
     def streaming(self) -> bool:
         return self.D == 1
 
+    @property
+    def raw(self) -> int:
+        """Values per frame the API takes: PCM samples per hop for an audio model (fe), else C."""
+        return self.fe.hop if getattr(self, "fe", None) is not None else self.C
+
 
 def generate(spec: Spec) -> str:
     return _Gen(spec).text()
@@ -66,13 +72,17 @@ class _Gen:
         self.P = s.prefix.upper()
         self.q = s.precision == "int8"
         self.act = "int16_t" if self.q else "float"
+        self.fe = getattr(s, "fe", None)  # an audio model's front end (edgernn.frontends.FrontEnd), or None
+        self.tail = self.fe.tail if self.fe is not None else 0
 
     # ---- the public part --------------------------------------------------------------------------
     def header(self) -> str:
         s, p, P = self.s, self.p, self.P
         lines = [f"#ifndef {P}_H", f"#define {P}_H", "", "#include <stdint.h>", "",
                  "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
-                 f"#define {P}_CHANNELS {s.C}  /* raw input values per frame */",
+                 (f"#define {P}_CHANNELS {s.raw}  /* PCM samples per hop ({s.fe.hop_ms:g} ms at {s.fe.sample_rate} Hz), "
+                  "float in [-1, 1]: the front end is inside */" if self.fe else
+                  f"#define {P}_CHANNELS {s.C}  /* raw input values per frame */"),
                  f"#define {P}_OUTPUTS {s.K}  /* outputs per result ({'per frame: run() writes T x OUTPUTS' if s.task == 'tag' else 'logits' if s.task == 'classify' else 'forecast values, raw units'}) */",
                  f"#define {P}_HIDDEN {s.H}",
                  f"#define {P}_LAYERS {s.L}",
@@ -92,6 +102,9 @@ class _Gen:
             if s.cell == "lstm":
                 fields.append(f"    {self.act} c[{s.L}][{s.H}];  /* cell state per layer"
                               + (", Q(k) per layer (see _c_frac)" if self.q else "") + " */")
+            if self.tail:
+                fields.append(f"    float tail[{self.tail}];  /* the audio front end's overlap: the last {self.tail} "
+                              "samples of the previous hop */")
             lines += ["/* one stream's state: the caller owns it (several streams can run at once) */",
                       "typedef struct {", *fields, f"}} {p}_state;", "",
                       f"void {p}_reset({p}_state *st);  /* zero state: a new independent sequence */",
@@ -116,7 +129,7 @@ class _Gen:
         impl = [f"#if defined({P}_IMPLEMENTATION) && !defined({P}_IMPLEMENTED)", f"#define {P}_IMPLEMENTED", "",
                 "#ifdef __cplusplus", f"#define {P}_RESTRICT __restrict", "#else", f"#define {P}_RESTRICT restrict",
                 "#endif", f"#define {P}_GH {s.G * s.H}  /* gates x hidden */", "",
-                tables.data(s), kernels.arithmetic(s), kernels.cell(s), kernels.head(s), self.public(), f"#endif /* {P}_IMPLEMENTATION */", ""]
+                tables.data(s), frontend_c(self.fe, self.p) if self.fe is not None else "", kernels.arithmetic(s), kernels.cell(s), kernels.head(s), self.public(), f"#endif /* {P}_IMPLEMENTATION */", ""]
         return opening + self.header() + "\n" + "\n".join(impl)
 
     # ---- the API ------------------------------------------------------------------------------------
@@ -166,6 +179,9 @@ class _Gen:
         for layer in range(L):
             x = "x" if layer == 0 else f"st->h[{layer - 1}]"
             calls.append(f"    {p}_cell(&{p}_layers[{layer}], {x}, st->h[{layer}]" + (f", st->c[{layer}]" if lstm else "") + ");")
+        tail0 = f"""
+    for (r = 0; r < {self.tail}; r++)
+        st->tail[r] = 0.0f;""" if self.tail else ""
         reset = f"""void {p}_reset({p}_state *st)
 {{
     int l, r;
@@ -173,7 +189,7 @@ class _Gen:
         for (r = 0; r < {s.H}; r++) {{
             st->h[l][r] = 0;{'''
             st->c[l][r] = 0;''' if lstm else ''}
-        }}
+        }}{tail0}
 }}
 
 /* every layer, one frame (x: the layer-0 input, normalized or quantized) */
@@ -183,11 +199,20 @@ static void {p}_advance({p}_state *st, const {a} *x)
 }}
 
 """
+        # an audio model: the hop goes through the front end first (its tail in the state), features on
+        fe_step, src = (f"    float feat[{s.C}];\n    {p}_features({'st->tail' if self.tail else '0'}, frame, feat);\n",
+                        "feat") if self.fe is not None else ("", "frame")
+        fe_decl = f"    float feat[{s.C}];\n" if self.fe is not None else ""
+        if self.fe is not None:
+            fe_t = f"        {p}_features({'st.tail' if self.tail else '0'}, x + (long)t * {s.raw}, feat);\n"
+            src_t = "feat"
+        else:
+            fe_t, src_t = "", f"x + (long)t * {s.C}"
         if not self.q:
             body = f"""void {p}_step({p}_state *st, const float *frame, float *out)
 {{
     float xn[{s.C}];
-    {p}_normalize(frame, xn);
+{fe_step}    {p}_normalize({src}, xn);
     {p}_advance(st, xn);
     {p}_head(st->h[{L - 1}], out);
 }}
@@ -196,12 +221,12 @@ int {p}_run(const float *x, int T, float *out)
 {{
     {p}_state st;
     float xn[{s.C}];
-    int t;
+{fe_decl}    int t;
     if (T < 1)
         return -1;
     {p}_reset(&st);
     for (t = 0; t < T; t++) {{
-        {p}_normalize(x + (long)t * {s.C}, xn);
+{fe_t}        {p}_normalize({src_t}, xn);
         {p}_advance(&st, xn);{f'''
         {p}_head(st.h[{L - 1}], out + (long)t * {s.K});''' if s.task == 'tag' else ''}
     }}{f'''
@@ -220,7 +245,7 @@ void {p}_step({p}_state *st, const float *frame, float *out)
 {{
     int16_t q[{s.C}];
     int32_t out_q[{s.K}];
-    {p}_quantize_frame(frame, q);
+{fe_step}    {p}_quantize_frame({src}, q);
     {p}_step_q(st, q, out_q);
     {p}_dequantize(out_q, out);
 }}
@@ -230,12 +255,12 @@ int {p}_run(const float *x, int T, float *out)
     {p}_state st;
     int16_t q[{s.C}];
     int32_t out_q[{s.K}];
-    int t;
+{fe_decl}    int t;
     if (T < 1)
         return -1;
     {p}_reset(&st);
     for (t = 0; t < T; t++) {{
-        {p}_quantize_frame(x + (long)t * {s.C}, q);
+{fe_t}        {p}_quantize_frame({src_t}, q);
         {p}_advance(&st, q);{f'''
         {p}_head_q(st.h[{L - 1}], out_q);
         {p}_dequantize(out_q, out + (long)t * {s.K});''' if s.task == 'tag' else ''}

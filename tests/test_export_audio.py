@@ -1,0 +1,111 @@
+"""Audio models in every format that carries the front end (ONNX, ORT, C): raw PCM in, the front end inside,
+compared with the float PyTorch model (front end included); C warning-free on the four compilers; the
+front end alone in C against the training (numpy) front end."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+COMPILERS = ("gcc", "clang", "aarch64-linux-gnu-gcc", "arm-none-eabi-gcc")
+
+
+def audio_run(path: Path, cell="gru", hidden=8, seed=0, **fe_kw) -> Path:
+    """An untrained audio run: random weights, a front end with statistics from random speech-like PCM."""
+    import torch
+
+    from edgernn.frontends import FrontEnd
+    from edgernn.models import ModelConfig, build_model
+    from edgernn.rundir import save_run
+
+    fe = FrontEnd(**fe_kw)
+    rng = np.random.default_rng(seed)
+    N, T = 16, 12
+    X = (rng.standard_normal((N, T, fe.hop)) * np.geomspace(1e-4, 0.3, N)[:, None, None]).astype(np.float32)
+    X[:, :, ::7] += 0.2 * np.sin(np.arange(fe.hop)[::7] / 3.0).astype(np.float32)  # tonal parts
+    X[0] = 0.0  # digital silence: every band at log(eps)
+    F = fe.features(X)
+    fe = fe.with_stats(F.mean((0, 1)), F.std((0, 1)))
+    cfg = ModelConfig(cell=cell, input_size=fe.hop, hidden=hidden, num_outputs=3, frontend=fe.to_dict())
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    y = np.arange(N) % 3
+    save_run(path, model, cfg, {}, {"name": "a", "task": "classify", "seq_len": T}, ["yes", "no", "_silence_"],
+             np.zeros(fe.hop, np.float32), np.ones(fe.hop, np.float32),
+             {"X_calib": X, "y_calib": y, "X_test": X[:8], "y_test": y[:8]})
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fe_kw", [{}, {"mfcc": 10}, {"frame_ms": 20, "hop_ms": 20, "mels": 24}],
+                         ids=["logmel-30-20", "mfcc", "no-overlap"])
+def test_c_front_end_compiles_clean_and_matches_torch(tmp_path, fe_kw):
+    from edgernn.devices.compilers import compile_checks
+    from edgernn.export import ExportOptions
+    from edgernn.export.c.export import export_c
+    from edgernn.gates import Gates, float_limit
+    from edgernn.reference import torch_outputs
+    from edgernn.rundir import load_run
+    from edgernn.runtimes import load
+
+    missing = [c for c in COMPILERS if not shutil.which(c)]
+    assert not missing, f"install {missing} (make system-deps)"
+    run = load_run(audio_run(tmp_path / "run", **fe_kw))
+    X = run.data()["X_test"]
+    ref = torch_outputs(run, X)
+    for precision in ("float", "int8"):
+        for mode in ("sequence", "step"):
+            path = export_c(run, run.path / "artifacts", precision, mode, ExportOptions())
+            man = json.loads(Path(str(path) + ".json").read_text())
+            checks = compile_checks(path, man["c"]["prefix"])
+            for name in COMPILERS:
+                assert checks[name].get("clean"), f"{precision} {mode}: {name}: {checks[name]}"
+            s = load(path)
+            if mode == "sequence":
+                got = s.predict(X)
+            else:
+                got = []
+                for w in X:
+                    st = s.stream()
+                    for hop in w:
+                        y = st.step(hop)
+                    got.append(y)
+                got = np.stack(got)
+            diff = float(np.abs(got - ref).max())
+            limit = (float_limit(ref, Gates().float_tol, Gates().float_rtol)[0] if precision == "float"
+                     else 0.05 * float(ref.max() - ref.min()))
+            assert diff <= limit, f"{precision} {mode}: max|diff| {diff:.3g} > {limit:.3g}"
+            assert man["model"]["frontend"]["hop"] if "hop" in man["model"]["frontend"] else True
+            assert man["preprocessing"]["frontend"]["integer_arithmetic"].startswith("none")
+            if mode == "step":
+                assert man["c"]["state_bytes"] >= 4 * run.config.front_end().tail
+
+
+@pytest.mark.slow
+def test_onnx_and_ort_carry_the_front_end(tmp_path):
+    from edgernn.export import export_run
+    from edgernn.reference import torch_outputs
+    from edgernn.rundir import load_run
+    from edgernn.runtimes import load
+
+    run = load_run(audio_run(tmp_path / "run", cell="lstm"))
+    res = export_run(run.path, formats=("onnx", "ort", "tflite"), precisions=("float",), streaming=True)
+    skipped = {r.format: r.skipped for r in res if r.skipped}
+    assert "does not carry the audio front end" in skipped["tflite"]
+    X = run.data()["X_test"]
+    ref = torch_outputs(run, X)
+    for r in res:
+        if r.path is None:
+            continue
+        s = load(r.path)
+        if r.mode == "sequence":
+            assert np.abs(s.predict(X) - ref).max() < 1e-3, r.name
+        else:
+            st = s.stream()
+            for hop in X[3]:
+                y = st.step(hop)
+            assert np.abs(y - ref[3]).max() < 1e-3, r.name
