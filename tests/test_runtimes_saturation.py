@@ -52,7 +52,7 @@ def test_stream_counts_saturated_int8_inputs_and_warns_once(run_copy):
 def test_range_end_check_is_exact_for_int8_and_int16():
     """The fast bytes search in the saturation check never decides a hit alone: misaligned int16 byte
     patterns (0x0000, 0x0080 contains the bytes of -32768) are confirmed with min/max."""
-    from edgernn.runtimes.session import _at_end
+    from edgernn.runtimes.stream import _at_end
     from edgernn.runtimes.tensor import Tensor
 
     for dtype in (np.int8, np.int16):

@@ -24,7 +24,8 @@ One job per file:
 from __future__ import annotations
 
 from edgernn.runtimes.registry import INSTALL, RUNTIMES, available_runtimes, load, missing_dependency
-from edgernn.runtimes.session import SaturationWarning, Session, Stream
+from edgernn.runtimes.session import Session
+from edgernn.runtimes.stream import SaturationWarning, Stream
 
 __all__ = ["load", "available_runtimes", "Session", "Stream", "SaturationWarning", "RUNTIMES", "INSTALL",
            "missing_dependency"]

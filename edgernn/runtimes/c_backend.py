@@ -35,7 +35,8 @@ import numpy as np
 
 from edgernn.errors import ArtifactError, MissingDependencyError, RuntimeInputError
 from edgernn.runtimes.files import cache_dir
-from edgernn.runtimes.session import Session, check_frame
+from edgernn.runtimes.session import Session
+from edgernn.runtimes.stream import check_frame
 from edgernn.runtimes.tensor import Tensor
 
 COMPILERS = ("cc", "gcc", "clang")
