@@ -109,3 +109,63 @@ def test_onnx_and_ort_carry_the_front_end(tmp_path):
             for hop in X[3]:
                 y = st.step(hop)
             assert np.abs(y - ref[3]).max() < 1e-3, r.name
+
+
+HARNESS = r"""
+#include <stdio.h>
+#define {P}_IMPLEMENTATION
+#include "model.h"
+int main(int argc, char **argv)
+{
+    {p}_detector d;
+    float logits[{K}];
+    double score;
+    long t = 0;
+    FILE *f = fopen(argv[1], "rb");
+    (void)argc;
+    {p}_detector_reset(&d);
+    while (fread(logits, sizeof(float), {K}, f) == {K}) {
+        int k = {p}_detect(&d, logits, &score);
+        if (k >= 0)
+            printf("%ld %d %.17g\n", t, k, score);
+        t++;
+    }
+    fclose(f);
+    return 0;
+}
+"""
+
+
+@pytest.mark.slow
+def test_c_detector_fires_where_the_python_detector_does(tmp_path):
+    """The detector compiled into a C step artifact (thresholds chosen at export) against the runtime's Python
+    Detector on the same logits: the same events, frame for frame, with the same scores."""
+    import subprocess
+
+    from edgernn.export import export_run
+    from edgernn.runtimes.detector import Detector
+
+    run_dir = audio_run(tmp_path / "run", hidden=8)
+    res = export_run(run_dir, formats=("c",), precisions=("float",), streaming=True)
+    step = [r.path for r in res if r.mode == "step"][0]
+    man = json.loads(Path(str(step) + ".json").read_text())
+    assert man["detector"]["thresholds"] and "_detect" in " ".join(man["c"]["api"])
+    rng = np.random.default_rng(0)
+    K = 3
+    logits = rng.normal(0, 1, (6000, K)).astype(np.float32)
+    for t in rng.integers(0, 6000, 120):  # keyword-like bursts of confident frames
+        logits[t:t + rng.integers(3, 30), rng.integers(0, 2)] += rng.uniform(2, 9)
+    (tmp_path / "logits.bin").write_bytes(logits.tobytes())
+    shutil.copy(step, tmp_path / "model.h")
+    p = man["c"]["prefix"]
+    (tmp_path / "h.c").write_text(HARNESS.replace("{P}", p.upper()).replace("{p}", p).replace("{K}", str(K)))
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-o", str(tmp_path / "h"),
+                    str(tmp_path / "h.c")], check=True, capture_output=True)
+    out = subprocess.run([str(tmp_path / "h"), str(tmp_path / "logits.bin")], check=True, capture_output=True,
+                         text=True).stdout.split("\n")
+    c_events = [(int(a), int(b), float(c)) for a, b, c in (ln.split() for ln in out if ln.strip())]
+    det = Detector.from_dict(man["detector"], man["labels"])
+    py_events = [(e.frame, e.index, e.score) for e in det.run(Detector.softmax(logits))]
+    assert len(py_events) > 20
+    assert [e[:2] for e in c_events] == [e[:2] for e in py_events]
+    assert max(abs(a[2] - b[2]) for a, b in zip(c_events, py_events)) < 1e-12

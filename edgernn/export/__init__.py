@@ -169,6 +169,14 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
         return recipes.export_int8(run, where, fmt, mode, replace(opts, recipe=pinned), get_exporter(fmt),
                                    holdout=holdout)
 
+    detector = None
+    if todo and run.config.frontend is not None and run.task == "classify":
+        # the keyword detector's thresholds come first: C artifacts carry them as code, every manifest as data
+        from edgernn.detection_stream import choose_detector
+
+        if not max_fa_per_hour > 0:
+            raise ConfigError(f"--max-fa-per-hour must be > 0, got {max_fa_per_hour}")
+        detector = choose_detector(run, max_fa_per_hour)
     label = f"export {run.config.cell} h{run.config.hidden}"
     from edgernn.export.tflite.pool import worker_pool
 
@@ -177,7 +185,7 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                          show=lambda t: f"{t[0]} {t[1]} {t[2]}" if t else "") as bar:
             for fmt, prec, mode in bar:
                 t0 = time.perf_counter()
-                opts = ExportOptions(int8_io=int8_io, c_prefix=c_prefix, timeout=timeout)
+                opts = ExportOptions(int8_io=int8_io, c_prefix=c_prefix, timeout=timeout, detector=detector)
                 src_fmt = FORMATS[fmt].built_from
                 try:
                     if src_fmt:
@@ -206,8 +214,9 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
         if steps:
             record_stream_horizon(run, steps, gates)
         written = [r.path for r in results if r.path is not None]
-        if written and run.config.frontend is not None and run.task == "classify":
-            record_detector(run, written, max_fa_per_hour)
+        if written and detector is not None:
+            for path in written:
+                _rewrite_manifest(path, {"detector": detector})
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -227,21 +236,6 @@ def _rewrite_manifest(path, extra: dict) -> None:
     fields = {k: v for k, v in m.items() if k not in ("schema", "artifact", "sha256", "size_bytes", "versions",
                                                       "created") and not k.startswith("_")}
     write_manifest(path, {**fields, **extra})
-
-
-def record_detector(run, paths: list, max_fa_per_hour: float = 1.0) -> dict:
-    """An audio classifier's keyword detector (edgernn.runtimes.detector): per-keyword thresholds chosen for the
-    float model on a continuous stream of validation speakers so that it stays within max_fa_per_hour false
-    accepts (edgernn.detection_stream.choose_detector), recorded in every artifact's manifest as "detector"
-    (what Session.detector() builds)."""
-    from edgernn.detection_stream import choose_detector
-
-    if not max_fa_per_hour > 0:
-        raise ConfigError(f"--max-fa-per-hour must be > 0, got {max_fa_per_hour}")
-    det = choose_detector(run, max_fa_per_hour)
-    for path in paths:
-        _rewrite_manifest(path, {"detector": det})
-    return det
 
 
 def record_stream_horizon(run, paths: list, gates=None) -> dict:

@@ -69,6 +69,7 @@ class ExportOptions:
     recipe: str | None = None  # int8 only: the recipe to build (edgernn.export.recipes); None = try ORDER
     c_prefix: str | None = None  # C only: the symbol prefix (default <run>_<mode>_<precision>)
     timeout: float = 600.0  # TFLite only: seconds one artifact's converter runs may take in all (--timeout)
+    detector: dict | None = None  # audio classifiers: the keyword detector (C artifacts carry it as code)
 
 
 def get_exporter(fmt: str):

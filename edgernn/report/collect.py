@@ -69,6 +69,7 @@ def collect(run_dir, target: str | None = None) -> dict:
             "dataset": run.dataset.get("name"), "task": run.task, "has_parity": parity is not None,
             "parity_reference": (parity or {}).get("reference"), "parity_passed": (parity or {}).get("passed"),
             "stream_stability": (parity or {}).get("stream_stability"),
+            "detection": (parity or {}).get("detection"),
             "stream_stable_training": bool((run.train_config or {}).get("stream_stable")),
             "bench_target": (bench or {}).get("target"), "requested_target": target,
             "bench_targets": [p.name[len("bench-"):-len(".json")] for p in all_benches],

@@ -152,6 +152,25 @@ def _baseline_lines(m: dict) -> list[str]:
     return [line + (f" ({m['baseline_verdict']})" if m.get("baseline_verdict") else "")]
 
 
+def _detection_table(r: dict) -> list[str]:
+    """Keyword spotting on the continuous test stream (parity.json "detection"): per step artifact."""
+    d = r.get("detection")
+    if not d:
+        return []
+    chosen = d.get("chosen_for") or {}
+    lines = ["### Keyword spotting on a continuous stream", "",
+             f"{d['stream']}. Detector: posteriors averaged over {d['detector']['smooth_s']:g} s, a refractory time of "
+             f"{d['detector']['refractory_s']:g} s, per-keyword thresholds chosen at export for <= "
+             f"{chosen.get('max_fa_per_hour', '?')} false accepts/h on {chosen.get('on', 'a validation stream')}. "
+             f"Gate: {d['gate']}.", "",
+             "| artifact | runtime | false reject rate | false accepts / h | gate |", "|---|---|---|---|---|"]
+    for row in d["rows"]:
+        frr = "-" if row["frr"] is None else f"{row['frr']:.3f}"
+        lines.append(f"| {row['artifact']} | {row['runtime']} | {frr} | {row['fa_per_hour']:.2f} | "
+                     f"{'PASS' if row['passed'] else 'FAIL ' + row['why']} |")
+    return lines + [""]
+
+
 def markdown(runs: list[dict], plots: dict) -> str:
     lines = ["# edgernn report", ""]
     for r in runs:
@@ -216,6 +235,7 @@ def markdown(runs: list[dict], plots: dict) -> str:
         for mode in sorted({a.get("mode") for a in r["artifacts"]}, key=lambda x: (MODE_ORDER.get(x, 9), str(x))):
             lines += _artifact_table(r, mode)
         lines += _c_table(r)
+        lines += _detection_table(r)
         for w in r.get("warnings", []):
             lines += [f"> warning: {w}", ""]
         lines += _decision(r)

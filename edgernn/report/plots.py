@@ -292,4 +292,14 @@ def plot(runs: list[dict], out_dir: Path) -> dict:
             fig.savefig(buf, format="png", dpi=DPI)
             atomic_write_bytes(plots_dir / name, buf.getvalue())
             made[title] = f"plots/{name}"
+    for r in runs:  # keyword spotters: the DET curve of every step artifact beside the float model's
+        d = r.get("detection")
+        if d:
+            from edgernn.detection_eval import plot_det
+
+            name = f"det-{r['name']}.png"
+            curves = {row["artifact"]: {k: [float("nan") if v is None else v for v in row["det"][k]]
+                                        for k in ("threshold", "frr", "fa_per_hour")} for row in d["rows"]}
+            plot_det(curves, plots_dir / name, max_fa_per_hour=(d.get("chosen_for") or {}).get("max_fa_per_hour"))
+            made[f"{r['name']}: keyword detection (DET curve)"] = f"plots/{name}"
     return made

@@ -153,6 +153,7 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
     t0 = time.perf_counter()
     model = run.load_model()
     spec, facts = build_spec(run, model, precision, mode, prefix)
+    spec.detector = options.detector if cfg.head == "classify" else None
     text = c_source.generate(spec)
     name = f"{mode}-{precision}.h"
     fields = base_fields(run, "c", precision, mode)
@@ -172,6 +173,8 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
     api = ([f"{prefix}_reset", f"{prefix}_step"] if spec.streaming else []) + [f"{prefix}_run"]
     if precision == "int8" and spec.streaming:
         api += [f"{prefix}_quantize_frame", f"{prefix}_step_q"]
+    if spec.detector and spec.streaming:
+        api += [f"{prefix}_detector_reset", f"{prefix}_detect"]
     c_block = {"prefix": prefix, "language": "C99", "header_only": True,
                "implementation_macro": f"{prefix.upper()}_IMPLEMENTATION", "api": api,
                "state_type": f"{prefix}_state" if spec.streaming else None, "state_bytes": state_bytes,

@@ -29,6 +29,7 @@ recurrence and the head are integer-only (`_step_q`); float appears only where r
 from __future__ import annotations
 
 from edgernn.export.c import kernels, tables
+from edgernn.export.c.detector import detector_c, detector_header
 from edgernn.export.c.frontend import frontend_c
 from edgernn.export.c.tables import Q_OUT
 from edgernn.models import GATES
@@ -115,6 +116,8 @@ class _Gen:
                           "/* raw frame -> the int16 input _step_q takes */",
                           f"void {p}_step_q({p}_state *st, const int16_t *q, int32_t *out_q);  "
                           "/* integer only: no float anywhere */"]
+        if getattr(s, "detector", None) and s.streaming:
+            lines += [""] + detector_header(s.labels, s.detector, p)
         if s.labels:
             lines += [f"extern const char *const {p}_labels[{P}_OUTPUTS];  /* class names: out[i] is the score "
                       f"of {p}_labels[i] (argmax = the answer) */"]
@@ -129,7 +132,9 @@ class _Gen:
         impl = [f"#if defined({P}_IMPLEMENTATION) && !defined({P}_IMPLEMENTED)", f"#define {P}_IMPLEMENTED", "",
                 "#ifdef __cplusplus", f"#define {P}_RESTRICT __restrict", "#else", f"#define {P}_RESTRICT restrict",
                 "#endif", f"#define {P}_GH {s.G * s.H}  /* gates x hidden */", "",
-                tables.data(s), frontend_c(self.fe, self.p) if self.fe is not None else "", kernels.arithmetic(s), kernels.cell(s), kernels.head(s), self.public(), f"#endif /* {P}_IMPLEMENTATION */", ""]
+                tables.data(s), frontend_c(self.fe, self.p) if self.fe is not None else "",
+                detector_c(s.detector, s.labels, self.p) if getattr(s, "detector", None) and s.streaming else "",
+                kernels.arithmetic(s), kernels.cell(s), kernels.head(s), self.public(), f"#endif /* {P}_IMPLEMENTATION */", ""]
         return opening + self.header() + "\n" + "\n".join(impl)
 
     # ---- the API ------------------------------------------------------------------------------------
