@@ -67,7 +67,7 @@ audio-deps:
 	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(AUDIO_PKGS) >/dev/null; \
 	  else echo "install $(AUDIO_PKGS) for the bundled keyword set (--dataset keywords)"; fi; }
 
-demo: install c-deps
+demo: install c-deps audio-deps
 	$(VENV)/bin/edgernn pipeline --out $(DEMO_OUT)
 
 test: install system-deps

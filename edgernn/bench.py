@@ -214,6 +214,16 @@ def bench_run(run_dir, target: str = "desktop", host: str | None = None, runtime
         "warnings": warnings + [w for r in results for w in r.get("warnings", []) if w not in warnings],
         "wall_s": round(wall, 2),
     }
+    fe = run.config.front_end()
+    if fe is not None:  # audio: latency against the audio it covers (a hop per frame, T hops per window)
+        for r in results:
+            p50 = (r.get("latency_us") or {}).get("p50")
+            audio_us = fe.hop_ms * 1000.0 * (1 if r.get("mode") == "step" else run.seq_len)
+            r["real_time_factor"] = None if p50 is None else p50 / audio_us
+        report["audio"] = {"hop_ms": fe.hop_ms, "frontend": fe.describe(),
+                           "note": "real-time factor = p50 latency / the audio it covers (one hop per step call, "
+                                   f"{run.seq_len} hops per window); latencies include the front end, the MAC "
+                                   "counts do not (recurrent layers and head only)"}
     if emu is not None:
         report["emulated"] = emu.describe()
         report["warnings"].insert(0, f"emulated {board.name} (qemu -cpu {emu.cpu} on {emu.describe()['host_cpu']}): "
@@ -296,6 +306,12 @@ def format_table(report: dict) -> str:
             m, x = r["latency_by_length"]["median"], r["latency_by_length"]["max"]
             lines.append(f"  {r['artifact']:<26} median T={m['length']}: p50 {f(m['p50_us'], 9).strip()} us   "
                          f"longest T={x['length']}: p50 {f(x['p50_us'], 9).strip()} us")
+    au = report.get("audio")
+    if au:
+        lines.append(f"audio ({au['frontend']}): {au['note']}")
+        lines.append("  real-time factor: " + ", ".join(
+            f"{r['artifact']} {r['real_time_factor']:.4f}" for r in report["results"]
+            if r.get("real_time_factor") is not None))
     for w in report.get("warnings", []):
         lines.append(f"warning: {w}")
     return "\n".join(lines)

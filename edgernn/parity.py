@@ -53,7 +53,8 @@ def find_artifacts(run: Run, artifacts_dir: Path | None = None) -> list[Path]:
 
 
 def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = None, threads: int = 1,
-                 write: bool = True, progress: bool = False, outputs: dict | None = None) -> dict:
+                 write: bool = True, progress: bool = False, outputs: dict | None = None,
+                 stream_minutes: float = 60.0) -> dict:
     """Parity report for a run's artifacts (written to RUN_DIR/parity.json when write=True), gated by
     `gates` (default Gates()). `outputs` may map artifact name -> precomputed outputs (e.g. pulled back
     from a device; those artifacts get no long-stream check, which needs the runtime here)."""
@@ -80,13 +81,27 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
                                 outputs=given, stream_ref=stream_ref, manifest=manifest)
             export_gate_note(row, manifest, len(X))
             rows.append(row)
-    detection = None
+    detection = frontend = None
+    if run.config.frontend is not None:  # the front end alone: each artifact's features vs training's
+        from edgernn.frontend_parity import FRONTEND_TOL, frontend_rows
+
+        fe_rows = frontend_rows(run, [p for p in paths if outputs is None or p.name not in outputs])
+        frontend = {"tolerance": FRONTEND_TOL, "rows": fe_rows,
+                    "text": f"features of each artifact's front end vs the training front end (numpy FFT) on "
+                            f"{fe_rows[0]['windows'] if fe_rows else 0} test clips, in training standard "
+                            f"deviations; gate max|diff| <= {FRONTEND_TOL:g}"}
+        by_name = {r["artifact"]: r for r in rows}
+        for fr in fe_rows:
+            if not fr["passed"] and fr["artifact"] in by_name:
+                by_name[fr["artifact"]]["passed"] = False
+                by_name[fr["artifact"]].setdefault("failed_rules", []).append(
+                    f"front end: max|feature diff| {fr['max_abs_diff']:.3g} > {FRONTEND_TOL:g}")
     if run.config.frontend is not None and run.task == "classify":  # keyword spotting on a continuous stream
         from edgernn.detection_stream import detection_report
 
         steps = [(p, r) for p, r in zip(paths, rows) if r.get("mode") == "step"
                  and (outputs is None or p.name not in outputs)]
-        detection = detection_report(run, [p for p, _ in steps], gates, threads=threads)
+        detection = detection_report(run, [p for p, _ in steps], gates, threads=threads, minutes=stream_minutes)
         for (_, r), d in zip(steps, detection["rows"][1:]):
             r["detection"] = {k: d[k] for k in ("frr", "fa_per_hour", "passed", "why")}
             if not d["passed"]:
@@ -103,6 +118,10 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
         "passed": all(r["passed"] for r in rows),
         "failed": [r["artifact"] for r in rows if not r["passed"]],
     }
+    if frontend is not None:
+        report["frontend"] = frontend
+        report["passed"] = all(r["passed"] for r in rows) and report["passed"]
+        report["failed"] = [r["artifact"] for r in rows if not r["passed"]]
     if detection is not None:
         report["detection"] = detection
         report["passed"], report["failed"] = report["passed"] and detection["passed"], \
@@ -211,6 +230,10 @@ def format_table(report: dict) -> str:
     vl = report.get("variable_length")
     if vl:
         lines.append(f"variable length: {vl['text']}")
+    fr = report.get("frontend")
+    if fr:
+        lines.append(f"front end: {fr['text']}: " + ", ".join(
+            f"{r['artifact']} {r['max_abs_diff']:.2g}{'' if r['passed'] else ' FAIL'}" for r in fr["rows"]))
     det = report.get("detection")
     if det:
         budget = (det.get("chosen_for") or {}).get("max_fa_per_hour")

@@ -136,18 +136,25 @@ int main(int argc, char **argv)
 """
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """An untrained audio run exported to ONNX and C, float and int8, sequence and step (shared: slow)."""
+    from edgernn.export import export_run
+
+    run_dir = audio_run(tmp_path_factory.mktemp("audio") / "run")
+    export_run(run_dir, formats=("onnx", "c"), precisions=("float", "int8"), streaming=True)
+    return run_dir
+
+
 @pytest.mark.slow
-def test_c_detector_fires_where_the_python_detector_does(tmp_path):
+def test_c_detector_fires_where_the_python_detector_does(exported, tmp_path):
     """The detector compiled into a C step artifact (thresholds chosen at export) against the runtime's Python
     Detector on the same logits: the same events, frame for frame, with the same scores."""
     import subprocess
 
-    from edgernn.export import export_run
     from edgernn.runtimes.detector import Detector
 
-    run_dir = audio_run(tmp_path / "run", hidden=8)
-    res = export_run(run_dir, formats=("c",), precisions=("float",), streaming=True)
-    step = [r.path for r in res if r.mode == "step"][0]
+    step = exported / "artifacts" / "step-float.h"
     man = json.loads(Path(str(step) + ".json").read_text())
     assert man["detector"]["thresholds"] and "_detect" in " ".join(man["c"]["api"])
     rng = np.random.default_rng(0)
@@ -169,3 +176,22 @@ def test_c_detector_fires_where_the_python_detector_does(tmp_path):
     assert len(py_events) > 20
     assert [e[:2] for e in c_events] == [e[:2] for e in py_events]
     assert max(abs(a[2] - b[2]) for a, b in zip(c_events, py_events)) < 1e-12
+
+
+@pytest.mark.slow
+def test_parity_checks_the_front_end_alone_and_the_keyword_stream(exported):
+    """parity on an audio run: each artifact's features against the training front end (ONNX int8 included:
+    its front end stays float), and the keyword stream for every step artifact, with the detection gate."""
+    from edgernn.parity import check_parity, format_table
+
+    rep = check_parity(exported, stream_minutes=3)
+    fe = {r["artifact"]: r for r in rep["frontend"]["rows"]}
+    assert set(fe) == {f"{m}-{p}.{x}" for m in ("sequence", "step") for p in ("float", "int8") for x in ("onnx", "h")}
+    assert all(r["passed"] and r["max_abs_diff"] < 1e-3 for r in fe.values()), fe
+    det = rep["detection"]
+    assert [r["artifact"] for r in det["rows"]][0] == "torch float"
+    assert {r["artifact"] for r in det["rows"][1:]} == {"step-float.onnx", "step-int8.onnx", "step-float.h",
+                                                        "step-int8.h"}
+    assert det["seconds"] == pytest.approx(180, abs=1) and len(det["rows"][0]["det"]["threshold"]) > 10
+    text = format_table(rep)
+    assert "front end:" in text and "keyword stream:" in text

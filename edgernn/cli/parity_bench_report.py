@@ -62,10 +62,14 @@ from edgernn.runtimes.registry import RUNTIMES
                    "outputs with the float model AND with this machine's; writes RUN_DIR/parity-TARGET.json.")
 @click.option("--host", default=None, help="SSH destination for --target, e.g. pi@raspberrypi.local.")
 @click.option("--emulate", is_flag=True, help=EMULATE_HELP)
+@click.option("--stream-minutes", type=click.FloatRange(0.5, 24 * 60), default=60.0, show_default=True,
+              help="Audio classifiers: minutes of the continuous keyword stream (test speakers) every step artifact "
+                   "runs for false rejects and false accepts per hour.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def parity_cmd(run_dir, artifacts, explain_artifact, threads, target, host, emulate, as_json, quiet, **gate_options):
+def parity_cmd(run_dir, artifacts, explain_artifact, threads, target, host, emulate, stream_minutes, as_json, quiet,
+               **gate_options):
     """Check every artifact against the float PyTorch model on the held-out test set.
 
     Each artifact runs in its real runtime from raw inputs (normalization applied by the runtime,
@@ -105,7 +109,7 @@ def parity_cmd(run_dir, artifacts, explain_artifact, threads, target, host, emul
             click.echo(device_table(report))
     else:
         report = check_parity(run_dir, artifacts=list(artifacts) or None, gates=gates, threads=threads,
-                              progress=not quiet)
+                              progress=not quiet, stream_minutes=stream_minutes)
         written = Path(run_dir) / "parity.json"
         if as_json:
             echo_json(report)

@@ -120,6 +120,12 @@ def wrapper_source(header_name: str, manifest: dict) -> str:
              f"            if ({p}_run(x + (long)(i % nwin) * T * {C}, T, buf))", "                return -1;",
              "            sink += buf[0];", "        }",
              "        ns_out[rep] = (edgernn_now_ns() - t0) / inner;", "    }", "    (void)sink;", "    return 0;", "}", ""]
+    fe = (manifest.get("preprocessing") or {}).get("frontend")
+    if fe:  # audio: the front end alone, for parity's front-end check (features of T hops from a zero tail)
+        tail, feats = int(fe["tail"]), int(fe["features"])
+        lines += ["void edgernn_features(const float *x, int T, float *feat)", "{",
+                  f"    float tail[{max(1, tail)}] = {{0}};", "    int t;", "    for (t = 0; t < T; t++)",
+                  f"        {p}_features(tail, x + (long)t * {C}, feat + (long)t * {feats});", "}", ""]
     if c.get("streaming"):
         lines += [f"size_t edgernn_state_size(void) {{ return sizeof({p}_state); }}",
                   f"void edgernn_reset(void *st) {{ {p}_reset(({p}_state *)st); }}",
@@ -190,8 +196,8 @@ def library_for(path: Path, manifest: dict) -> tuple[Path, str]:
         return prebuilt, "prebuilt"
     cc = find_compiler()
     flags = list(BASE_FLAGS) + list(native_flags(cc))
-    key = hashlib.sha256("\n".join([manifest["sha256"], compiler_id(cc), " ".join(flags), machine,
-                                    _cpu_model()]).encode()).hexdigest()[:24]
+    key = hashlib.sha256("\n".join([manifest["sha256"], compiler_id(cc), " ".join(flags), machine, _cpu_model(),
+                                    wrapper_source("model.h", manifest)]).encode()).hexdigest()[:24]
     lib = cache_dir("c") / f"{Path(path).stem}-{key}.so"
     if lib.is_file():
         return lib, "cached"
@@ -287,6 +293,18 @@ class CSession(Session):
             self._step_fn.argtypes, self._step_fn.restype = [vp, vp, vp], None
             self._bench_step = self._lib.edgernn_bench_step
             self._bench_step.argtypes, self._bench_step.restype = [vp, ci, ci, ci, vp], ci
+
+    def features(self, window) -> np.ndarray:
+        """Audio: the C front end alone on a raw window [T, hop] from a zero tail -> features [T, F]."""
+        fe = self.frontend
+        if not fe:
+            raise ArtifactError(f"{self.path.name} has no audio front end")
+        x = np.ascontiguousarray(self._as_float(window, "window"), dtype=np.float32).reshape(-1, int(fe["hop"]))
+        out = np.zeros((len(x), int(fe["features"])), np.float32)
+        fn = self._lib.edgernn_features
+        fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p], None
+        fn(x.ctypes.data, len(x), out.ctypes.data)
+        return out
 
     def _predict_padded(self, window) -> np.ndarray:
         """Raw window [T, C] or batch [B, T, C] -> outputs; the C library normalizes and (de)quantizes."""

@@ -120,7 +120,7 @@ static float {p}_fe_log(float x)
 }}
 
 /* one hop of PCM (float, [-1, 1]) + the tail -> normalized features[{F}]; the tail advances */
-static void {p}_features(float *tail, const float *hop, float *feat)
+void {p}_features(float *tail, const float *hop, float *feat)
 {{
     float z[{N}];  /* z[2n] + i z[2n+1]: the windowed frame packed as {N2} complex values */
     float power[{BINS}];

@@ -116,6 +116,11 @@ class _Gen:
                           "/* raw frame -> the int16 input _step_q takes */",
                           f"void {p}_step_q({p}_state *st, const int16_t *q, int32_t *out_q);  "
                           "/* integer only: no float anywhere */"]
+        if self.fe is not None:
+            lines += [f"#define {P}_FEATURES {s.C}  /* front-end features per hop */",
+                      f"#define {P}_TAIL {self.tail}  /* samples of the previous hop each frame starts with */",
+                      f"void {p}_features(float *tail, const float *hop, float *feat);  /* the front end alone: hop["
+                      f"{P}_CHANNELS] + tail[{P}_TAIL] (zeros at the start; advanced) -> normalized feat[{P}_FEATURES] */"]
         if getattr(s, "detector", None) and s.streaming:
             lines += [""] + detector_header(s.labels, s.detector, p)
         if s.labels:

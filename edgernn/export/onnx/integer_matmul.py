@@ -176,10 +176,11 @@ def store_recurrent_weights_int8(path: Path, ops=("GRU", "RNN")) -> int:
 
 def compact_names(path: Path) -> int:
     """Rename every internal tensor of the ONNX file `path` (main graph and Loop bodies) to t0, t1, ...,
-    drop node names, doc strings and value_info; graph inputs/outputs keep their names. Returns the bytes
-    saved. The names are bloat in an int8 file ("/head/Gemm_MatMul_quant_scales_mul:0"), stored once in the
-    .onnx and again in the .ort (bm GRU h64 int8 sequence: .onnx 21.0 -> 18.6 KB, .ort 29.8 -> 28.6 KB, where
-    the float .onnx is 56.9 KB). Nothing computes differently; the ORT conversion check compares outputs."""
+    drop node names (but an audio front end's), doc strings and value_info; graph inputs/outputs keep
+    their names. Returns the bytes saved. The names are bloat in an int8 file
+    ("/head/Gemm_MatMul_quant_scales_mul:0"), stored once in the .onnx and again in the .ort (bm GRU h64
+    int8 sequence: .onnx 21.0 -> 18.6 KB, .ort 29.8 -> 28.6 KB, where the float .onnx is 56.9 KB). Nothing
+    computes differently; the ORT conversion check compares outputs."""
     import onnx
 
     before = Path(path).stat().st_size
@@ -200,7 +201,8 @@ def compact_names(path: Path) -> int:
             for v in list(g.input) + list(g.output):
                 v.name = short(v.name)
         for node in g.node:
-            node.name, node.doc_string = "", ""
+            # an audio front end's nodes keep their names: parity finds the features by them (frontend_parity)
+            node.name, node.doc_string = (node.name if "/frontend/" in node.name else ""), ""
             node.input[:] = [short(x) for x in node.input]
             node.output[:] = [short(x) for x in node.output]
             for a in node.attribute:
