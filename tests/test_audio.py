@@ -117,7 +117,8 @@ def test_audio_run_trains_exports_onnx_with_the_front_end_and_runs_from_pcm(tmp_
 
     root = tone_folder(tmp_path / "d", labels=("low", "mid", "high"), speakers=8, takes=2)
     run = tmp_path / "run"
-    m = train(TrainConfig(dataset=str(root), hidden=16, epochs=40, min_epochs=40, mfcc=12), run, progress=False)
+    m = train(TrainConfig(dataset=str(root), hidden=16, epochs=40, min_epochs=40, mfcc=12, augment=False), run,
+              progress=False)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["frontend"]["mfcc"] == 12 and cfg["model"]["input_size"] == 320
     assert m["dataset"]["audio"]["sample_rate"] == 16000
@@ -141,3 +142,15 @@ def test_audio_run_trains_exports_onnx_with_the_front_end_and_runs_from_pcm(tmp_
     for hop in pcm16:
         out = st.step(hop)
     assert np.abs(out - probs[0]).max() < 1e-3
+
+
+def test_feature_augmentation_is_seeded_and_keeps_shapes():
+    torch = pytest.importorskip("torch")
+    from edgernn.train import augment_features
+
+    x = torch.randn(4, 50, 40, generator=torch.Generator().manual_seed(0))
+    a = augment_features(torch, x, torch.Generator().manual_seed(1))
+    b = augment_features(torch, x, torch.Generator().manual_seed(1))
+    c = augment_features(torch, x, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert 0.05 < float((a - x).std()) < 2.0  # changed, but still the same features, not noise
