@@ -166,7 +166,7 @@ def test_a_missing_engine_names_the_install_command(tmp_path, monkeypatch):
 
 def test_cache_dir_and_word_lists(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert keywords_cache_dir(3, "small") == tmp_path / "edgernn" / "datasets" / "keywords-v2-small-seed3"
+    assert keywords_cache_dir(3, "small") == tmp_path / "edgernn" / "datasets" / "keywords-v3-small-seed3"
     assert len(KEYWORDS) == 10 and len(UNKNOWN_WORDS) >= 20 and not set(KEYWORDS) & set(UNKNOWN_WORDS)
     full = kw.speakers("full")
     split = kw.split_speakers(full, 0)

@@ -51,7 +51,7 @@ NOISE_FILES = {"white": "white_noise", "pink": "pink_noise", "brown": "brown_noi
                "babble": "babble", "room": "room_noise"}
 SR = 16000
 INSTALL = "apt-get install espeak-ng flite"
-VERSION = 2
+VERSION = 3
 
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc", "en-gb-x-gbclan",
                   "en-gb-x-gbcwmd")
@@ -70,7 +70,7 @@ FLITE_FAMILIES = {"awb": ("awb",), "kal": ("kal", "kal16"), "rms": ("rms",), "sl
 FLITE_F0 = {"awb": 133.0, "kal": 99.0, "kal16": 99.0, "rms": 103.0, "slt": 172.0}
 FLITE_SETTINGS = ((1.0, 1.0), (0.88, 1.15), (1.15, 0.87))
 # voices -> (flite settings per voice, espeak speakers, keywords, repetitions, unknown clips per speaker, noise s)
-SIZES = {"full": (3, len(ESPEAK_VARIANTS), KEYWORDS, 4, 6, 60), "small": (1, 4, ("yes", "no", "stop"), 1, 2, 10)}
+SIZES = {"full": (3, len(ESPEAK_VARIANTS), KEYWORDS, 8, 12, 60), "small": (1, 4, ("yes", "no", "stop"), 1, 2, 10)}
 MAX_WORD = int(0.95 * SR)  # a longer word is re-synthesized faster (twice at most), then cropped to 1 s
 
 

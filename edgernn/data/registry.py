@@ -52,7 +52,7 @@ def audio_summary(name: str) -> dict:
             "n_train": "-", "n_test": "-", "description": (
                 f"synthetic speech (espeak-ng + flite voices): {len(KEYWORDS)} keywords + unknown + silence, 1 s "
                 f"clips at 16 kHz as 50 hops of 20 ms; built at first use into {built.parent}"
-                + (" (built)" if built.is_file() else " (not built yet: about a minute)"))}
+                + (" (built)" if built.is_file() else " (not built yet: about 2 minutes)"))}
     return info
 
 
