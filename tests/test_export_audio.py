@@ -118,6 +118,21 @@ HARNESS = r"""
 int main(int argc, char **argv)
 {
     {p}_detector d;
+    {p}_state a, b;
+    float x[{HOP}], y1[{K}], y2[{K}];
+    int16_t pcm[{HOP}];
+    int n;
+    for (n = 0; n < {HOP}; n++) {
+        pcm[n] = (int16_t)((n * 7919) % 65536 - 32768);
+        x[n] = (float)pcm[n] / 32768.0f;
+    }
+    {p}_reset(&a);
+    {p}_reset(&b);
+    {p}_step(&a, x, y1);
+    {p}_step_pcm16(&b, pcm, y2);
+    for (n = 0; n < {K}; n++)
+        if (y1[n] != y2[n])
+            return 3;  /* the int16 entry must compute exactly what the float one does */
     float logits[{K}];
     double score;
     long t = 0;
@@ -165,7 +180,8 @@ def test_c_detector_fires_where_the_python_detector_does(exported, tmp_path):
     (tmp_path / "logits.bin").write_bytes(logits.tobytes())
     shutil.copy(step, tmp_path / "model.h")
     p = man["c"]["prefix"]
-    (tmp_path / "h.c").write_text(HARNESS.replace("{P}", p.upper()).replace("{p}", p).replace("{K}", str(K)))
+    (tmp_path / "h.c").write_text(HARNESS.replace("{P}", p.upper()).replace("{p}", p).replace("{K}", str(K))
+                                  .replace("{HOP}", str(man["model"]["input_size"])))
     subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-o", str(tmp_path / "h"),
                     str(tmp_path / "h.c")], check=True, capture_output=True)
     out = subprocess.run([str(tmp_path / "h"), str(tmp_path / "logits.bin")], check=True, capture_output=True,

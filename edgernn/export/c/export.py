@@ -173,6 +173,8 @@ def export_c(run, out_dir: Path, precision: str = "float", mode: str = "sequence
     api = ([f"{prefix}_reset", f"{prefix}_step"] if spec.streaming else []) + [f"{prefix}_run"]
     if precision == "int8" and spec.streaming:
         api += [f"{prefix}_quantize_frame", f"{prefix}_step_q"]
+    if spec.fe is not None and spec.streaming:
+        api += [f"{prefix}_step_pcm16", f"{prefix}_features"]
     if spec.detector and spec.streaming:
         api += [f"{prefix}_detector_reset", f"{prefix}_detect"]
     c_block = {"prefix": prefix, "language": "C99", "header_only": True,

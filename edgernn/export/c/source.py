@@ -111,6 +111,9 @@ class _Gen:
                       f"void {p}_reset({p}_state *st);  /* zero state: a new independent sequence */",
                       f"void {p}_step({p}_state *st, const float *frame, float *out);  "
                       f"/* raw frame[{P}_CHANNELS] -> out[{P}_OUTPUTS] after this frame */"]
+            if self.fe is not None:
+                lines += [f"void {p}_step_pcm16({p}_state *st, const int16_t *hop, float *out);  "
+                          f"/* the same from int16 PCM (a microphone buffer): sample / 32768 */"]
             if self.q:
                 lines += [f"void {p}_quantize_frame(const float *frame, int16_t *q);  "
                           "/* raw frame -> the int16 input _step_q takes */",
@@ -278,6 +281,17 @@ int {p}_run(const float *x, int T, float *out)
     {p}_head_q(st.h[{L - 1}], out_q);
     {p}_dequantize(out_q, out);''' if s.task != 'tag' else ''}
     return 0;
+}}
+"""
+        if self.fe is not None:
+            body += f"""
+void {p}_step_pcm16({p}_state *st, const int16_t *hop, float *out)
+{{
+    float x[{s.raw}];
+    int n;
+    for (n = 0; n < {s.raw}; n++)
+        x[n] = (float)hop[n] * (1.0f / 32768.0f);
+    {p}_step(st, x, out);
 }}
 """
         return reset + body
