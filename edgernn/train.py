@@ -222,7 +222,8 @@ def train(cfg: TrainConfig, out_dir: Path | str, progress: bool = True, dataset:
     out_dir as it was (a directory it created is removed again)."""
     torch = require("torch", "train")
     out_dir = Path(out_dir)
-    ds = dataset if dataset is not None else load_dataset(cfg.dataset, seed=cfg.seed, audio=audio_options(cfg))
+    ds = dataset if dataset is not None else load_dataset(cfg.dataset, seed=cfg.seed, audio=audio_options(cfg),
+                                                          progress=progress)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} exists and is not a directory")
     existing = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []

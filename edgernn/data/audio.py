@@ -125,8 +125,10 @@ def _cache_key(root: Path, files: list, opts: AudioOptions) -> str:
     return h.hexdigest()[:24]
 
 
-def decode_all(root: Path, files: list, opts: AudioOptions, progress=None) -> np.ndarray:
-    """[len(files), clip] int16, from the cache when the folder has not changed."""
+def decode_all(root: Path, files: list, opts: AudioOptions, progress: bool = False) -> np.ndarray:
+    """[len(files), clip] int16, from the cache when the folder has not changed (progress: a bar while
+    decoding)."""
+    from edgernn.progress import progressbar
     from edgernn.runtimes.files import atomic_save_npz
 
     key = _cache_key(root, files, opts)
@@ -138,11 +140,11 @@ def decode_all(root: Path, files: list, opts: AudioOptions, progress=None) -> np
         except Exception:  # a damaged cache file is rebuilt, never trusted
             pass
     out = np.empty((len(files), opts.clip), np.int16)
-    for i, rel in enumerate(files):
-        x = fit_clip(decode(root / rel, opts), opts.clip)
-        out[i] = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768).astype(np.int16)
-        if progress is not None:
-            progress(1)
+    with progressbar(length=len(files), label=f"decode {root.name}", enabled=bool(progress)) as bar:
+        for i, rel in enumerate(files):
+            x = fit_clip(decode(root / rel, opts), opts.clip)
+            out[i] = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+            bar.update(1)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         atomic_save_npz(cached, pcm=out)
@@ -177,7 +179,7 @@ def _mix_background(X: np.ndarray, noise: list, rng) -> None:
 
 
 def load_audio_folder(path, seed: int = 0, sample_rate: int = 16000, clip_ms: float = 1000.0,
-                      hop_ms: float = 20.0, progress=None, name: str | None = None) -> Dataset:
+                      hop_ms: float = 20.0, progress: bool = False, name: str | None = None) -> Dataset:
     """Load a folder of labelled clips (see the module docstring) as [N, clip / hop, hop] float32 PCM."""
     root = Path(path)
     opts = AudioOptions(int(sample_rate), float(clip_ms), float(hop_ms))

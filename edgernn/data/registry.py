@@ -24,12 +24,22 @@ from edgernn.data.uea import basic_motions, japanese_vowels
 from edgernn.errors import DataError
 
 
-def keywords(seed: int = 0, voices: str = "full", progress=None, **audio) -> Dataset:
+def keywords(seed: int = 0, voices: str = "full", progress: bool = False, **audio) -> Dataset:
     """The bundled keyword set: synthesized at first use into the user cache (edgernn.data.keywords), then
     loaded like any audio folder. Test voices are never heard in training."""
     from edgernn.data.keywords import build_keywords, keywords_cache_dir
+    from edgernn.progress import progressbar
 
-    path = build_keywords(keywords_cache_dir(seed, voices), seed=seed, voices=voices)
+    target = keywords_cache_dir(seed, voices)
+    if (target / "BUILD.json").is_file():
+        path = target
+    else:
+        with progressbar(length=1, label="build the keyword set (synthetic speech, once)", enabled=progress) as bar:
+            def tick(done, total):
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            path = build_keywords(target, seed=seed, voices=voices, progress=tick)
     return load_audio_folder(path, seed=seed, name="keywords", progress=progress, **audio)
 
 
@@ -56,14 +66,16 @@ def audio_summary(name: str) -> dict:
     return info
 
 
-def load_dataset(spec: str, seed: int = 0, audio: dict | None = None, **kw) -> Dataset:
+def load_dataset(spec: str, seed: int = 0, audio: dict | None = None, progress: bool = False, **kw) -> Dataset:
     """A bundled dataset name (see DATASETS), a .npz / .csv file, or a folder of labelled audio clips.
-    audio: sample_rate / clip_ms / hop_ms for audio sets (ignored by the others)."""
+    audio: sample_rate / clip_ms / hop_ms for audio sets (ignored by the others); progress: bars while an audio
+    set is built or decoded."""
     if spec in DATASETS:
-        return DATASETS[spec](seed=seed, **((audio or {}) if spec in AUDIO else {}), **kw)
+        extra = {**(audio or {}), "progress": progress} if spec in AUDIO else {}
+        return DATASETS[spec](seed=seed, **extra, **kw)
     p = Path(spec)
     if p.is_dir():
-        return load_audio_folder(p, seed=seed, **(audio or {}), **kw)
+        return load_audio_folder(p, seed=seed, progress=progress, **(audio or {}), **kw)
     if p.suffix.lower() == ".npz":
         return load_npz(p, seed=seed)
     if p.suffix.lower() == ".csv":
