@@ -39,6 +39,8 @@ def test_folder_layout_speaker_split_and_silence(tmp_path):
     assert (counts > 0).all()  # every class, silence included, is in the test split
     n_val = len(ds.val_index)
     assert n_val > 0 and set(ds.groups[-n_val:]).isdisjoint(ds.groups[:-n_val])
+    speakers = {g for g in ds.test_groups if not g.startswith("_background_noise_")}
+    assert len(speakers) == 2 and speakers.isdisjoint(ds.groups)
     assert "by speaker" in ds.description
     # the same seed, the same split; the second load comes from the decoded-clip cache
     again = load_dataset(str(root), seed=3)

@@ -334,3 +334,37 @@ def test_plot_det_writes_a_png(tmp_path):
     out = plot_det({"float": c}, tmp_path / "det.png", max_fa_per_hour=10.0)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["det.png"]  # no temp file left behind
+
+
+def test_detection_gate_holds_an_artifact_to_the_float_models_false_rejects_and_accepts():
+    from edgernn.detection_stream import detection_gate
+    from edgernn.gates import Gates
+
+    g = Gates()
+    flt = {"frr": 0.10, "fa_per_hour": 2.0}
+    assert detection_gate({"frr": 0.12, "fa_per_hour": 3.0}, flt, g) == (True, "")
+    ok, why = detection_gate({"frr": 0.125, "fa_per_hour": 2.0}, flt, g)
+    assert not ok and "false reject rate 0.125 > float 0.100 + 0.02" in why
+    ok, why = detection_gate({"frr": 0.05, "fa_per_hour": 3.5}, flt, g)
+    assert not ok and "false accepts 3.50/h > float 2.00/h + 1" in why
+
+
+def test_stream_is_seeded_and_its_truth_marks_every_keyword_clip():
+    from edgernn.detection_stream import build_stream
+
+    rng = np.random.default_rng(0)
+    labels = ["_silence_", "_unknown_", "no", "yes"]
+    X = (rng.normal(0, 0.01, (40, 5, 16))).astype(np.float32)
+    y = np.arange(40) % 4
+    X[y == 3, 2] += 0.5  # a loud "yes" in the middle of each yes clip
+    a = build_stream(X, y, labels, sample_rate=800, minutes=2, seed=3)
+    b = build_stream(X, y, labels, sample_rate=800, minutes=2, seed=3)
+    c = build_stream(X, y, labels, sample_rate=800, minutes=2, seed=4)
+    assert np.array_equal(a.frames, b.frames) and a.truth == b.truth and a.truth != c.truth
+    assert a.frames.shape == (2 * 60 * 800 // 16, 16) and a.seconds == 120
+    assert {lab for lab, _, _ in a.truth} == {"no", "yes"} and sum(a.counts["keywords"].values()) == len(a.truth)
+    flat = a.frames.reshape(-1)
+    for lab, s, e in a.truth:  # each "yes" clip's loud hop lies inside its truth span
+        if lab == "yes":
+            seg = flat[round(s * 800):round(e * 800)]
+            assert len(seg) == 80 and np.abs(seg).max() > 0.4

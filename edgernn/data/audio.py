@@ -249,6 +249,7 @@ def load_audio_folder(path, seed: int = 0, sample_rate: int = 16000, clip_ms: fl
     )
     ds.val_index = np.arange(len(parts["train"][0]), len(X_tr)) if len(parts["val"][0]) else None
     ds.groups = parts["train"][2] + parts["val"][2]
+    ds.test_groups = parts["test"][2]
     ds.audio = {"sample_rate": opts.sample_rate, "clip_ms": opts.clip_ms, "hop_ms": opts.hop_ms,
                 "clips": len(files), "background_files": len(background), "skipped_non_audio": skipped,
                 "split": how}

@@ -34,6 +34,7 @@ class Dataset:
     horizon: int = 1
     val_index: np.ndarray | None = None  # training windows that form the validation split (audio lists, speakers)
     groups: list | None = None  # speaker (or other group) of each training window, when known
+    test_groups: list | None = None  # ... and of each test window
     audio: dict | None = None  # audio sets: sample rate, clip and hop lengths, counts, how it was split
 
     @property
