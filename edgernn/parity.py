@@ -118,7 +118,7 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
         "passed": all(r["passed"] for r in rows),
         "failed": [r["artifact"] for r in rows if not r["passed"]],
     }
-    if frontend is not None:
+    if frontend is not None and frontend["rows"]:
         report["frontend"] = frontend
         report["passed"] = all(r["passed"] for r in rows) and report["passed"]
         report["failed"] = [r["artifact"] for r in rows if not r["passed"]]

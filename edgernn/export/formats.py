@@ -51,7 +51,7 @@ FORMATS = {f.name: f for f in (
     Format("tflite", "edgernn.export.tflite.convert:export_tflite", "tflite", ("float", "int8", "dynamic"), MODES,
            ("torch", "tensorflow", "tf_keras"), "tflite",
            "TFLite for LiteRT; int8 = the first of full-int8, int16x8, dynamic range that passes the gate; "
-           "dynamic = dynamic range"),
+           "dynamic = dynamic range", frontend=True),
     Format("c", "edgernn.export.c.export:export_c", "h", ("float", "int8"), MODES, ("torch",), "train",
            "dependency-free C99 (one header-only file: no heap, no libm, caller-owned state) for C/C++ apps, "
            "Android NDK and microcontrollers; int8 = int8 weights, int16 activations/state, int32 accumulators; "

@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from edgernn.export.tflite.frontend import features_size, front_end, sequence_features, step_features
+
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 
 # names of the Keras (and so TFLite signature) inputs/outputs; the step model uses h{l} / c{l}
@@ -73,6 +75,11 @@ def build_sequence_model(cfg: dict, w: dict, seq_len: int | None, unroll: bool):
     bi = bool(cfg["bidirectional"])
     x = keras.Input(shape=(seq_len, int(cfg["input_size"])), batch_size=1, name=X_NAME)
     h = x
+    fe = front_end(cfg)
+    if fe is not None:  # audio: raw PCM hops through the front end first
+        import tensorflow as tf
+
+        h = keras.layers.Lambda(lambda t: sequence_features(tf, fe, t), name="frontend")(x)
     assigned = []
     for layer in range(layers):
         rnn = _rnn_layer(keras, cell, hidden, f"{cell}{layer}", unroll=unroll)
@@ -121,7 +128,19 @@ def build_step_model(cfg: dict, w: dict):
     hs = [keras.Input(shape=(hidden,), batch_size=1, name=f"h{layer}") for layer in range(layers)]
     cs = [keras.Input(shape=(hidden,), batch_size=1, name=f"c{layer}") for layer in range(layers)] \
         if cell == "lstm" else []
-    seq = keras.layers.Reshape((1, int(cfg["input_size"])), name="frame")(x)
+    fe, tails, new_tail = front_end(cfg), [], []
+    feats = x
+    if fe is not None:  # audio: one hop (+ the tail of the previous one) through the front end
+        import tensorflow as tf
+
+        if fe.tail:
+            tails = [keras.Input(shape=(fe.tail,), batch_size=1, name="tail")]
+            feats, nt = keras.layers.Lambda(lambda ts: step_features(tf, fe, ts[0], ts[1]), name="frontend")(
+                [x, tails[0]])
+            new_tail = [keras.layers.Activation("linear", name="tail_next")(nt)]
+        else:
+            feats = keras.layers.Lambda(lambda t: step_features(tf, fe, t, None)[0], name="frontend")(x)
+    seq = keras.layers.Reshape((1, features_size(cfg)), name="frame")(feats)
     new_h, new_c, rnns = [], [], []
     for layer in range(layers):
         rnn = _rnn_layer(keras, cell, hidden, f"{cell}{layer}", unroll=True, return_state=True)
@@ -138,7 +157,7 @@ def build_step_model(cfg: dict, w: dict):
     outs = [y]
     outs += [keras.layers.Activation("linear", name=f"h{i}_next")(t) for i, t in enumerate(new_h)]
     outs += [keras.layers.Activation("linear", name=f"c{i}_next")(t) for i, t in enumerate(new_c)]
-    model = keras.Model([x] + hs + cs, outs)
+    model = keras.Model([x] + tails + hs + cs, outs + new_tail)
     for layer, rnn in enumerate(rnns):
         rnn.set_weights(keras_rnn_weights(cell, w, layer, False, hidden))
     head.set_weights([w["head.weight"].T.astype(np.float32), w["head.bias"].astype(np.float32)])

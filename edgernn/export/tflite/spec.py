@@ -40,7 +40,8 @@ def stateful_step(cfg, precision: str, mode: str) -> bool:
     of accuracy (max |diff| 6.7). int16x8 cannot quantize the fused op, so its LSTM step is the explicit cell
     graph with int16 h and c I/O (jv h64: passed the gate and the 20,000-frame soak where the fused full-int8
     step lost the stress set and the dynamic-range one drifted)."""
-    return mode == "step" and precision == "int8" and cfg.cell == "lstm" and not cfg.bidirectional
+    return (mode == "step" and precision == "int8" and cfg.cell == "lstm" and not cfg.bidirectional
+            and cfg.frontend is None)  # an audio step also carries the front end's tail: explicit state I/O
 
 
 def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact: bool) -> dict:
@@ -72,7 +73,9 @@ def write_spec(run, tmp: Path, precision: str, mode: str, int8_io: str, compact:
                     data[f"check_ref_T{x.shape[1]}"] = model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
         else:
             data["check_ref_frames"] = _prefix_outputs(model, check, run.task)
-            data["calib_x"], data["calib_states"] = _step_calibration(model, calib, 2 * MAX_CALIB)
+            data["calib_x"], data["calib_states"], *tail = _step_calibration(model, calib, 2 * MAX_CALIB)
+            if tail:  # audio: the front end's tail, a state of its own size
+                data["calib_tail"] = tail[0]
     np.savez(tmp / "data.npz", **data)
     stateful = stateful_step(run.config, precision, mode)
     return {"cfg": run.config.to_dict(), "mode": mode, "precision": precision, "int8_io": int8_io,
@@ -114,30 +117,41 @@ def _prefix_outputs(model, X: np.ndarray, task: str) -> np.ndarray:
     x = torch.from_numpy(X)
     if task == "tag":
         return model(x).numpy()
+    if model.frontend is not None:
+        x = model.frontend(x)
     seq, _ = model.rnn(x)  # streams are never bidirectional (refused before any step export)
     return model.head(seq).numpy()
 
 
 def _step_calibration(model, X: np.ndarray, n: int):
     """(frame, states) pairs from the torch stepper over windows X, so state ranges are calibrated
-    too: returns frames [n, C] and states [n, S, H] in keras_build.state_names order."""
+    too: returns frames [n, C] and states [n, S, H] in keras_build.state_names order (+ an audio model's
+    front-end tails [n, tail])."""
     import torch
 
     from edgernn.models import StepModel
 
     step = StepModel(model)
     cfg = model.cfg
-    frames, states = [], []
+    fe = cfg.front_end()
+    tail_n = fe.tail if fe is not None else 0
+    frames, states, tails = [], [], []
     with torch.no_grad():
         h = torch.zeros(model.state_shape(batch=len(X)))
         c = torch.zeros_like(h) if cfg.cell == "lstm" else None
+        tail = torch.zeros(len(X), tail_n)
         for t in range(X.shape[1]):
             frames.append(X[:, t])
+            tails.append(tail.numpy().copy())
             states.append(torch.cat([h, c]) if c is not None else h.clone())  # [S, N, H]
-            res = step(torch.from_numpy(X[:, t]), h, c) if c is not None else step(torch.from_numpy(X[:, t]), h)
+            args = ([tail] if tail_n else []) + [h] + ([c] if c is not None else [])
+            res = list(step(torch.from_numpy(X[:, t]), *args))
+            if tail_n:
+                tail = res.pop(1)
             h = res[1]
             c = res[2] if c is not None else None
     frames = np.concatenate(frames)  # [T*N, C], time-major
     states = np.concatenate([s.permute(1, 0, 2).numpy() for s in states])  # [T*N, S, H]
     idx = np.random.default_rng(0).permutation(len(frames))[:n]
-    return frames[idx].astype(np.float32), states[idx].astype(np.float32)
+    out = frames[idx].astype(np.float32), states[idx].astype(np.float32)
+    return out + ((np.concatenate(tails)[idx].astype(np.float32),) if tail_n else ())

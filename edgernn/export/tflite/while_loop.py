@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgernn.export.tflite.frontend import features_size, front_end, sequence_features
+
 X_NAME, Y_NAME = "x", "y"  # the same signature names as the Keras-built graphs (keras_build)
 
 
@@ -91,7 +93,7 @@ def _unidirectional(tf, cfg: dict, w: dict, x, head):
     [T, K]."""
     cell, H, layers, tag = cfg["cell"], int(cfg["hidden"]), int(cfg["layers"]), cfg["head"] == "tag"
     steps = [_cell_step(tf, cell, w, f"l{layer}", H) for layer in range(layers)]
-    C = int(cfg["input_size"])
+    C = features_size(cfg)  # an audio model's loop runs over the front end's features
     K = int(w["head.weight"].shape[0])
 
     def body(t, xs, *vs):
@@ -127,6 +129,9 @@ def build_loop_function(cfg: dict, w: dict, seq_len: int | None = None):
 
     @tf.function(input_signature=[tf.TensorSpec([1, seq_len, int(cfg["input_size"])], tf.float32, name=X_NAME)])
     def fn(x):
+        fe = front_end(cfg)
+        if fe is not None:  # audio: every hop through the front end at once, the loop over the features
+            x = sequence_features(tf, fe, x)
         if not bi:
             y = _unidirectional(tf, cfg, w, x[0], head)
             return {Y_NAME: y[None] if tag else y}

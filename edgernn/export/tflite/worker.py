@@ -121,7 +121,9 @@ def calibration_samples(spec: dict, data: dict) -> list:
     if spec["mode"] == "sequence" or spec.get("stateful_step"):
         return [{X_NAME: X[i:i + 1]} for i in range(len(X))]
     names, states = state_names(spec["cfg"]), data["calib_states"]  # states [N, S, H] in state_names order
-    return [{X_NAME: X[i:i + 1], **{n: states[i, s][None] for s, n in enumerate(names)}} for i in range(len(X))]
+    tail = data.get("calib_tail")  # audio: the front end's tail [N, tail]
+    return [{X_NAME: X[i:i + 1], **{n: states[i, s][None] for s, n in enumerate(names)},
+             **({"tail": tail[i:i + 1]} if tail is not None else {})} for i in range(len(X))]
 
 
 # ---------------------------------------------------------------- main
