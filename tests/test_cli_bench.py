@@ -34,7 +34,8 @@ def benched(make_run, tmp_path_factory):
     assert parity["passed"] is True and parity["failed"] == []
     assert parity["gates"] == {"float_tol": 1e-4, "float_rtol": 1e-4, "min_accuracy_ratio": 0.01,
                                "min_agreement": 0.98, "max_rmse_ratio": 1.02, "min_stream_agreement": 0.5,
-                               "stream_frames": 20000, "max_stream_drift": 100.0}
+                               "stream_frames": 20000, "max_stream_drift": 100.0, "max_kws_frr_increase": 0.02,
+                               "max_kws_fa_increase": 1.0}
     assert [a["artifact"] for a in parity["artifacts"]] == list(ARTIFACTS)
     for a in parity["artifacts"]:
         assert a["passed"] and a["size_bytes"] == (run / "artifacts" / a["artifact"]).stat().st_size
