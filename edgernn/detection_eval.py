@@ -304,7 +304,8 @@ def plot_det(curves: dict[str, dict], path, max_fa_per_hour: float | None = None
     ax.set_ylabel("False reject rate (%)")
     ax.set_title("DET curve: keyword detection on a continuous stream")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    # lower left: a DET curve runs from the upper left down to the right, so that corner stays empty
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
