@@ -101,6 +101,16 @@ def front_end(cfg: TrainConfig, ds: Dataset):
                     mels=cfg.mels, mfcc=cfg.mfcc)
 
 
+def features_of(ds: Dataset, fe) -> tuple[np.ndarray, np.ndarray]:
+    """Un-normalized front-end features of the training and test clips: from the user cache when the folder,
+    seed and front end are the ones computed before (edgernn.data.audio.cached_features)."""
+    if (ds.audio or {}).get("cache_key"):
+        from edgernn.data.audio import cached_features
+
+        return cached_features(ds, fe)
+    return fe.features(ds.X_train), fe.features(ds.X_test)
+
+
 def norm_stats(X: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean/std over real (non-padding) steps of training windows."""
     vals = X[real_steps(lengths, X.shape[1])]
@@ -267,9 +277,9 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
         # audio: the front end has no weights; its features are computed once and the recurrent body trains
         # on them (normalized per feature with training statistics, which become part of the front end). The
         # raw input (PCM) is not normalized: mean 0, std 1 per sample of the hop.
-        feats = fe.features(ds.X_train)
-        fe = fe.with_stats(feats[fit].mean((0, 1)), feats[fit].std((0, 1)))
-        feats = fe.normalize(feats)
+        raw_train, raw_test = features_of(ds, fe)
+        fe = fe.with_stats(raw_train[fit].mean((0, 1)), raw_train[fit].std((0, 1)))
+        feats = fe.normalize(raw_train)
         mean, std = np.zeros(ds.channels, np.float32), np.ones(ds.channels, np.float32)
     else:
         mean, std = norm_stats(ds.X_train[fit], ds.len_train[fit])
@@ -376,7 +386,7 @@ def _train(torch, cfg: TrainConfig, ds: Dataset, out_dir: Path, progress: bool) 
     if fe is not None:  # baselines on the same (un-normalized) features the model reads, normalized like it
         from dataclasses import replace
 
-        fds = replace(ds, X_train=fe.features(ds.X_train), X_test=fe.features(ds.X_test))
+        fds = replace(ds, X_train=raw_train, X_test=raw_test)
         base = baselines(fds, np.asarray(fe.mean, np.float32), np.asarray(fe.std, np.float32), seed=cfg.seed)
     else:
         base = baselines(ds, mean, std, seed=cfg.seed)

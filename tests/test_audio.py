@@ -156,3 +156,21 @@ def test_feature_augmentation_is_seeded_and_keeps_shapes():
     c = augment_features(torch, x, torch.Generator().manual_seed(2))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
     assert 0.05 < float((a - x).std()) < 2.0  # changed, but still the same features, not noise
+
+
+def test_features_are_computed_once_and_cached(tmp_path):
+    from edgernn.data.audio import cache_root, cached_features
+    from edgernn.frontends import FrontEnd
+
+    root = tone_folder(tmp_path / "d", labels=("low", "high"), speakers=4, takes=1)
+    ds = load_dataset(str(root))
+    fe = FrontEnd(mels=20)
+    a_train, a_test = cached_features(ds, fe)
+    files = list(cache_root().glob("features-*.npz"))
+    assert len(files) == 1 and np.array_equal(a_train, fe.features(ds.X_train))
+    mtime = files[0].stat().st_mtime_ns
+    b_train, _ = cached_features(load_dataset(str(root)), fe)
+    assert np.array_equal(a_train, b_train) and files[0].stat().st_mtime_ns == mtime  # read, not rewritten
+    cached_features(ds, FrontEnd(mels=24))  # another front end: its own entry
+    cached_features(load_dataset(str(root), seed=1), fe)  # another seed mixes other noise: its own entry
+    assert len(list(cache_root().glob("features-*.npz"))) == 3

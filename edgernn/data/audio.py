@@ -153,6 +153,30 @@ def decode_all(root: Path, files: list, opts: AudioOptions, progress: bool = Fal
     return out
 
 
+def cached_features(ds: Dataset, fe) -> tuple[np.ndarray, np.ndarray]:
+    """Front-end features (un-normalized) of ds's training and test clips, computed once per folder state,
+    seed and front end, and kept in the user cache beside the decoded clips."""
+    from edgernn.runtimes.files import atomic_save_npz
+
+    fe_key = hashlib.sha256(json.dumps({k: v for k, v in fe.to_dict().items() if k not in ("mean", "std")},
+                                       sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_root() / f"features-{ds.audio['cache_key']}-{fe_key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                if z["train"].shape[0] == len(ds.X_train) and z["test"].shape[0] == len(ds.X_test):
+                    return z["train"], z["test"]
+        except Exception:  # a damaged cache file is recomputed
+            pass
+    train, test = fe.features(ds.X_train), fe.features(ds.X_test)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_npz(path, train=train, test=test)
+    except OSError:
+        pass
+    return train, test
+
+
 def _silence(noise: list, n: int, clip: int, rng, part: tuple) -> np.ndarray:
     """n clips cut at random from the given part (start, end fractions) of the background recordings,
     at random gains (one in ten digital zero)."""
@@ -215,6 +239,7 @@ def load_audio_folder(path, seed: int = 0, sample_rate: int = 16000, clip_ms: fl
         raise DataError(f"{root}: the split leaves {'no' if not (split == 'test').any() else 'only'} test clips; "
                         "add speakers or fix testing_list.txt")
     pcm = decode_all(root, files, opts, progress=progress).astype(np.float32) / 32768.0
+    key = f"{_cache_key(root, files + background, opts)}-seed{seed}"  # the clips, mixed as seeded below
     noise = [decode(root / rel, opts) for rel in background]  # long recordings, decoded whole
     rng = np.random.default_rng(zlib.crc32(f"audio-{seed}".encode()))
     parts = {"train": [], "val": [], "test": []}
@@ -252,5 +277,5 @@ def load_audio_folder(path, seed: int = 0, sample_rate: int = 16000, clip_ms: fl
     ds.test_groups = parts["test"][2]
     ds.audio = {"sample_rate": opts.sample_rate, "clip_ms": opts.clip_ms, "hop_ms": opts.hop_ms,
                 "clips": len(files), "background_files": len(background), "skipped_non_audio": skipped,
-                "split": how}
+                "split": how, "cache_key": key}
     return ds
