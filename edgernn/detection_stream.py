@@ -104,14 +104,12 @@ def artifact_stream(session, frames: np.ndarray, progress=None) -> np.ndarray:
     device listening for hours does). progress: called with the number of hops done every 1000 hops."""
     st = session.stream(warn=False)
     st.reset()
-    out = np.empty((len(frames), len(session.manifest.get("labels") or []) or 0), np.float32)
     rows = []
     for k, f in enumerate(frames):
         rows.append(np.asarray(st.step(f), np.float32).reshape(-1))
         if progress is not None and k % 1000 == 999:
             progress(1000)
-    out = np.stack(rows) if rows else out
-    return out
+    return np.stack(rows)
 
 
 VALIDATION_MINUTES = 30.0  # the stream thresholds are chosen on (validation speakers)

@@ -19,19 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgernn.export.c.tables import c_float
-
-
-def _floats(name: str, values, per_line: int = 8) -> str:
-    v = [c_float(x) for x in np.asarray(values, dtype=np.float64).ravel()]
-    rows = [", ".join(v[i:i + per_line]) for i in range(0, len(v), per_line)]
-    return f"static const float {name}[{len(v)}] = {{\n    " + ",\n    ".join(rows) + "\n};\n"
-
-
-def _ints(name: str, ctype: str, values, per_line: int = 16) -> str:
-    v = [str(int(x)) for x in np.asarray(values).ravel()]
-    rows = [", ".join(v[i:i + per_line]) for i in range(0, len(v), per_line)]
-    return f"static const {ctype} {name}[{len(v)}] = {{\n    " + ",\n    ".join(rows) + "\n};\n"
+from edgernn.export.c.tables import array, c_float
 
 
 def mel_bands(fe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,12 +56,12 @@ def frontend_c(fe, p: str) -> str:
     parts = [f"/* ---- audio front end: {fe.describe()} ---- */",
              f"#define {P}_FE_N {N}", f"#define {P}_FE_FRAME {FRAME}", f"#define {P}_FE_BINS {BINS}",
              f"#define {P}_FE_MELS {MELS}", "",
-             _floats(f"{p}_fe_window", window), _floats(f"{p}_fe_sin", quarter),
-             _ints(f"{p}_fe_band_start", "int16_t", start), _ints(f"{p}_fe_band_count", "int16_t", count),
-             _ints(f"{p}_fe_band_offset", "int16_t", offsets), _floats(f"{p}_fe_band_w", weights),
-             _floats(f"{p}_fe_mean", mean), _floats(f"{p}_fe_inv_std", inv_std)]
+             array("float", f"{p}_fe_window", window), array("float", f"{p}_fe_sin", quarter),
+             array("int16_t", f"{p}_fe_band_start", start, 16), array("int16_t", f"{p}_fe_band_count", count, 16),
+             array("int16_t", f"{p}_fe_band_offset", offsets, 16), array("float", f"{p}_fe_band_w", weights),
+             array("float", f"{p}_fe_mean", mean), array("float", f"{p}_fe_inv_std", inv_std)]
     if fe.mfcc:
-        parts.append(_floats(f"{p}_fe_dct", fe.dct_matrix()))  # [MELS][F]
+        parts.append(array("float", f"{p}_fe_dct", fe.dct_matrix()))  # [MELS][F]
     dct = (f"""    for (i = 0; i < {F}; i++) {{
         float acc = 0.0f;
         for (b = 0; b < {MELS}; b++)
