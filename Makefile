@@ -10,7 +10,7 @@ PIP     = $(VENV)/bin/pip
 STAMP   = $(VENV)/.edgernn-installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo test test-fast wheel-check system-deps c-deps audio-deps lint clean
+.PHONY: install demo test test-fast wheel-check system-deps c-deps audio-deps mcu-deps lint clean
 
 install: $(STAMP)
 
@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml Makefile
 # debootstrap for the emulated Pi (bench --emulate), postgresql for the shared `edgernn tune` study tests (a
 # throwaway server on loopback); installed only if missing.
 SYSTEM_PKGS = openssh-client openssh-server qemu-user-static binfmt-support debootstrap postgresql
-system-deps: c-deps audio-deps
+system-deps: c-deps audio-deps mcu-deps
 	@command -v ssh >/dev/null 2>&1 && command -v scp >/dev/null 2>&1 && test -x /usr/sbin/sshd && \
 	  command -v qemu-aarch64-static >/dev/null 2>&1 && command -v update-binfmts >/dev/null 2>&1 && \
 	  command -v debootstrap >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
@@ -59,6 +59,15 @@ c-deps:
 	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(C_PKGS) >/dev/null; \
 	  else echo "install $(C_PKGS) for C artifacts (--format c)"; fi; }
 
+# qemu-system-arm runs C artifacts bare metal on emulated Cortex-M4/M7/M55 boards (edgernn.devices.mcu; the
+# cross compiler and newlib come with c-deps); installed only if missing, no root needed to run it
+MCU_PKGS = qemu-system-arm
+mcu-deps: c-deps
+	@command -v qemu-system-arm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(MCU_PKGS) >/dev/null; \
+	  else echo "install $(MCU_PKGS) for emulated microcontrollers (--target cortex-m4 --emulate)"; fi; }
+
 # speech synthesizers the bundled `keywords` set is built from (edgernn.data.keywords), installed only if missing
 AUDIO_PKGS = espeak-ng flite
 audio-deps:
@@ -67,7 +76,7 @@ audio-deps:
 	    $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq $(AUDIO_PKGS) >/dev/null; \
 	  else echo "install $(AUDIO_PKGS) for the bundled keyword set (--dataset keywords)"; fi; }
 
-demo: install c-deps audio-deps
+demo: install c-deps audio-deps mcu-deps
 	$(VENV)/bin/edgernn pipeline --out $(DEMO_OUT)
 
 test: install system-deps

@@ -46,7 +46,7 @@ from edgernn.data import real_steps
 from edgernn.errors import ArtifactError, ConfigError
 from edgernn.rundir import Run
 from edgernn.runtimes.manifest import compute_label, read_manifest
-from edgernn.soak import StreamReference, block_frames, find_horizon, long_stream, stream_windows_for
+from edgernn.soak import StreamReference, block_frames, find_horizon, long_stream, stream_through, stream_windows_for
 from edgernn.train import score_outputs
 
 HOLDOUT_EVERY = 4  # every 4th calibration window is held out for the recipe gate
@@ -100,14 +100,10 @@ def run_artifact(session, X_raw: np.ndarray, mode: str, task: str) -> tuple[np.n
     if mode == "sequence":
         out = np.asarray(session.predict(X_raw), dtype=np.float32)
     else:
-        stream = session.stream(warn=False)  # the soak reports saturation (long_stream); no warning here
-        outs = []
-        for window in X_raw:
-            stream.reset()
-            frames = [np.asarray(stream.step(frame), dtype=np.float32).reshape(-1)
-                      for frame in session.real_frames(window)]  # masked padding: the real frames only
-            outs.append(np.stack(frames) if task == "tag" else frames[-1])
-        out = np.stack(outs)
+        windows = [session.real_frames(window) for window in X_raw]  # masked padding: the real frames only
+        ends = np.cumsum([len(w) for w in windows])
+        flat, _ = stream_through(session, np.concatenate(windows), np.concatenate([[0], ends[:-1]]))
+        out = np.stack([flat[e - len(w):e] if task == "tag" else flat[e - 1] for w, e in zip(windows, ends)])
     return out, time.perf_counter() - t0
 
 
@@ -390,12 +386,13 @@ def unstable_blocks(stream_ref: StreamReference, gates: "Gates", precision: str)
 def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: np.ndarray, ref: np.ndarray,
                   ref_metrics: dict, gates: Gates, threads: int = 1, outputs: np.ndarray | None = None,
                   stream_ref: StreamReference | None = None, manifest: dict | None = None,
-                  stop_at_first_failure: bool = False) -> dict:
+                  stop_at_first_failure: bool = False, session=None) -> dict:
     """One artifact through the parity gate on raw windows X (labels y): its row of numbers and "passed".
     ref / ref_metrics: the float torch outputs on X and their scores. A step artifact also gets the
     soak over gates.stream_frames frames (whole windows of X, cycled; stream_ref = StreamReference(...)
     may be shared between artifacts). `outputs` = precomputed outputs (e.g. from a device): no long stream.
-    stop_at_first_failure (export's recipe gate): no soak once the windows have failed; row["not_run"] says so."""
+    stop_at_first_failure (export's recipe gate): no soak once the windows have failed; row["not_run"] says so.
+    `session`: run the artifact there instead of loading it here (an emulated MCU: edgernn.devices.mcu)."""
     from edgernn.runtimes import load
 
     manifest = manifest or read_manifest(path)
@@ -403,7 +400,7 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
     if outputs is not None:
         out, secs, session = np.asarray(outputs, np.float32), 0.0, None
     else:
-        session = load(path, threads=threads)
+        session = session if session is not None else load(path, threads=threads)
         out, secs = run_artifact(session, X, manifest["mode"], run.task)
     q = manifest["quantization"]
     row = {"artifact": Path(path).name, "format": manifest["format"], "precision": manifest["precision"],

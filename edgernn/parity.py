@@ -54,10 +54,12 @@ def find_artifacts(run: Run, artifacts_dir: Path | None = None) -> list[Path]:
 
 def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = None, threads: int = 1,
                  write: bool = True, progress: bool = False, outputs: dict | None = None,
-                 stream_minutes: float = 60.0) -> dict:
+                 stream_minutes: float = 60.0, session_for=None) -> dict:
     """Parity report for a run's artifacts (written to RUN_DIR/parity.json when write=True), gated by
     `gates` (default Gates()). `outputs` may map artifact name -> precomputed outputs (e.g. pulled back
-    from a device; those artifacts get no long-stream check, which needs the runtime here)."""
+    from a device; those artifacts get no long-stream check, which needs the runtime here). `session_for`
+    (path, manifest) -> session runs each artifact there (an emulated MCU, soak included); the checks that
+    only run here (the front end alone, the hour-long keyword stream) are then left out."""
     from edgernn.progress import progressbar
 
     gates = gates or Gates()
@@ -77,12 +79,16 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
             given = None if outputs is None else outputs.get(path.name)
             if manifest["mode"] == "step" and given is None and stream_ref is None:
                 stream_ref = stream_reference(run, X, gates)
+            session = session_for(path, manifest) if session_for is not None else None
             row = gate_artifact(run, path, X, d["y_test"], lengths, ref, ref_metrics, gates, threads=threads,
-                                outputs=given, stream_ref=stream_ref, manifest=manifest)
+                                outputs=given, stream_ref=stream_ref, manifest=manifest, session=session)
+            if session is not None and hasattr(session, "summary"):
+                row["device"] = session.summary()
             export_gate_note(row, manifest, len(X))
             rows.append(row)
     detection = frontend = None
-    if run.config.frontend is not None:  # the front end alone: each artifact's features vs training's
+    here = session_for is None
+    if here and run.config.frontend is not None:  # the front end alone: each artifact's features vs training's
         from edgernn.frontend_parity import FRONTEND_TOL, frontend_rows
 
         fe_rows = frontend_rows(run, [p for p in paths if outputs is None or p.name not in outputs])
@@ -96,7 +102,7 @@ def check_parity(run_dir, artifacts: list | None = None, gates: Gates | None = N
                 by_name[fr["artifact"]]["passed"] = False
                 by_name[fr["artifact"]].setdefault("failed_rules", []).append(
                     f"front end: max|feature diff| {fr['max_abs_diff']:.3g} > {FRONTEND_TOL:g}")
-    if run.config.frontend is not None and run.task == "classify":  # keyword spotting on a continuous stream
+    if here and run.config.frontend is not None and run.task == "classify":  # keyword spotting on a continuous stream
         from edgernn.detection_stream import detection_report
 
         steps = [(p, r) for p, r in zip(paths, rows) if r.get("mode") == "step"

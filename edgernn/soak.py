@@ -32,6 +32,22 @@ def stream_windows_for(frames: int, T: int) -> int:
     return max(1, -(-int(frames) // int(T)))
 
 
+def stream_through(session, frames: np.ndarray, starts) -> tuple[np.ndarray, dict]:
+    """(outputs [N, K] of frames [N, C] streamed through a step artifact, reset before each index in
+    starts; its saturation counts). A session that streams a whole batch itself (an emulated MCU runs the
+    stream in one firmware run: stream_outputs(frames, starts)) is handed the batch; else frame by frame."""
+    batch = getattr(session, "stream_outputs", None)
+    if batch is not None:
+        return batch(frames, starts)
+    stream = session.stream(warn=False)  # saturation is counted and shown in the table, not warned
+    starts, out = set(int(i) for i in starts), []
+    for i, f in enumerate(frames):
+        if i in starts:
+            stream.reset()
+        out.append(np.asarray(stream.step(f), dtype=np.float32).reshape(-1))
+    return np.stack(out), stream.saturation
+
+
 def long_stream(run: Run, session, X_raw: np.ndarray, n_windows: int, refs: "StreamReference | None" = None) -> dict:
     """Stream n_windows consecutive test windows (cycled if the test set is smaller) through a step
     artifact as ONE stream, no reset, and compare every frame's output with the float torch model.
@@ -42,18 +58,9 @@ def long_stream(run: Run, session, X_raw: np.ndarray, n_windows: int, refs: "Str
     refs = refs if refs is not None else StreamReference(run, X_raw, n_windows)
     frames, ref, ref_reset = refs.frames, refs.ref, refs.ref_reset
     T = X_raw.shape[1]
-    stream = session.stream(warn=False)  # saturation is counted and shown in the table, not warned
-    out = []
-    for seg in refs.segments:  # one segment unless the model's horizon asks for resets
-        stream.reset()
-        out += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[seg]]
-    out = np.stack(out)
-    saturation = stream.saturation
-    out_reset = []
-    for b in range(0, len(frames), T):
-        stream.reset()
-        out_reset += [np.asarray(stream.step(f), dtype=np.float32).reshape(-1) for f in frames[b:b + T]]
-    out_reset = np.stack(out_reset)
+    # one segment unless the model's horizon asks for resets
+    out, saturation = stream_through(session, frames, [seg.start for seg in refs.segments])
+    out_reset, _ = stream_through(session, frames, range(0, len(frames), T))
     size, blocks = block_frames(T), soak_blocks(len(frames), T)
     with np.errstate(over="ignore", invalid="ignore"):  # a broken artifact's stream may overflow: inf says it
         diff, diff_reset = np.abs(out - ref), np.abs(out_reset - ref_reset)

@@ -34,8 +34,15 @@ def boards_cmd(as_json):
         return
     click.echo(f"{'name':<14} {'arch':<8} {'cores':>5} {'RAM MB':>7} {'transport':<9} {'threads':>7}  cpu / runtimes")
     for b in boards:
+        if b.transport == "mcu":
+            continue
         click.echo(f"{b.name:<14} {b.arch:<8} {b.cores:>5} {b.ram_mb:>7} {b.transport:<9} {b.default_threads:>7}  "
                    f"{b.cpu} / {', '.join(b.runtimes)}")
+    mcus = [b for b in boards if b.transport == "mcu"]
+    if mcus:  # microcontrollers: C artifacts, emulated with --emulate (docs/mcu.md)
+        click.echo(f"\n{'microcontroller':<16} {'core':<11} {'flash KB':>8} {'RAM KB':>7} {'MHz':>5}  board")
+        for b in mcus:
+            click.echo(f"{b.name:<16} {b.core:<11} {b.flash_kb:>8} {b.ram_kb:>7} {b.clock_mhz:>5g}  {b.description}")
 
 
 # ----------------------------------------------------------------------------- emulate

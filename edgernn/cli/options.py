@@ -137,7 +137,10 @@ def format_help() -> str:
 EMULATE_HELP = ("Run an aarch64 board (rpi4, rpi5, rpi3b, rpi-zero-2w) emulated here: a cached arm64 Debian "
                 "with its own python and runtimes under qemu, reached over its own sshd on 127.0.0.1 (needs root; "
                 "the first run builds the rootfs, ~6 min). Outputs are real ARM results; timings are not the "
-                "board's. See `edgernn emulate --help`.")
+                "board's. See `edgernn emulate --help`. A microcontroller (cortex-m4, cortex-m7, cortex-m55, "
+                "nucleo-l476rg, nrf52840-dk, nucleo-h743zi, alif-e7-m55) runs its C artifacts bare metal under "
+                "qemu-system-arm instead: no root, seconds; instruction counts, stack, flash and RAM "
+                "(docs/mcu.md).")
 
 
 def echo_json(obj) -> None:

@@ -10,6 +10,7 @@ The gate options' defaults are edgernn.gates.Gates' fields (cli.options.gate_opt
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -18,6 +19,22 @@ from edgernn.cli.options import EMULATE_HELP, echo_json, gate_option, gates_from
 from edgernn.runtimes.registry import RUNTIMES
 
 # ----------------------------------------------------------------------------- parity
+
+
+def mcu_target(target, host, emulate) -> bool:
+    """True for a microcontroller profile (transport mcu), which runs only emulated here."""
+    from edgernn.devices.boards import load_board
+
+    board = load_board(target)
+    if board.transport != "mcu":
+        return False
+    if not emulate:
+        raise click.UsageError(f"{board.name} is a microcontroller: edgernn runs its C artifacts on an emulated "
+                               f"{board.core} (add --emulate); flashing a real board is not supported")
+    if host:
+        raise click.UsageError(f"--host does not apply to {board.name}: a microcontroller is emulated here")
+    return True
+
 
 
 @click.command("parity")
@@ -95,8 +112,19 @@ def parity_cmd(run_dir, artifacts, explain_artifact, threads, target, host, emul
 
     gates = gates_from(gate_options)  # one option per Gates field (cli.options.gate_option)
     if emulate and not target:
-        raise click.UsageError("--emulate needs --target (rpi4, rpi5, rpi3b or rpi-zero-2w)")
-    if target:
+        raise click.UsageError("--emulate needs --target (rpi4, rpi5, rpi3b, rpi-zero-2w, or a microcontroller: "
+                               "cortex-m4, cortex-m7, cortex-m55, nucleo-l476rg, ...)")
+    if target and mcu_target(target, host, emulate):
+        from edgernn.mcu_parity import format_table as mcu_table
+        from edgernn.mcu_parity import mcu_parity_run
+
+        report = mcu_parity_run(run_dir, target, gates=gates, artifacts=list(artifacts) or None, progress=not quiet)
+        written = Path(run_dir) / f"parity-{report['target']}.json"
+        if as_json:
+            echo_json(report)
+        else:
+            click.echo(mcu_table(report))
+    elif target:
         from edgernn.device_parity import device_parity_run
         from edgernn.device_parity import format_table as device_table
 
@@ -168,6 +196,16 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
     """
     from edgernn.bench import bench_run, format_table
 
+    if mcu_target(target, host, emulate):
+        from edgernn.mcu_bench import format_table as mcu_table
+        from edgernn.mcu_bench import mcu_bench_run
+
+        report = mcu_bench_run(run_dir, target, artifacts=list(artifacts) or None,
+                               stream_frames=max(stream_frames, 1), progress=not quiet)
+        click.echo(json.dumps(report, indent=2) if as_json else mcu_table(report))
+        if not as_json:
+            click.echo(f"\nwrote {Path(run_dir) / ('bench-' + report['target'] + '.json')}")
+        return
     report = bench_run(run_dir, target=target, host=host, runtimes=list(runtimes) or None,
                        artifacts=list(artifacts) or None, threads=threads, runs=runs, warmup=warmup,
                        repeat=repeat, stream_frames=stream_frames, include_torch=not no_torch, tool=tool,

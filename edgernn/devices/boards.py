@@ -25,6 +25,15 @@ A profile file (every key below; unknown keys are an error, so a typo never pass
     python = "python3"                    # optional: the device's interpreter (e.g. a venv's python)
     qemu_cpu = "cortex-a72"               # optional: the core `bench --emulate` emulates (aarch64 boards)
     notes = "..."                         # optional
+
+A microcontroller (transport = "mcu": C artifacts only, bare metal, run emulated with --emulate; see
+docs/mcu.md) has instead of cores/ram_mb/threads/runtimes/install_hint:
+
+    transport = "mcu"
+    core = "cortex-m4"                    # the core edgernn.devices.mcu emulates: cortex-m4 | cortex-m7 | cortex-m55
+    flash_kb = 1024                       # the board's flash and RAM: an artifact that does not fit is refused
+    ram_kb = 128
+    clock_mhz = 80                        # for the ESTIMATED time per inference (instructions / clock)
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from edgernn.errors import ConfigError, MissingDependencyError
 
 PACKAGED_DIR = Path(__file__).resolve().parent / "boards"
 ENV_DIRS = "EDGERNN_BOARDS_DIR"
-TRANSPORTS = ("local", "ssh", "adb")
+TRANSPORTS = ("local", "ssh", "adb", "mcu")
 KNOWN_RUNTIMES = ("onnxruntime", "litert")
 # convenient names used in docs and the issue text
 # qemu -cpu names -> (ARM "CPU part", /proc/cpuinfo Features) for the emulated /proc/cpuinfo. They matter:
@@ -75,6 +84,10 @@ class Board:
     python: str = "python3"
     qemu_cpu: str = ""  # the core `--emulate` runs under qemu (one of CORES above); aarch64 ssh boards
     notes: str = ""
+    core: str = ""  # mcu boards: the Cortex-M core (edgernn.devices.mcu.cores.CORES)
+    flash_kb: int = 0
+    ram_kb: int = 0
+    clock_mhz: float = 0.0
     path: str = ""  # where the profile was read from (not a TOML key)
 
     def to_dict(self) -> dict:
@@ -87,6 +100,8 @@ class Board:
 
 REQUIRED = ("description", "arch", "cpu", "cores", "ram_mb", "transport", "default_threads", "runtimes",
             "install_hint")
+REQUIRED_MCU = ("description", "arch", "cpu", "transport", "core", "flash_kb", "ram_kb", "clock_mhz")
+MCU_DEFAULTS = {"cores": 1, "ram_mb": 0, "default_threads": 1, "runtimes": [], "install_hint": ""}
 VALID_KEYS = tuple(f.name for f in fields(Board) if f.name != "path")
 
 
@@ -132,12 +147,15 @@ def _check(data: dict, src: str, default_name: str) -> Board:
     if unknown:
         raise ConfigError(f"board profile {src}: unknown key(s) {', '.join(map(repr, unknown))}; "
                           f"valid keys: {', '.join(VALID_KEYS)}")
-    missing = [k for k in REQUIRED if k not in data]
+    required = REQUIRED_MCU if data.get("transport") == "mcu" else REQUIRED
+    missing = [k for k in required if k not in data]
     if missing:
         raise ConfigError(f"board profile {src}: missing key(s) {', '.join(missing)}; "
-                          f"a profile needs: {', '.join(REQUIRED)}")
+                          f"a profile needs: {', '.join(required)}")
     data = dict(data)
     data.setdefault("name", default_name)
+    if data["transport"] == "mcu":
+        return _check_mcu(data, src)
     for key in ("name", "description", "arch", "cpu", "transport", "install_hint", "python", "qemu_cpu", "notes"):
         if key in data and not isinstance(data[key], str):
             raise ConfigError(f"board profile {src}: {key} must be a string, got {data[key]!r}")
@@ -170,6 +188,27 @@ def _check(data: dict, src: str, default_name: str) -> Board:
     if not data["name"] or any(c in data["name"] for c in "/\\ \t\n"):
         raise ConfigError(f"board profile {src}: name {data['name']!r} must be non-empty without spaces or "
                           "slashes (it becomes part of the bench-<name>.json file name)")
+    return Board(**data, path=src)
+
+
+def _check_mcu(data: dict, src: str) -> Board:
+    from edgernn.devices.mcu.cores import CORES
+
+    for key, value in MCU_DEFAULTS.items():
+        if key in data and data[key] != value:
+            raise ConfigError(f"board profile {src}: {key} does not apply to a microcontroller (transport mcu)")
+        data[key] = value
+    for key in ("name", "description", "arch", "cpu", "core", "notes"):
+        if key in data and not isinstance(data[key], str):
+            raise ConfigError(f"board profile {src}: {key} must be a string, got {data[key]!r}")
+    if data["core"] not in CORES:
+        raise ConfigError(f"board profile {src}: core {data['core']!r} is not one of {', '.join(CORES)}")
+    for key in ("flash_kb", "ram_kb", "clock_mhz"):
+        v = data[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(f"board profile {src}: {key} must be a number > 0, got {v!r}")
+    if not data["name"] or any(c in data["name"] for c in "/\\ \t\n"):
+        raise ConfigError(f"board profile {src}: name {data['name']!r} must be non-empty without spaces or slashes")
     return Board(**data, path=src)
 
 
