@@ -31,7 +31,8 @@ ESTIMATE_NOTE = ("ESTIMATE: instructions counted by qemu (-icount) / board clock
 
 
 def tflm_rows(paths: list) -> list:
-    """Per .tflite artifact: does TFLite Micro run it (with its reason if not) and the arena it needs."""
+    """Per .tflite artifact: does TFLite Micro run it (with its reason if not) and the arena it needs - from
+    its manifest when export checked it, else checked now."""
     rows = []
     tfl = [p for p in paths if Path(p).suffix == ".tflite"]
     if not tfl:
@@ -40,7 +41,13 @@ def tflm_rows(paths: list) -> list:
         from edgernn.runtimes.tflm_backend import tflm_check
     except ImportError:  # pragma: no cover - the module ships with edgernn
         return rows
+    from edgernn.runtimes.manifest import read_manifest
+
     for p in tfl:
+        known = read_manifest(p).get("tflm") or {}
+        if known.get("checked"):  # export checked it (edgernn.export.tflite.convert.tflm_fields)
+            rows.append({"artifact": Path(p).name, **{k: known.get(k) for k in ("runs", "reason", "arena_bytes")}})
+            continue
         try:
             res = tflm_check(p)
         except Exception as exc:  # a missing package says so in the row, it does not stop the bench
@@ -109,7 +116,7 @@ def mcu_bench_run(run_dir, target, artifacts=None, stream_frames: int = 1000, wi
     return report
 
 
-def format_table(report: dict) -> str:
+def format_table(report: dict, tflm: bool = True) -> str:
     b = report["board"]
     lines = [f"{b['name']} ({b['cpu']}; {b['flash_kb']} KB flash, {b['ram_kb']} KB RAM), emulated: qemu "
              f"{report['emulator']['qemu_version']} -M {report['emulator']['machine']}",
@@ -122,7 +129,7 @@ def format_table(report: dict) -> str:
     for mode, ratio in report["int8_vs_float_instructions"].items():
         lines.append(f"int8 / float instructions ({mode}): {ratio:.2f}")
     lines.append(f"* {report['estimate_note']}")
-    if report.get("tflm"):
+    if tflm and report.get("tflm"):
         lines.append("TFLite Micro (x86 build of the MCU interpreter):")
         for t in report["tflm"]:
             ok = "runs" if t["runs"] else f"does not run: {t['reason']}"

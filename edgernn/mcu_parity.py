@@ -8,8 +8,9 @@ float gate. An artifact that does not fit the board's flash or RAM is refused wi
     report = mcu_parity_run("runs/gru", "nucleo-l476rg")      # -> RUN/parity-nucleo-l476rg-emulated.json
     edgernn parity runs/gru --target cortex-m4 --emulate       # the same, from the CLI
 
-Only C runs bare metal here; .tflite artifacts are judged for TFLite Micro by `edgernn parity` (runtime
-tflm) and the other formats have no microcontroller runtime.
+The .tflite artifacts TFLite Micro runs go through the same gate on its interpreter (runtime tflm, built
+for this machine: a firmware links the same kernels); the ones it refuses are listed with its reason. ONNX
+and ORT have no microcontroller runtime.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def c_artifacts(run, artifacts=None) -> tuple[list, list]:
     """(C artifacts, [{"artifact", "why"}] for the others: they do not run bare metal here)."""
     paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
     c = [p for p in paths if p.suffix == ".h"]
-    other = [{"artifact": p.name, "why": "TFLite Micro runs it (see the tflm runtime)" if p.suffix == ".tflite"
+    other = [{"artifact": p.name, "why": "TFLite Micro runs it (runtime tflm)" if p.suffix == ".tflite"
               else "no microcontroller runtime for this format"} for p in paths if p.suffix != ".h"]
     if not c:
         raise ConfigError(f"no C artifacts in {run.artifacts_dir}: a microcontroller runs C; export them with "
@@ -70,6 +71,29 @@ def fit_problem(board, fp: dict) -> str | None:
     return None
 
 
+def _tflm_runnable(run, artifacts, other: list) -> tuple[list, list]:
+    """(.tflite artifacts TFLite Micro runs, `other` with the refused ones' reasons in place)."""
+    from edgernn.runtimes.manifest import read_manifest
+
+    paths = [Path(p) for p in artifacts] if artifacts else find_artifacts(run)
+    runs, out = [], []
+    for o in other:
+        p = next(q for q in paths if q.name == o["artifact"])
+        if p.suffix != ".tflite":
+            out.append(o)
+            continue
+        known = read_manifest(p).get("tflm") or {}
+        if not known.get("checked"):  # exported before export checked it
+            from edgernn.runtimes.tflm_backend import tflm_check
+
+            known = tflm_check(p)
+        if known.get("runs"):
+            runs.append(p)
+        else:
+            out.append({"artifact": p.name, "why": f"TFLite Micro refuses it ({known.get('reason')})"})
+    return runs, out
+
+
 def mcu_parity_run(run_dir, target, gates: Gates | None = None, artifacts=None, progress: bool = True,
                    write: bool = True, timeout: float = 600.0) -> dict:
     """Gate every C artifact on the emulated board; writes RUN_DIR/parity-<board>-emulated.json."""
@@ -94,12 +118,24 @@ def mcu_parity_run(run_dir, target, gates: Gates | None = None, artifacts=None, 
         else:
             fit_paths.append(p)
 
+    # .tflite artifacts: on TFLite Micro's interpreter (built for this machine), the ones it runs
+    tflm_paths, other = _tflm_runnable(run, artifacts, other)
+
     def session_for(path, manifest):
+        if path.suffix == ".tflite":
+            from edgernn.runtimes import load
+
+            return load(path, runtime="tflm")
         return McuSession(path, manifest, core, board.name, work, timeout=timeout)
 
-    report = check_parity(run.path, artifacts=fit_paths, gates=gates, write=False, progress=progress,
-                          session_for=session_for) if fit_paths else {"artifacts": [], "passed": True, "failed": []}
+    todo = fit_paths + tflm_paths
+    report = check_parity(run.path, artifacts=todo, gates=gates, write=False, progress=progress,
+                          session_for=session_for) if todo else {"artifacts": [], "passed": True, "failed": []}
     for row in report["artifacts"]:
+        if row["artifact"].endswith(".tflite"):
+            row["runtime"] = "tflm"
+            row["note"] = "TFLite Micro's interpreter built for this machine (x86), as a firmware would link it"
+            continue
         dev = row.pop("device")
         fp = footprint(dev["sizes"], dev["stack_bytes"], dev["state_bytes"])
         row["mcu"] = {k: v for k, v in dev.items() if k != "sizes"} | {"footprint": fp}
@@ -138,24 +174,26 @@ def format_table(report: dict) -> str:
              f"-M {dev['qemu_machine']}; {dev['flash_kb']} KB flash, {dev['ram_kb']} KB RAM)"
              " vs the float model and vs this machine's build",
              f"{'artifact':<22} {metric:>8} {'agree':>6} {'max|diff|':>10} {'vs host':>10} {'soak':>5} "
-             f"{'flash B':>8} {'RAM B':>7} {'stack B':>7}  gate"]
+             f"{'flash B':>8} {'RAM B':>7} {'stack B':>7}  gate   (vs host: the C build for this machine; tflm = "
+             "TFLite Micro's interpreter)"]
     for r in report["artifacts"]:
         fp = (r.get("mcu") or {}).get("footprint") or {}
         if r.get("refused"):
             lines.append(f"{r['artifact']:<22} REFUSED: {r['refused']}")
             continue
-        vh = r["vs_host"]
-        host = "bit-exact" if vh["bit_exact"] else f"{vh['max_abs_diff']:.2e}"
+        vh = r.get("vs_host")
+        host = "tflm" if vh is None else "bit-exact" if vh["bit_exact"] else f"{vh['max_abs_diff']:.2e}"
         agree = "-" if r.get("agreement") is None else f"{r['agreement']:.3f}"
         soak = "-" if "long_stream" not in r else ("ok" if r["long_stream"]["passed"] else "FAIL")
+        sizes = (f"{fp['flash_bytes']:>8,} {fp['ram_bytes']:>7,} {fp.get('stack_bytes') or 0:>7,}" if fp
+                 else f"{'-':>8} {'-':>7} {'-':>7}")
         lines.append(f"{r['artifact']:<22} {r[metric]:>8.4f} {agree:>6} {r['max_abs_diff']:>10.2e} {host:>10} "
-                     f"{soak:>5} {fp.get('flash_bytes', 0):>8,} {fp.get('ram_bytes', 0):>7,} "
-                     f"{fp.get('stack_bytes') or 0:>7,}  {'PASS' if r['passed'] else 'FAIL'}")
+                     f"{soak:>5} {sizes}  {'PASS' if r['passed'] else 'FAIL'}")
         for rule in r.get("failed_rules") or []:
             lines.append(f"    {rule}")
     by_why = {}
     for o in report.get("not_on_mcu") or []:
         by_why.setdefault(o["why"], []).append(o["artifact"])
     for why, names in by_why.items():
-        lines.append(f"not run bare metal ({why}): {', '.join(names)}")
+        lines.append(f"not run - {why}: {', '.join(names)}")
     return "\n".join(lines)

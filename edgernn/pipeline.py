@@ -1,6 +1,7 @@
 """
 The main job: train a GRU and an LSTM on a dataset, export every format and precision (full-sequence
-and streaming), check parity, benchmark on the desktop and write the report.
+and streaming), check parity, benchmark on the desktop, run the C artifacts on emulated Cortex-M cores,
+and write the report.
 
     edgernn pipeline --out runs/demo                    # bundled basic-motions, hidden 32
     run_pipeline(PipelineConfig(out="runs/demo"))       # same, from Python
@@ -19,7 +20,11 @@ import click
 from edgernn.runtimes.files import atomic_write_json
 from edgernn.train import TrainConfig, train
 
-STAGES = ("train", "export", "parity", "bench", "report")
+STAGES = ("train", "export", "parity", "bench", "mcu", "report")
+# the mcu stage: C artifacts gated on an emulated Cortex-M4 (soak included), then instruction counts, stack,
+# flash and RAM on each emulated core (edgernn.mcu_parity / mcu_bench: seconds per run)
+MCU_PARITY_BOARD = "cortex-m4"
+MCU_BENCH_BOARDS = ("cortex-m4", "cortex-m7", "cortex-m55")
 # an audio dataset's model listens to a stream for hours: trained stream-stable (each clip also right after
 # another one, no reset; measured on the keyword set: the float model's false rejects at 0.3 threshold on the
 # test stream 0.75 -> 0.60), and with thousands of clips an epoch is long: early stopping may start at 40
@@ -97,6 +102,8 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
             echo(f"== {cell}: bench on desktop")
             rep = bench_run(run_dir, target="desktop", runs=cfg.runs, repeat=cfg.repeat, progress=cfg.progress)
             echo(bench_table(rep))
+        if "mcu" in cfg.stages and "c" in cfg.formats:
+            failed += _mcu_stage(cell, run_dir, cfg, echo)
     if "report" in cfg.stages:
         from edgernn.report import build_report
 
@@ -114,3 +121,28 @@ def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
             raise ParityError(msg)
         echo(f"WARNING: {msg}")
     return summary
+
+
+def _mcu_stage(cell: str, run_dir: Path, cfg: PipelineConfig, echo) -> list:
+    """Parity on an emulated Cortex-M4 and bench on each emulated core; skipped with one line without qemu."""
+    from edgernn.devices.mcu.cores import check_tools
+    from edgernn.errors import MissingDependencyError
+    from edgernn.mcu_bench import format_table as mcu_bench_table
+    from edgernn.mcu_bench import mcu_bench_run
+    from edgernn.mcu_parity import format_table as mcu_parity_table
+    from edgernn.mcu_parity import mcu_parity_run
+
+    try:
+        check_tools()
+    except MissingDependencyError as exc:
+        echo(f"== {cell}: microcontrollers skipped: {exc}")
+        return []
+    echo(f"== {cell}: parity on an emulated {MCU_PARITY_BOARD}")
+    rep = mcu_parity_run(run_dir, MCU_PARITY_BOARD, progress=cfg.progress)
+    echo(mcu_parity_table(rep))
+    failed = [f"{cell}/{a} ({MCU_PARITY_BOARD})" for a in rep["failed"]]
+    for board in MCU_BENCH_BOARDS:
+        echo(f"== {cell}: bench on an emulated {board}")
+        rep = mcu_bench_run(run_dir, board, progress=cfg.progress)
+        echo(mcu_bench_table(rep, tflm=board == MCU_BENCH_BOARDS[0]))
+    return failed

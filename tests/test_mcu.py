@@ -169,3 +169,23 @@ def test_missing_tools_and_bad_profiles_are_one_line(tmp_path, monkeypatch):
         load_board(bad)
     res = CliRunner().invoke(main, ["bench", str(tmp_path), "--target", "nrf52840-dk"])
     assert res.exit_code == 2 and "add --emulate" in res.output
+
+
+def test_report_shows_the_mcu_table_and_what_to_ship(c_run, tmp_path):
+    """The report's microcontroller section: per board the instruction counts, the estimate labelled as one,
+    the MCU parity verdict, and a ship choice made only from C artifacts that passed and fit."""
+    from edgernn.mcu_bench import mcu_bench_run
+    from edgernn.mcu_parity import mcu_parity_run
+    from edgernn.parity import check_parity
+    from edgernn.report import build_report
+
+    check_parity(c_run)
+    mcu_parity_run(c_run, "cortex-m7", progress=False)
+    mcu_bench_run(c_run, "cortex-m7", stream_frames=100, progress=False)
+    text = build_report([c_run], out_dir=tmp_path)["markdown"]
+    section = text[text.index("### On microcontrollers (emulated)"):]
+    assert "**est. us is an ESTIMATE**" in section and "*ESTIMATE:" in section
+    assert "| step-int8.h | cortex-m7 (cortex-m7, 25 MHz) |" in section
+    assert "| PASS, bit-exact |" in section  # the MCU parity verdict of cortex-m7 is joined to its bench row
+    ship = [ln for ln in section.splitlines() if ln.startswith("- cortex-m7, step: ")]
+    assert ship and ".h: fewest instructions of 2 passing C step artifact(s) that fit" in ship[0], ship

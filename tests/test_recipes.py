@@ -309,3 +309,30 @@ def test_a_held_out_verdict_names_every_number_its_rule_judges():
          "gate": "accuracy >= 0.3960 and agreement with float >= 0.98", "max_abs_diff": 0.3}
     line = verdict(g)
     assert line.startswith("failed on 25 held-out windows: accuracy 0.400, agreement with float 0.920, gate")
+
+
+def test_integer_only_never_falls_back_to_float_activations(run_copy, quiet_calibration):
+    """--integer-only: the TFLite order stops at int16x8. The synthetic GRU's int8 sequence (full int8 fails its
+    gate, int16x8 cannot build a WHILE loop) and step (both fail the stress set, at 0.968 / 0.976 agreement)
+    FAIL in one line naming each recipe, where the default order ships dynamic range; ONNX has no integer-only
+    recipe and is skipped saying so; dynamic is refused up front. The float step TFLite Micro runs (the
+    manifest's tflm field says so, with the arena it needs)."""
+    from edgernn.cli import main
+    from edgernn.export import export_run
+
+    run_dir = run_copy(cell="gru", hidden=16)
+    with pytest.raises(ConfigError, match="--integer-only keeps float activations out: drop precision dynamic"):
+        export_run(run_dir, formats="tflite", precisions="int8,dynamic", integer_only=True)
+    r = CliRunner().invoke(main, ["export", str(run_dir), "--format", "onnx,tflite", "--precision", "float,int8",
+                                  "--streaming", "--integer-only", "--json", "-q"])
+    assert r.exit_code == 1, r.output
+    rows = {(d["format"], d["precision"], d["mode"]): d
+            for d in json.loads(r.output[r.output.index("["):r.output.rindex("]") + 1])}
+    assert rows[("onnx", "int8", "step")]["skipped"].startswith("--integer-only: onnx has no integer-only int8 recipe")
+    for mode, first in (("sequence", "int16x8: could not be built"), ("step", "full-int8: failed on")):
+        err = rows[("tflite", "int8", mode)]["error"]
+        assert err.startswith(f"no integer-only int8 recipe passes the gate for tflite {mode}-int8 ("), err
+        assert first in err and "full-int8: failed on" in err and "\n" not in err and "dynamic" not in err[:-120]
+        assert not (run_dir / "artifacts" / f"{mode}-int8.tflite").exists()
+    m = read_manifest(rows[("tflite", "float", "step")]["path"])
+    assert m["tflm"]["checked"] and m["tflm"]["runs"] and 0 < m["tflm"]["arena_bytes"] < 1 << 20, m["tflm"]

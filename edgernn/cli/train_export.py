@@ -185,6 +185,10 @@ def format_train_summary(cell, hidden, m, out) -> str:
               help="Pin one int8 recipe instead of trying the order (kept even if it fails the gate; the "
                    "manifest says so). " + "; ".join(f"{r.name} ({'/'.join(r.formats)}): {r.help}"
                                                      for r in RECIPES.values()) + ".")
+@click.option("--integer-only", is_flag=True,
+              help="int8: try only the recipes with no float op on the inference path (TFLite full-int8, "
+                   "int16x8; C) - what TFLite Micro, microcontrollers and NPUs run - and fail in one line when "
+                   "none passes, instead of falling back to dynamic range. ONNX int8 is then skipped.")
 @click.option("--streaming/--no-streaming", default=False, show_default=True,
               help="Also write step artifacts (one frame + recurrent state in, output + new state out) "
                    "for frame-by-frame inference at sensor rate. Not possible for bidirectional models.")
@@ -205,8 +209,8 @@ def format_train_summary(cell, hidden, m, out) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the list of artifacts as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @handle_errors
-def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefix, out_dir, timeout, max_fa_per_hour,
-               as_json, quiet):
+def export_cmd(run_dir, formats, precisions, streaming, recipe, integer_only, int8_io, c_prefix, out_dir, timeout,
+               max_fa_per_hour, as_json, quiet):
     """Export a trained run to ONNX / ORT / TFLite / C artifacts, each with a JSON manifest.
 
     Every artifact is written atomically (no half files) and gets RUN_DIR/artifacts/NAME.json: format,
@@ -227,7 +231,8 @@ def export_cmd(run_dir, formats, precisions, streaming, recipe, int8_io, c_prefi
     try:
         results = export_run(run_dir, formats=formats, precisions=precisions, streaming=streaming,
                              out_dir=out_dir, int8_io=int8_io, progress=not quiet, recipe=recipe, c_prefix=c_prefix,
-                             timeout=timeout, on_result=show, max_fa_per_hour=max_fa_per_hour)
+                             timeout=timeout, on_result=show, max_fa_per_hour=max_fa_per_hour,
+                             integer_only=integer_only)
     except ExportFailed as exc:  # the lines above said what was written; the error ends the output, exit 1
         results, failure = exc.results, exc
     if as_json:  # machines read the JSON (each row says LOSS through its recipe, failures through error)

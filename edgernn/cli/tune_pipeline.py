@@ -29,7 +29,7 @@ from edgernn.runtimes.manifest import PRECISIONS
 @click.option("--hidden", type=click.IntRange(1, 4096), default=32, show_default=True, help="Hidden units.")
 @click.option("--cells", default="gru,lstm", show_default=True, help="Comma-separated cells to train.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--stages", default=",".join(("train", "export", "parity", "bench", "report")), show_default=True,
+@click.option("--stages", default=",".join(("train", "export", "parity", "bench", "mcu", "report")), show_default=True,
               help="Comma-separated stages to run (later stages reuse what earlier runs wrote).")
 @click.option("--runs", type=click.IntRange(1), default=200, show_default=True, help="Timed runs per artifact.")
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="Benchmark repeats.")

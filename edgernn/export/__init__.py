@@ -111,10 +111,13 @@ def plan(formats, precisions, streaming: bool, bidirectional: bool, audio: bool 
 def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", "int8"), streaming: bool = False,
                out_dir: Path | None = None, int8_io: str = "int8", progress: bool = False,
                recipe: str | None = None, gates=None, c_prefix: str | None = None,
-               timeout: float = 600.0, on_result=None, max_fa_per_hour: float = 1.0) -> list[ExportResult]:
+               timeout: float = 600.0, on_result=None, max_fa_per_hour: float = 1.0,
+               integer_only: bool = False) -> list[ExportResult]:
     """Export every requested combination; returns one ExportResult per combination (skipped ones too).
     int8 is built by edgernn.export.recipes: the first recipe of the format's order that passes the parity
     gate (`gates`, default edgernn.gates.Gates()) on held-out calibration windows, or `recipe` if pinned.
+    integer_only: int8 tries only recipes with no float op (recipes.INTEGER_ONLY; a microcontroller's or an
+    NPU's), failing in one line when none passes; `dynamic` cannot be asked for with it.
     on_result(ExportResult) is called as each combination lands (written, skipped or failed). One that fails
     (a converter error or time-out) does not stop the others; at the end ExportFailed lists them all."""
     from edgernn.export import recipes
@@ -139,6 +142,10 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     recipes.check_recipe(recipe, formats)
     if recipe and "int8" not in precisions:
         raise ConfigError(f"--recipe {recipe} chooses how int8 is built; add int8 to --precision")
+    if integer_only and ("dynamic" in precisions or (recipe and recipe not in recipes.INTEGER_ONLY)):
+        raise ConfigError("--integer-only keeps float activations out: drop precision dynamic"
+                          + (f" and recipe {recipe}" if recipe and recipe not in recipes.INTEGER_ONLY else "")
+                          + f" (integer-only recipes: {', '.join(recipes.INTEGER_ONLY)})")
     out_dir = Path(out_dir) if out_dir is not None else run.artifacts_dir
     problem = writable_dir_problem(out_dir)
     if problem:
@@ -189,7 +196,8 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                          show=lambda t: f"{t[0]} {t[1]} {t[2]}" if t else "") as bar:
             for fmt, prec, mode in bar:
                 t0 = time.perf_counter()
-                opts = ExportOptions(int8_io=int8_io, c_prefix=c_prefix, timeout=timeout, detector=detector)
+                opts = ExportOptions(int8_io=int8_io, c_prefix=c_prefix, timeout=timeout, detector=detector,
+                                     integer_only=integer_only)
                 src_fmt = FORMATS[fmt].built_from
                 try:
                     if src_fmt:
@@ -205,7 +213,8 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
                     path = Path(build(fmt, prec, mode, out_dir, opts))
                 except recipes.RecipeUnavailable as exc:  # pinned recipe, impossible here: say so, build the rest
                     unbuildable.append(str(exc))
-                    land(ExportResult(fmt, prec, mode, None, time.perf_counter() - t0, f"--recipe {recipe}: {exc}"))
+                    why = f"--recipe {recipe}: {exc}" if recipe else f"--integer-only: {exc}"
+                    land(ExportResult(fmt, prec, mode, None, time.perf_counter() - t0, why))
                     continue
                 except EdgernnError as exc:  # this one failed (converter, time budget): say so, build the rest
                     failed_src[(fmt, prec, mode)] = str(exc)
@@ -227,7 +236,7 @@ def export_run(run_dir, formats=("onnx", "ort", "tflite"), precisions=("float", 
     failed = [r for r in results if r.error]
     if failed:
         raise ExportFailed(results, failed)
-    if unbuildable and not any(r.path for r in results if r.precision == "int8"):
+    if recipe and unbuildable and not any(r.path for r in results if r.precision == "int8"):
         raise ExportError(f"--recipe {recipe} could not build any int8 artifact: " + "; ".join(unbuildable))
     return results
 

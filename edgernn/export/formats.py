@@ -70,6 +70,7 @@ class ExportOptions:
     c_prefix: str | None = None  # C only: the symbol prefix (default <run>_<mode>_<precision>)
     timeout: float = 600.0  # TFLite only: seconds one artifact's converter runs may take in all (--timeout)
     detector: dict | None = None  # audio classifiers: the keyword detector (C artifacts carry it as code)
+    integer_only: bool = False  # int8: only recipes with no float op on the inference path (recipes.INTEGER_ONLY)
 
 
 def get_exporter(fmt: str):

@@ -76,6 +76,11 @@ ORDER = {"tflite": ("full-int8", "int16x8", "dynamic"),
          "onnx": ("dynamic", "integer-matmul", "weights-int8", "int8-head"), "c": ("int16x8",)}
 
 
+# recipes whose inference path has no float op (integer kernels end to end, float only at the I/O
+# quantize/dequantize): what a microcontroller or an NPU runs - TFLite Micro refuses dynamic-range files
+INTEGER_ONLY = ("full-int8", "int16x8")
+
+
 class RecipeUnavailable(ExportError):
     """A pinned recipe cannot build this format and mode (e.g. int16x8 and the fused sequence LSTM): export_run
     records the combination as skipped, with the reason, and builds the others."""
@@ -119,6 +124,11 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
     order = (pinned,) if pinned else ORDER[fmt]
     if pinned and fmt not in RECIPES[pinned].formats:
         raise ConfigError(f"recipe {pinned!r} is for --format {', '.join(RECIPES[pinned].formats)}, not {fmt}")
+    if options.integer_only:
+        order = tuple(r for r in order if r in INTEGER_ONLY)
+        if not order:
+            raise RecipeUnavailable(f"{fmt} has no integer-only int8 recipe (integer-only: TFLite "
+                                    f"{' / '.join(INTEGER_ONLY)}, and C)")
     holdout = holdout or Holdout(run, gates or Gates())
     rejected, candidates = [], []
     out_dir = Path(out_dir)
@@ -144,6 +154,12 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
             raise ExportError(f"no int8 recipe could build {fmt} {mode}-int8: "
                               + "; ".join(f"{r['recipe']}: {r['reason']}" for r in rejected))
         name, path, gate = candidates[-1]
+        if options.integer_only and not gate["passed"] and not pinned:
+            tried = [r for r in rejected if r["recipe"] != name] + [{"recipe": name, "reason": verdict(gate)}]
+            raise ExportError(f"no integer-only int8 recipe passes the gate for {fmt} {mode}-int8 ("
+                              + "; ".join(f"{r['recipe']}: {_short(r['reason'])}" for r in tried)
+                              + "); without --integer-only the order goes on to recipes with float activations, "
+                              "which TFLite Micro and NPUs do not run")
         m = read_manifest(path)
         fields = {k: v for k, v in m.items() if k not in ("schema", "artifact", "sha256", "size_bytes",
                                                           "versions", "created") and not k.startswith("_")}
@@ -159,6 +175,14 @@ def export_int8(run, out_dir: Path, fmt: str, mode: str, options, exporter, hold
         return publish(path, out_dir / path.name, fields)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _short(reason: str) -> str:
+    """The first clause of a recipe's rejection: 'failed on 10 held-out windows: accuracy 1.000, ...'."""
+    import re
+
+    text = re.sub(r" \((FAILED|on these|0\.99 x)[^()]*(\([^()]*\)[^()]*)*\)", "", reason).split("; ")[0]
+    return text if len(text) <= 240 else text[:237] + "..."
 
 
 def selection_summary(manifest: dict) -> str:
@@ -181,5 +205,5 @@ def selection_passed(manifest: dict) -> bool:
     return bool((sel.get("gate") or {}).get("passed", True))
 
 
-__all__ = ["RECIPES", "ORDER", "Recipe", "RecipeUnavailable", "builder", "export_int8",
+__all__ = ["RECIPES", "ORDER", "INTEGER_ONLY", "Recipe", "RecipeUnavailable", "builder", "export_int8",
            "check_recipe", "recipes_for", "selection_summary", "selection_passed"]

@@ -37,6 +37,8 @@ def collect(run_dir, target: str | None = None) -> dict:
     parity = _read_json(run.path / "parity.json")
     all_benches = sorted(run.path.glob("bench-*.json"), key=lambda p: p.stat().st_mtime)
     emulated = [p for p in all_benches if p.name.endswith(f"{EMULATED_SUFFIX}.json")]
+    mcu = [p for p in emulated if (_read_json(p) or {}).get("kind") == "mcu"]  # bench --target cortex-m4 --emulate
+    emulated = [p for p in emulated if p not in mcu]
     # an emulated board's timings never choose what to ship: by default only real targets do
     benches = ([p for p in all_benches if p.name == f"bench-{target}.json"] if target
                else [p for p in all_benches if p not in emulated])
@@ -76,6 +78,7 @@ def collect(run_dir, target: str | None = None) -> dict:
             "machine": (bench or {}).get("machine"), "settings": (bench or {}).get("settings"),
             "torch_eager": (bench or {}).get("torch_eager"), "warnings": (bench or {}).get("warnings", []),
             "bench_emulated": (bench or {}).get("emulated"), "emulated": _emulated_parity(run, emulated),
+            "mcu": _mcu(run, mcu),
             "artifacts": list(rows.values())}
     info["recommendations"], info["recommendation_note"] = recommend(info)
     return info
@@ -103,6 +106,21 @@ def _emulated_parity(run, paths: list) -> list[dict]:
                     "checked": len(rows), "passed": sum(1 for r in rows if r.get("passed")),
                     "failed": [r["artifact"] for r in rows if not r.get("passed")],
                     "max_vs_host": max(vs) if vs else None})
+    return out
+
+
+def _mcu(run, paths: list) -> list[dict]:
+    """Per emulated microcontroller: its bench (instructions, stack, flash, RAM, TFLite Micro) and, when
+    `parity --target BOARD --emulate` ran too, each artifact's verdict there."""
+    out = []
+    for p in paths:
+        b = _read_json(p)
+        _check_current(run, b, p.name, "bench")
+        parity = _read_json(run.path / f"parity-{b['target']}.json") or {}
+        _check_current(run, parity or None, f"parity-{b['target']}.json", "parity")
+        verdicts = {r["artifact"]: {"passed": r.get("passed"), "bit_exact": (r.get("vs_host") or {}).get("bit_exact")}
+                    for r in parity.get("artifacts") or []}
+        out.append({**b, "parity": verdicts})
     return out
 
 

@@ -119,3 +119,39 @@ def recommend(run: dict) -> tuple[list[dict], str | None]:
             rec.update(artifact=best["artifact"], p50_us=p50_of(best), reason=reason)
         recs.append(rec)
     return recs, (None if recs else f"no recommendation: {where} has no artifacts in parity.json or its bench")
+
+
+def recommend_mcu(run: dict) -> list[dict]:
+    """Per emulated microcontroller and mode: the C artifact to ship - it passed parity here (and on the MCU
+    when that ran), fits the board, and executes the fewest instructions (exact counts from the emulator, so
+    they may rank; times are estimates and never do) - plus the .tflite artifacts TFLite Micro runs that
+    passed parity, as the interpreter-based alternative. Only C and TFLite Micro artifacts are considered:
+    nothing else runs on a microcontroller."""
+    parity = {a["artifact"]: verdict(a) for a in run.get("artifacts") or []}
+    recs = []
+    for b in run.get("mcu") or []:
+        board = b["board"]
+        tflm = [t for t in b.get("tflm") or [] if t.get("runs") and parity.get(t["artifact"]) == "PASS"]
+        for mode in ("sequence", "step"):
+            rows = [a for a in b["artifacts"] if a["mode"] == mode]
+            if not rows:
+                continue
+            ok = [a for a in rows if parity.get(a["artifact"]) == "PASS" and a["fits"]
+                  and (b["parity"].get(a["artifact"]) or {}).get("passed", True)]
+            rec = {"board": board["name"], "mode": mode, "artifact": None,
+                   "tflm": [t["artifact"] for t in tflm if t["artifact"].startswith(mode + "-")]}
+            if not ok:
+                rec["reason"] = (f"no C {mode} artifact passes parity and fits {board['name']}: "
+                                 + "; ".join(f"{a['artifact']} " + ("does not fit" if not a["fits"] else "fails parity")
+                                             for a in rows))
+            else:
+                best = min(ok, key=lambda a: (a["instructions"], a["flash_bytes"]))
+                rec.update(artifact=best["artifact"], instructions=best["instructions"],
+                           reason=(f"{best['artifact']}: fewest instructions of {len(ok)} passing C {mode} artifact(s) "
+                                   f"that fit, {best['instructions']:,.0f} per {best['per']} (ESTIMATE "
+                                   f"{best['estimated_us']:,.1f} us at {board['clock_mhz']:g} MHz), "
+                                   f"{best['flash_bytes'] / 1024:.1f} KB flash, {best['ram_bytes']:,} B RAM"))
+            if rec["tflm"]:
+                rec["reason"] += f"; TFLite Micro alternative: {', '.join(rec['tflm'])}"
+            recs.append(rec)
+    return recs

@@ -11,7 +11,7 @@ Text only: no files, no matplotlib.
 from __future__ import annotations
 
 from edgernn.report.collect import EMULATED_SUFFIX
-from edgernn.report.decide import MODE_ORDER, metric_key, p50_of, unit_of
+from edgernn.report.decide import MODE_ORDER, metric_key, p50_of, recommend_mcu, unit_of
 
 
 def _int8_speed(r: dict) -> list[str]:
@@ -110,6 +110,49 @@ def _c_table(r: dict) -> list[str]:
         lines += [f"Per frame, `{cstep[0]['artifact']}` takes {c:.3f} us in C against {p50_of(best):.1f} us for "
                   f"the fastest runtime artifact, `{best['artifact']}` ({p50_of(best) / c:.0f}x): the runtimes' "
                   "cost is call overhead, not arithmetic.", ""]
+    return lines
+
+
+def _mcu_table(r: dict) -> list[str]:
+    """C artifacts on emulated Cortex-M boards (instructions exact, times ESTIMATED), and which .tflite
+    artifacts TFLite Micro runs."""
+    benches = r.get("mcu") or []
+    if not benches:
+        return []
+    lines = ["### On microcontrollers (emulated)", "",
+             "C artifacts cross-compiled bare metal and run under qemu-system-arm (`edgernn bench RUN --target BOARD "
+             "--emulate`). Instructions are counted exactly by the emulator; **est. us is an ESTIMATE** (instructions "
+             "/ board clock at 1 instruction per cycle), never a measurement. Stack is measured (painted); flash = "
+             "the model's code + constants, RAM = its state + stack.", "",
+             "| artifact | board (core) | instructions | est. us* | stack B | flash B | RAM B | fits | parity on MCU |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for b in benches:
+        board = b["board"]
+        for a in b["artifacts"]:
+            v = b["parity"].get(a["artifact"])
+            verdict = "-" if v is None else (("PASS" if v["passed"] else "FAIL")
+                                             + (", bit-exact" if v.get("bit_exact") else ""))
+            lines.append(f"| {a['artifact']} | {board['name']} ({board['core']}, {board['clock_mhz']:g} MHz) "
+                         f"| {a['instructions']:,.0f} per {a['per']} | {a['estimated_us']:,.1f} "
+                         f"| {a['stack_bytes'] or 0:,} | {a['flash_bytes']:,} | {a['ram_bytes']:,} "
+                         f"| {'yes' if a['fits'] else 'NO'} | {verdict} |")
+    lines.append("")
+    for b in benches:
+        for mode, ratio in (b.get("int8_vs_float_instructions") or {}).items():
+            lines.append(f"- {b['board']['name']}: int8 C executes {ratio:.2f}x the instructions of float C ({mode})")
+    tflm = next((b["tflm"] for b in benches if b.get("tflm")), [])
+    if tflm:
+        lines += ["", "TFLite Micro (its interpreter, built for this machine, allocating each .tflite artifact):", "",
+                  "| .tflite artifact | runs on TFLite Micro | arena B | why not |", "|---|---|---|---|"]
+        for t in tflm:
+            lines.append(f"| {t['artifact']} | {'yes' if t['runs'] else 'no'} | {_fmt(t.get('arena_bytes'), ',d')} "
+                         f"| {t.get('reason') or ''} |")
+    lines += ["", f"*{benches[0]['estimate_note']}", ""]
+    recs = recommend_mcu(r)
+    if recs:
+        lines += ["What to ship on each microcontroller (C or TFLite Micro only):", ""]
+        lines += [f"- {x['board']}, {x['mode']}: {x['reason']}" for x in recs]
+        lines.append("")
     return lines
 
 
@@ -235,6 +278,7 @@ def markdown(runs: list[dict], plots: dict) -> str:
         for mode in sorted({a.get("mode") for a in r["artifacts"]}, key=lambda x: (MODE_ORDER.get(x, 9), str(x))):
             lines += _artifact_table(r, mode)
         lines += _c_table(r)
+        lines += _mcu_table(r)
         lines += _detection_table(r)
         for w in r.get("warnings", []):
             lines += [f"> warning: {w}", ""]

@@ -18,6 +18,7 @@ One job per file:
     session.py         Session (predict) and Stream (step): normalization, padding, (de)quantization
     tensor.py          one input/output tensor: dtype, quantization parameters
     ort_backend.py     onnxruntime (.onnx, .ort)        litert_backend.py   LiteRT (.tflite)
+    c_backend.py       C (.h: compiled, ctypes)          tflm_backend.py     TFLite Micro (.tflite, runtime="tflm")
     files.py           atomic writes                     bench.py / fingerprint.py: the on-device worker
 """
 

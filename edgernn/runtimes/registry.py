@@ -5,6 +5,7 @@ Standard library + numpy only; a backend module is imported when an artifact nee
 
     from edgernn.runtimes import load, available_runtimes
     s = load("artifacts/step-int8.tflite", threads=1)   # LiteRTSession, manifest verified
+    s = load("artifacts/step-int8.tflite", runtime="tflm")   # the same file on TFLite Micro (TFLMSession)
     available_runtimes()                                 # ['onnxruntime', 'litert'] (installed ones)
 """
 
@@ -25,7 +26,12 @@ RUNTIMES = {
     "onnxruntime": "edgernn.runtimes.ort_backend:OrtSession",
     "litert": "edgernn.runtimes.litert_backend:LiteRTSession",
     "c": "edgernn.runtimes.c_backend:CSession",
+    "tflm": "edgernn.runtimes.tflm_backend:TFLMSession",
 }
+# runtimes that also run another runtime's format, chosen with load(..., runtime=...): the manifest names the
+# runtime a file was exported and checked for (FORMAT_RUNTIME); TFLite Micro runs the same .tflite flatbuffers
+# as LiteRT (the subset it supports: edgernn.runtimes.tflm_backend.tflm_check says which)
+ALSO_RUNS = {"tflm": ("tflite",)}
 # runtime -> (pip extra, plain pip line for a device, importable module names that provide it)
 INSTALL = {
     "onnxruntime": ("ort", "pip install onnxruntime", ("onnxruntime",)),
@@ -33,11 +39,12 @@ INSTALL = {
                ("ai_edge_litert", "tflite_runtime", "tensorflow")),
     # the C backend needs no Python package: ctypes + a C compiler (or a library prebuilt for the device)
     "c": ("", "apt-get install gcc (a C compiler; or push a prebuilt library)", ()),
+    "tflm": ("tflm", "pip install tflite-micro", ("tflite_micro",)),
 }
 
 
 # what pip installs on a device (an ssh target, the emulated Pi's rootfs) for numpy and each runtime
-PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
+PIP_NAMES = {"numpy": "numpy", "onnxruntime": "onnxruntime", "litert": "ai-edge-litert", "tflm": "tflite-micro"}
 
 
 def missing_dependency(runtime: str, detail: str = "") -> MissingDependencyError:
@@ -85,7 +92,8 @@ def backend_class(runtime: str):
 
 def load(path, threads: int = 1, runtime: str | None = None):
     """Open an artifact with its runtime. Reads `<path>.json`, verifies schema, size + sha256, checks that
-    the artifact is meant for `runtime` (default: the manifest's), and returns a Session."""
+    the artifact is meant for `runtime` (default: the manifest's; or one that also runs its format, ALSO_RUNS:
+    runtime="tflm" for a .tflite), and returns a Session."""
     if runtime is not None:
         _check_runtime_name(runtime)
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
@@ -101,7 +109,9 @@ def load(path, threads: int = 1, runtime: str | None = None):
         raise ArtifactError(f"{name}: manifest says format {manifest['format']!r} but runtime {built_for!r} "
                             f"(a {manifest['format']} file runs on {expected}); re-run `edgernn export`")
     if runtime is not None and runtime != built_for:
-        fmts = "/".join(f for f, r in FORMAT_RUNTIME.items() if r == runtime)
+        if manifest["format"] in ALSO_RUNS.get(runtime, ()):
+            return backend_class(runtime)(manifest["_artifact_path"], manifest, int(threads))
+        fmts = "/".join([f for f, r in FORMAT_RUNTIME.items() if r == runtime] + list(ALSO_RUNS.get(runtime, ())))
         raise ArtifactError(f"{name} is a {manifest['format']} artifact built for {built_for}, not {runtime}: "
                             f"load it with runtime={built_for!r} (or None), or export with --format {fmts} "
                             f"for {runtime}")

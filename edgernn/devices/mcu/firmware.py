@@ -57,14 +57,15 @@ static const char *const edgernn_fault_names[16] = {"?", "?", "NMI", "HardFault"
     "UsageFault", "SecureFault", "?", "?", "?", "SVCall", "DebugMonitor", "?", "PendSV", "SysTick"};
 void Fault_Handler(void)
 {
-    uint32_t ipsr, pc;
-    uint32_t *frame;
+    uint32_t ipsr, cfsr = *(volatile uint32_t *)0xE000ED28;
     __asm__ volatile("mrs %0, ipsr" : "=r"(ipsr));
-    __asm__ volatile("mov %0, sp" : "=r"(frame));
-    pc = frame[6];
-    printf("EDGERNN-FAULT %s CFSR=0x%08lx HFSR=0x%08lx PC=0x%08lx\n", edgernn_fault_names[ipsr & 15],
-           (unsigned long)*(volatile uint32_t *)0xE000ED28, (unsigned long)*(volatile uint32_t *)0xE000ED2C,
-           (unsigned long)pc);
+    printf("EDGERNN-FAULT %s CFSR=0x%08lx HFSR=0x%08lx", edgernn_fault_names[ipsr & 15], (unsigned long)cfsr,
+           (unsigned long)*(volatile uint32_t *)0xE000ED2C);
+    if (cfsr & 0x8000u) /* BFARVALID: the address of a precise bus fault */
+        printf(" at address 0x%08lx", (unsigned long)*(volatile uint32_t *)0xE000ED38);
+    else if (cfsr & 0x80u) /* MMARVALID */
+        printf(" at address 0x%08lx", (unsigned long)*(volatile uint32_t *)0xE000ED34);
+    printf("\n");
     exit(70);
 }
 __attribute__((section(".vectors"), used)) static const void *const edgernn_vectors[16] = {

@@ -89,7 +89,24 @@ def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "seq
         artifact = out_dir / f"{mode}-{precision}.tflite"
         fields = manifest_fields(run, report, build, mode, time.perf_counter() - started)
         fields["precision"] = precision
+        fields["tflm"] = tflm_fields(tmp / "model.tflite")
         return publish(tmp / "model.tflite", artifact, fields)
+
+
+def tflm_fields(path: Path) -> dict:
+    """Whether TensorFlow Lite for Microcontrollers runs the artifact (its reason if not) and the arena it
+    needs - what a microcontroller target ships on (edgernn.runtimes.tflm_backend.tflm_check); without the
+    tflite-micro package, says it was not checked."""
+    from edgernn.errors import MissingDependencyError
+    from edgernn.runtimes.tflm_backend import tflm_check
+
+    try:
+        res = tflm_check(path, timeout=60.0)
+    except MissingDependencyError as exc:
+        return {"checked": False, "why": str(exc)}
+    from importlib.metadata import version
+
+    return {"checked": True, **res, "tflite_micro": version("tflite-micro")}
 
 
 def _build(precision: str, options: ExportOptions):
