@@ -30,29 +30,44 @@ ESTIMATE_NOTE = ("ESTIMATE: instructions counted by qemu (-icount) / board clock
                  "cycle; not a measurement (loads, branches and divides take several cycles on a Cortex-M4)")
 
 
-def tflm_rows(paths: list) -> list:
-    """Per .tflite artifact: does TFLite Micro run it (with its reason if not) and the arena it needs - from
-    its manifest when export checked it, else checked now."""
-    rows = []
-    tfl = [p for p in paths if Path(p).suffix == ".tflite"]
-    if not tfl:
-        return rows
-    try:
-        from edgernn.runtimes.tflm_backend import tflm_check
-    except ImportError:  # pragma: no cover - the module ships with edgernn
-        return rows
-    from edgernn.runtimes.manifest import read_manifest
+HOST_NOTE = "x86 host timing of TFLite Micro's interpreter (the MCU's kernels on this CPU): not MCU time"
 
-    for p in tfl:
-        known = read_manifest(p).get("tflm") or {}
+
+def tflm_rows(paths: list, X: np.ndarray, reps: int = 50) -> list:
+    """Per .tflite artifact: does TFLite Micro run it (with its reason if not) and the arena it needs - from
+    its manifest when export checked it, else checked now - and, when it runs, the interpreter's median time
+    per window / frame on THIS machine (HOST_NOTE: never an MCU figure)."""
+    import time
+
+    from edgernn.errors import MissingDependencyError
+    from edgernn.runtimes import load
+    from edgernn.runtimes.manifest import read_manifest
+    from edgernn.runtimes.tflm_backend import tflm_check
+
+    rows = []
+    for p in [p for p in paths if Path(p).suffix == ".tflite"]:
+        manifest = read_manifest(p)
+        known = manifest.get("tflm") or {}
         if known.get("checked"):  # export checked it (edgernn.export.tflite.convert.tflm_fields)
-            rows.append({"artifact": Path(p).name, **{k: known.get(k) for k in ("runs", "reason", "arena_bytes")}})
-            continue
-        try:
-            res = tflm_check(p)
-        except Exception as exc:  # a missing package says so in the row, it does not stop the bench
-            res = {"runs": None, "reason": str(exc).splitlines()[0], "arena_bytes": None}
-        rows.append({"artifact": Path(p).name, **res})
+            res = {k: known.get(k) for k in ("runs", "reason", "arena_bytes")}
+        else:
+            try:
+                res = tflm_check(p)
+            except MissingDependencyError as exc:  # says so in the row, it does not stop the bench
+                res = {"runs": None, "reason": str(exc).splitlines()[0], "arena_bytes": None}
+        row = {"artifact": Path(p).name, **res}
+        if res.get("runs"):
+            s = load(p, runtime="tflm")
+            call, arg = (s.predict, (X[0],)) if manifest["mode"] == "sequence" else (s.stream().step, (X[0, 0],))
+            call(*arg)
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                call(*arg)
+                times.append(time.perf_counter() - t0)
+            row["host_us_p50"] = round(float(np.median(times)) * 1e6, 1)
+            row["host_us_per"] = "window" if manifest["mode"] == "sequence" else "frame"
+        rows.append(row)
     return rows
 
 
@@ -110,7 +125,7 @@ def mcu_bench_run(run_dir, target, artifacts=None, stream_frames: int = 1000, wi
                            "icount": "shift=0 (1 instruction = 1 ns of virtual time)"},
               "cpi_assumption": CPI, "estimate_note": ESTIMATE_NOTE, "stream_frames": int(len(frames)),
               "windows": int(min(windows, len(X))), "artifacts": rows, "int8_vs_float_instructions": ratios,
-              "tflm": tflm_rows(find_artifacts(run) if not artifacts else artifacts)}
+              "tflm": tflm_rows(find_artifacts(run) if not artifacts else artifacts, X), "tflm_host_note": HOST_NOTE}
     if write:
         atomic_write_json(run.path / f"bench-{report['target']}.json", report)
     return report
@@ -130,9 +145,10 @@ def format_table(report: dict, tflm: bool = True) -> str:
         lines.append(f"int8 / float instructions ({mode}): {ratio:.2f}")
     lines.append(f"* {report['estimate_note']}")
     if tflm and report.get("tflm"):
-        lines.append("TFLite Micro (x86 build of the MCU interpreter):")
+        lines.append(f"TFLite Micro ({report.get('tflm_host_note', 'x86 host timing')}):")
         for t in report["tflm"]:
             ok = "runs" if t["runs"] else f"does not run: {t['reason']}"
             arena = f", arena {t['arena_bytes']:,} B" if t.get("arena_bytes") else ""
-            lines.append(f"  {t['artifact']:<26} {ok}{arena}")
+            host = f", {t['host_us_p50']:,.1f} us per {t['host_us_per']} (x86 host)" if t.get("host_us_p50") else ""
+            lines.append(f"  {t['artifact']:<26} {ok}{arena}{host}")
     return "\n".join(lines)

@@ -142,11 +142,14 @@ def _mcu_table(r: dict) -> list[str]:
             lines.append(f"- {b['board']['name']}: int8 C executes {ratio:.2f}x the instructions of float C ({mode})")
     tflm = next((b["tflm"] for b in benches if b.get("tflm")), [])
     if tflm:
-        lines += ["", "TFLite Micro (its interpreter, built for this machine, allocating each .tflite artifact):", "",
-                  "| .tflite artifact | runs on TFLite Micro | arena B | why not |", "|---|---|---|---|"]
+        lines += ["", "TFLite Micro (its interpreter, built for this machine, allocating each .tflite artifact; the "
+                  "time is x86 host timing of the MCU interpreter, not an MCU figure):", "",
+                  "| .tflite artifact | runs on TFLite Micro | arena B | x86 host us | why not |",
+                  "|---|---|---|---|---|"]
         for t in tflm:
+            host = f"{t['host_us_p50']:,.1f} per {t['host_us_per']}" if t.get("host_us_p50") else "-"
             lines.append(f"| {t['artifact']} | {'yes' if t['runs'] else 'no'} | {_fmt(t.get('arena_bytes'), ',d')} "
-                         f"| {t.get('reason') or ''} |")
+                         f"| {host} | {t.get('reason') or ''} |")
     lines += ["", f"*{benches[0]['estimate_note']}", ""]
     recs = recommend_mcu(r)
     if recs:
