@@ -20,7 +20,7 @@ import click
 from edgernn import __version__
 from edgernn.cli.devices import boards_cmd, emulate_group
 from edgernn.cli.parity_bench_report import bench_cmd, parity_cmd, report_cmd
-from edgernn.cli.train_export import datasets_cmd, export_cmd, train_cmd
+from edgernn.cli.train_export import datasets_cmd, export_cmd, finetune_cmd, train_cmd
 from edgernn.cli.tune_pipeline import pipeline_cmd, tune_cmd
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -34,6 +34,7 @@ def main():
     \b
     Typical flow:
       edgernn train --out RUN_DIR   train and write a run directory
+      edgernn finetune RUN_DIR --qat --out QAT_DIR   quantization-aware fine-tuning
       edgernn export RUN_DIR        ONNX/TFLite, float/int8, full-sequence and streaming
       edgernn parity RUN_DIR        every artifact vs the float model, with a gate
       edgernn bench RUN_DIR         latency percentiles, memory, size (desktop, Pi, Android)
@@ -46,8 +47,8 @@ def main():
 
 
 # in the order the original single-file CLI declared them
-for _cmd in (datasets_cmd, train_cmd, pipeline_cmd, export_cmd, parity_cmd, bench_cmd, tune_cmd, report_cmd,
-             boards_cmd, emulate_group):
+for _cmd in (datasets_cmd, train_cmd, finetune_cmd, pipeline_cmd, export_cmd, parity_cmd, bench_cmd, tune_cmd,
+             report_cmd, boards_cmd, emulate_group):
     main.add_command(_cmd)
 del _cmd
 

@@ -150,6 +150,38 @@ def train_cmd(out, force, as_json, quiet, **kw):
         click.echo(warning, err=True)
 
 
+@click.command("finetune")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--qat", is_flag=True, required=True,
+              help="Quantization-aware: fine-tune through a forward pass that rounds weights (int8 per row), "
+                   "activations (int8 per tensor, observed ranges), sigmoid/tanh (fixed int8 scales) and the "
+                   "LSTM cell (int16) as integer-only inference does; straight-through gradients.")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="The new run directory (the source run is left as it is).")
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True, help="Fine-tuning epochs.")
+@click.option("--lr", type=click.FloatRange(0.0, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate (a fraction of training's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--force", is_flag=True, help="Replace a non-empty --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@handle_errors
+def finetune_cmd(run_dir, qat, out, epochs, lr, seed, force, as_json, quiet):
+    """Fine-tune a trained run into a new run directory (quantization-aware with --qat).
+
+    Export the new run as any other, e.g. `edgernn export OUT --format tflite,c --precision int8
+    --integer-only --streaming`; its int8 artifacts are gated against its own float model, and its
+    metrics.json keeps the source run's float accuracy beside the fine-tuned and simulated-int8 ones.
+    """
+    from edgernn.qat import finetune_qat
+
+    m = finetune_qat(run_dir, out, epochs=epochs, lr=lr, seed=seed, force=force, progress=not quiet)
+    if as_json:
+        echo_json(m)
+        return
+    click.echo(f"wrote {out}: {m['qat']['headline']} ({m['qat']['finetune_seconds']:.1f} s fine-tuning)")
+
+
 def baseline_warning(m) -> str:
     """One line when the model does not beat its strongest baseline (empty otherwise)."""
     if m.get("beats_baseline", True):
