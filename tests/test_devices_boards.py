@@ -57,8 +57,16 @@ def test_packaged_boards_exist_with_real_specs():
     assert desk.transport == "local" and desk.arch == "any"
     assert desk.cores == os.cpu_count() and desk.ram_mb > 0  # 0 in the file = detected
     for b in boards.values():
+        if b.transport == "mcu":  # microcontrollers run C bare metal (emulated): a core, flash, RAM and clock
+            assert b.core in {"cortex-m4", "cortex-m7", "cortex-m55"} and b.description and b.cpu
+            assert b.flash_kb >= 256 and b.ram_kb >= 64 and b.clock_mhz >= 25 and not b.runtimes
+            continue
         assert b.default_threads >= 1 and b.runtimes and b.install_hint and b.description
         assert set(b.runtimes) <= {"onnxruntime", "litert"}
+    mcus = {n: b for n, b in boards.items() if b.transport == "mcu"}
+    assert {"cortex-m4", "cortex-m7", "cortex-m55", "nucleo-l476rg", "nrf52840-dk"} <= set(mcus)
+    assert (mcus["nucleo-l476rg"].flash_kb, mcus["nucleo-l476rg"].ram_kb, mcus["nucleo-l476rg"].clock_mhz) == \
+        (1024, 128, 80)
     for b in (rpi3, rpi4, rpi5, zero):  # the exact line to run on the device
         assert "pip install numpy onnxruntime ai-edge-litert" in b.install_hint
         assert b.python.endswith("/bin/python")
