@@ -22,7 +22,7 @@ COMPILERS = ("gcc", "clang", "aarch64-linux-gnu-gcc", "arm-none-eabi-gcc")
 
 
 def _untrained_run(path: Path, cell: str, head: str, layers: int, bidirectional: bool, hidden: int = 8,
-                   T: int = 12, seed: int = 0) -> Path:
+                   T: int = 12, seed: int = 0, C: int = 3) -> Path:
     """A run directory with a randomly initialised model (no training: the C code must match whatever
     the weights are) and raw windows with offsets and scales, so normalization matters."""
     import torch
@@ -30,14 +30,14 @@ def _untrained_run(path: Path, cell: str, head: str, layers: int, bidirectional:
     from edgernn.models import ModelConfig, build_model
     from edgernn.rundir import save_run
 
-    C = 3
     K = {"classify": 4, "tag": 3, "forecast": 2 * C}[head]
     cfg = ModelConfig(cell=cell, input_size=C, hidden=hidden, layers=layers, bidirectional=bidirectional,
                       head=head, num_outputs=K, horizon=2 if head == "forecast" else 1)
     torch.manual_seed(seed)
     model = build_model(cfg)
     rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((24, T, C)) * [1.0, 5.0, 0.2] + [0.0, 10.0, -3.0]).astype(np.float32)
+    scale, offset = np.resize([1.0, 5.0, 0.2], C), np.resize([0.0, 10.0, -3.0], C)
+    x = (rng.standard_normal((24, T, C)) * scale + offset).astype(np.float32)
     mean, std = x.reshape(-1, C).mean(0), x.reshape(-1, C).std(0)
     y = np.zeros((24, T)) if head == "tag" else (np.zeros((24, K), np.float32) if head == "forecast" else np.zeros(24))
     dataset = {"name": "t", "task": head, "seq_len": T}
@@ -284,3 +284,190 @@ def test_the_header_carries_the_class_names(tmp_path):
     fc = _untrained_run(tmp_path / "f", "gru", "forecast", 1, False)
     assert CliRunner().invoke(main, ["export", str(fc), "--format", "c", "--precision", "float", "-q"]).exit_code == 0
     assert "_labels" not in (fc / "artifacts" / "sequence-float.h").read_text()
+
+
+# ---- int8 kernels: the AVX2 and Arm DSP paths against the portable C ----------------------------------------------
+
+PATHS_HARNESS = r"""
+#include <stdio.h>
+#include <stdint.h>
+#define {P}_IMPLEMENTATION
+#include "model.h"
+#include "frames.h"
+static uint32_t hsh = 2166136261u;
+static void mix(const void *p, unsigned n)
+{{
+    const unsigned char *c = (const unsigned char *)p;
+    while (n--) {{
+        hsh ^= *c++;
+        hsh *= 16777619u;
+    }}
+}}
+int main(void)
+{{
+    static float out[NT * {P}_OUTPUTS];
+    int w, t;
+    for (w = 0; w < NW; w++) {{
+        if ({p}_run(X[w][0], NT, out))
+            return 1;
+        mix(out, sizeof out);
+    }}
+#if {stream}
+    {{
+        static {p}_state st;
+        int16_t q[{P}_CHANNELS];
+        int32_t oq[{P}_OUTPUTS];
+        {p}_reset(&st);
+        for (w = 0; w < NW; w++)
+            for (t = 0; t < NT; t++) {{
+                {p}_quantize_frame(X[w][t], q);
+                {p}_step_q(&st, q, oq);
+                mix(oq, sizeof oq);
+                mix(&st, sizeof st);
+            }}
+    }}
+#endif
+    (void)t;
+#if defined({P}_AVX2)
+    printf("avx2 %08lx\n", (unsigned long)hsh);
+#elif defined({P}_DSP)
+    printf("dsp %08lx\n", (unsigned long)hsh);
+#else
+    printf("portable %08lx\n", (unsigned long)hsh);
+#endif
+    return 0;
+}}
+"""
+ARM_LINK = """MEMORY { FLASH (rx) : ORIGIN = 0x0, LENGTH = 4M
+         RAM (rwx) : ORIGIN = 0x20000000, LENGTH = 4M }
+ENTRY(reset)
+SECTIONS {
+  .vectors : { KEEP(*(.vectors)) } > FLASH
+  .text : { *(.text*) *(.rodata*) . = ALIGN(4); } > FLASH
+  .ARM.exidx : { *(.ARM.exidx*) } > FLASH
+  _sidata = LOADADDR(.data);
+  .data : { _sdata = .; *(.data*) . = ALIGN(4); _edata = .; } > RAM AT > FLASH
+  .bss : { _sbss = .; *(.bss*) *(COMMON) . = ALIGN(4); _ebss = .; } > RAM
+  end = .; _end = .; __end__ = .;
+  _estack = ORIGIN(RAM) + LENGTH(RAM);
+}
+"""
+ARM_STARTUP = r"""#include <stdint.h>
+#include <stdlib.h>
+extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+extern int main(void);
+extern void initialise_monitor_handles(void);
+void reset(void);
+__attribute__((section(".vectors"), used)) void *const vectors[2] = {&_estack, (void *)reset};
+void reset(void)
+{
+    uint32_t *s = &_sidata, *d = &_sdata;
+    while (d < &_edata)
+        *d++ = *s++;
+    for (d = &_sbss; d < &_ebss; d++)
+        *d = 0;
+    *(volatile uint32_t *)0xE000ED88 |= 0xFu << 20; /* the FPU on */
+    __asm__ volatile("dsb\n isb");
+    initialise_monitor_handles();
+    exit(main());
+}
+void _init(void) {}
+void _fini(void) {}
+"""
+
+
+def _cpu_has_avx2() -> bool:
+    try:
+        return " avx2" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def _int8_header(run, mode: str, path: Path) -> tuple[Path, dict]:
+    """The int8 C of a run, generated without the exporter's checks (seconds faster): (path, what the harness needs)."""
+    from edgernn.export.c.export import build_spec
+    from edgernn.export.c.source import generate
+
+    spec, _ = build_spec(run, run.load_model(), "int8", mode, "t")
+    path.write_text(generate(spec))
+    return path, {"prefix": "t", "C": run.config.input_size, "streaming": spec.streaming}
+
+
+def _path_hashes(header: Path, info: dict, tmp: Path) -> dict:
+    """{build: "path hash"}: one program (every P_run output and, for a step header, every P_step_q output and
+    state over one stream, hashed) built as portable C and as each fast path this machine can build and run."""
+    p, C = info["prefix"], info["C"]
+    rng = np.random.default_rng(3)
+    NW, NT = 6, 9  # raw inputs from quiet to far beyond the calibration range: the int16 clips are exercised too
+    X = (rng.standard_normal((NW, NT, C)) * np.array([0.5, 2, 8, 40, 300, 1e4])[:, None, None]).astype(np.float32)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(header, tmp / "model.h")
+    (tmp / "frames.h").write_text(f"#define NW {NW}\n#define NT {NT}\nstatic const float X[NW][NT][{C}] = {{"
+                                  + ", ".join(f"{float(v)!r}f" for v in X.ravel()) + "};\n")
+    (tmp / "main.c").write_text(PATHS_HARNESS.format(P=p.upper(), p=p, stream=int(info["streaming"])))
+    portable = f"-D{p.upper()}_PORTABLE"
+    builds = {"host portable": (["gcc", "-O2", portable], None)}
+    if _cpu_has_avx2():
+        builds["host avx2"] = (["gcc", "-O2", "-mavx2", "-mfma"], None)
+    qemu = ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native",
+            "-kernel"]
+    if shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"):
+        (tmp / "link.ld").write_text(ARM_LINK)
+        (tmp / "startup.c").write_text(ARM_STARTUP)
+        m4 = ["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2",
+              "-nostartfiles", "--specs=rdimon.specs", "-T", str(tmp / "link.ld"), str(tmp / "startup.c")]
+        builds["cortex-m4 dsp"] = (m4, qemu)
+        builds["cortex-m4 portable"] = (m4 + [portable], qemu)
+    out = {}
+    for i, (name, (cc, runner)) in enumerate(builds.items()):
+        exe = tmp / f"prog{i}"
+        subprocess.run([*cc, "-std=c99", "-ffp-contract=off", "-I", str(tmp), "-o", str(exe), str(tmp / "main.c")],
+                       check=True, capture_output=True)
+        res = subprocess.run([*(runner or []), str(exe)], capture_output=True, text=True, timeout=60)
+        out[name] = res.stdout.strip() or res.stderr.strip()[:200]
+    return out
+
+
+@pytest.mark.parametrize("cell,C,hidden,layers,bi", [("gru", 6, 13, 2, False), ("lstm", 3, 8, 2, True),
+                                                      ("rnn", 8, 20, 1, False)])
+def test_int8_fast_paths_are_bit_exact_with_the_portable_c(tmp_path, monkeypatch, cell, C, hidden, layers, bi):
+    """The AVX2 kernels (x86) and the DSP-extension kernels (Cortex-M4, under qemu) give exactly the integers of
+    the portable C: every output and state of P_step_q and P_run, on inputs up to far beyond calibration. The
+    shapes reach each branch: 8- and 4-weight rows (layer inputs of 6 and 3 channels), rows padded to 16 and 20,
+    row counts with a tail after the blocks of 8, an odd row count for the DSP's two rows at a time, and the
+    generic (64-bit) requantization beside the high-word one."""
+    import edgernn.export.c.kernels as kernels
+
+    run = _load(_untrained_run(tmp_path / "run", cell, "classify" if bi else "tag", layers, bi, hidden=hidden, C=C))
+    mode = "sequence" if bi else "step"
+    fast = _int8_header(run, mode, tmp_path / "fast.h")
+    monkeypatch.setattr(kernels, "_rq_fast", lambda s: False)  # as if a shift were <= 32
+    generic = _int8_header(run, mode, tmp_path / "generic.h")
+    assert "(p >> 32)" in fast[0].read_text() and "(p >> 32)" not in generic[0].read_text()
+    got = {f"{k}, {rq} rq": v for rq, (h, info) in (("high-word", fast), ("64-bit", generic))
+           for k, v in _path_hashes(h, info, tmp_path / f"build-{rq}").items()}
+    hashes = {v.split()[-1] for v in got.values()}
+    assert len(hashes) == 1, got
+    for name, v in got.items():  # each build ran the path it is named for
+        assert v.split()[0] == {"dsp": "dsp", "avx2": "avx2"}.get(name.split(",")[0].split()[-1], "portable"), got
+    assert not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")) or any("dsp" in k for k in got)
+
+
+def test_int8_avx2_and_dsp_paths_compile_warning_free(tmp_path):
+    """compile_checks builds with plain -O2 (portable C on x86): the AVX2 path (-mavx2, -march=native) must be as
+    clean under -std=c99 -Wall -Wextra -Werror -pedantic on gcc and clang, and the DSP path on Cortex-M7/M33/M55."""
+    run = _load(_untrained_run(tmp_path / "run", "lstm", "classify", 2, False, hidden=13, C=6))
+    path, _ = _int8_header(run, "step", tmp_path / "t.h")
+    (tmp_path / "u.c").write_text(f'#define T_IMPLEMENTATION\n#include "{path}"\n')
+    strict = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c", "-o", str(tmp_path / "u.o")]
+    builds = [["gcc", "-O3", "-mavx2", "-mfma"], ["clang", "-O3", "-mavx2", "-mfma"],
+              ["gcc", "-O3", "-mavx2", "-mavx512f", "-mavx512vl", "-mavx512vnni"]]
+    if _cpu_has_avx2():
+        builds.append(["gcc", "-O3", "-march=native"])
+    builds += [["arm-none-eabi-gcc", "-mthumb", f"-mcpu={cpu}", "-O2"] for cpu in ("cortex-m7", "cortex-m33",
+                                                                                "cortex-m55")]
+    for cc in builds:
+        if not shutil.which(cc[0]):
+            continue
+        res = subprocess.run([*cc, *strict, str(tmp_path / "u.c")], capture_output=True, text=True)
+        assert res.returncode == 0 and not res.stderr.strip(), (cc, res.stderr[:500])

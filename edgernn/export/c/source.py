@@ -14,8 +14,9 @@ edgernn.export.c.kernels (the arithmetic, the cell step, the head). The generate
 
 Design (RNNoise's rnn.c is the model): weights are `static const` arrays (flash on a microcontroller),
 nothing is allocated, there is no mutable global: the caller owns the state struct, so any number of
-streams can run at once. Matrices are stored transposed ([fan-in][gates x hidden]) so the inner loop
-runs over contiguous outputs and compilers vectorize it.
+streams can run at once. float matrices are stored transposed ([fan-in][gates x hidden]) so the inner
+loop runs over contiguous outputs and compilers vectorize it; int8 ones row-major, one dot product per
+output row (edgernn.export.c.kernels says why).
 
 float: float32 weights and arithmetic; sigmoid/tanh are a rational approximation (max error 4e-7, below
 float32 rounding of the outputs) so no libm call sits in the hot loop: the code needs no <math.h> at all.
@@ -140,9 +141,10 @@ class _Gen:
         impl = [f"#if defined({P}_IMPLEMENTATION) && !defined({P}_IMPLEMENTED)", f"#define {P}_IMPLEMENTED", "",
                 "#ifdef __cplusplus", f"#define {P}_RESTRICT __restrict", "#else", f"#define {P}_RESTRICT restrict",
                 "#endif", f"#define {P}_GH {s.G * s.H}  /* gates x hidden */", "",
-                tables.data(s), frontend_c(self.fe, self.p) if self.fe is not None else "",
+                kernels.paths(s) if self.q else "", tables.data(s), frontend_c(self.fe, self.p) if self.fe is not None else "",
                 detector_c(s.detector, s.labels, self.p) if getattr(s, "detector", None) and s.streaming else "",
-                kernels.arithmetic(s), kernels.cell(s), kernels.head(s), self.public(), f"#endif /* {P}_IMPLEMENTATION */", ""]
+                kernels.arithmetic(s), kernels.cell(s), kernels.head(s), self.public(),
+                kernels.paths_end(s) if self.q else "", f"#endif /* {P}_IMPLEMENTATION */", ""]
         return opening + self.header() + "\n" + "\n".join(impl)
 
     # ---- the API ------------------------------------------------------------------------------------
@@ -158,7 +160,15 @@ class _Gen:
 }}
 
 """
-        return f"""{'' if s.streaming else 'static '}void {p}_quantize_frame(const float *frame, int16_t *q)
+        # the public _quantize_frame wraps a static one: _step and _run call that directly (inlined, not through
+        # the PLT of a shared library)
+        public = f"""void {p}_quantize_frame(const float *frame, int16_t *q)
+{{
+    {p}_quantize(frame, q);
+}}
+
+""" if s.streaming else ""
+        return f"""static void {p}_quantize(const float *frame, int16_t *q)
 {{
     int c;
     for (c = 0; c < {s.C}; c++) {{
@@ -170,7 +180,7 @@ class _Gen:
     }}
 }}
 
-"""
+""" + public
 
     def public(self) -> str:
         s = self.s
@@ -258,8 +268,9 @@ void {p}_step({p}_state *st, const float *frame, float *out)
 {{
     int16_t q[{s.C}];
     int32_t out_q[{s.K}];
-{fe_step}    {p}_quantize_frame({src}, q);
-    {p}_step_q(st, q, out_q);
+{fe_step}    {p}_quantize({src}, q);
+    {p}_advance(st, q);
+    {p}_head_q(st->h[{L - 1}], out_q);
     {p}_dequantize(out_q, out);
 }}
 
@@ -273,7 +284,7 @@ int {p}_run(const float *x, int T, float *out)
         return -1;
     {p}_reset(&st);
     for (t = 0; t < T; t++) {{
-{fe_t}        {p}_quantize_frame({src_t}, q);
+{fe_t}        {p}_quantize({src_t}, q);
         {p}_advance(&st, q);{f'''
         {p}_head_q(st.h[{L - 1}], out_q);
         {p}_dequantize(out_q, out + (long)t * {s.K});''' if s.task == 'tag' else ''}
@@ -302,7 +313,7 @@ void {p}_step_pcm16({p}_state *st, const int16_t *hop, float *out)
         s, p, P, H = self.s, self.p, self.P, self.s.H
         a = self.act
         lstm = s.cell == "lstm"
-        conv = f"{p}_normalize" if not self.q else f"{p}_quantize_frame"
+        conv = f"{p}_normalize" if not self.q else f"{p}_quantize"
         if not self.q:
             head_tag = f"        {p}_head(buf[top][t], out + (long)t * {s.K});"
             head_cls = f"    {p}_head(feat, out);"
