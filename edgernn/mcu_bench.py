@@ -21,7 +21,7 @@ import numpy as np
 
 from edgernn.devices.mcu.cores import check_tools, qemu_version
 from edgernn.devices.mcu.cores import core as get_core
-from edgernn.mcu_parity import c_artifacts, fit_problem, footprint, mcu_board
+from edgernn.mcu_parity import c_artifacts, fit_problem, footprint, mcu_board, tflm_status
 from edgernn.rundir import load_run
 from edgernn.runtimes.files import atomic_write_json, cache_dir
 
@@ -42,19 +42,13 @@ def tflm_rows(paths: list, X: np.ndarray, reps: int = 50) -> list:
     from edgernn.errors import MissingDependencyError
     from edgernn.runtimes import load
     from edgernn.runtimes.manifest import read_manifest
-    from edgernn.runtimes.tflm_backend import tflm_check
-
     rows = []
     for p in [p for p in paths if Path(p).suffix == ".tflite"]:
         manifest = read_manifest(p)
-        known = manifest.get("tflm") or {}
-        if known.get("checked"):  # export checked it (edgernn.export.tflite.convert.tflm_fields)
-            res = {k: known.get(k) for k in ("runs", "reason", "arena_bytes")}
-        else:
-            try:
-                res = tflm_check(p)
-            except MissingDependencyError as exc:  # says so in the row, it does not stop the bench
-                res = {"runs": None, "reason": str(exc).splitlines()[0], "arena_bytes": None}
+        try:
+            res = tflm_status(p, manifest)
+        except MissingDependencyError as exc:  # says so in the row, it does not stop the bench
+            res = {"runs": None, "reason": str(exc).splitlines()[0], "arena_bytes": None}
         row = {"artifact": Path(p).name, **res}
         if res.get("runs"):
             s = load(p, runtime="tflm")

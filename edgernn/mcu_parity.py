@@ -71,6 +71,17 @@ def fit_problem(board, fp: dict) -> str | None:
     return None
 
 
+def tflm_status(path, manifest: dict) -> dict:
+    """{"runs", "reason", "arena_bytes"} of a .tflite on TFLite Micro: from its manifest when export checked it
+    (edgernn.export.tflite.convert.tflm_fields), else checked now (an artifact exported before that)."""
+    known = manifest.get("tflm") or {}
+    if known.get("checked"):
+        return {k: known.get(k) for k in ("runs", "reason", "arena_bytes")}
+    from edgernn.runtimes.tflm_backend import tflm_check
+
+    return tflm_check(path)
+
+
 def _tflm_runnable(run, artifacts, other: list) -> tuple[list, list]:
     """(.tflite artifacts TFLite Micro runs, `other` with the refused ones' reasons in place)."""
     from edgernn.runtimes.manifest import read_manifest
@@ -82,11 +93,7 @@ def _tflm_runnable(run, artifacts, other: list) -> tuple[list, list]:
         if p.suffix != ".tflite":
             out.append(o)
             continue
-        known = read_manifest(p).get("tflm") or {}
-        if not known.get("checked"):  # exported before export checked it
-            from edgernn.runtimes.tflm_backend import tflm_check
-
-            known = tflm_check(p)
+        known = tflm_status(p, read_manifest(p))
         if known.get("runs"):
             runs.append(p)
         else:

@@ -10,9 +10,11 @@ writes and the writability check: the run directory, exporters, reports and the 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -87,3 +89,24 @@ def cache_dir(sub: str) -> Path:
     base = os.environ.get(CACHE_ENV) or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edgernn")
     return Path(base).expanduser() / sub
+
+
+@contextlib.contextmanager
+def captured_fd2(out: list):
+    """Capture file descriptor 2 - where C++ runtimes (LiteRT, TFLite Micro) print, past Python's sys.stderr -
+    for the block; out receives the text. Without a usable fd 2 (e.g. a GUI app) nothing is captured."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.append(tmp.read().decode("utf-8", "replace"))

@@ -18,12 +18,11 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata as _md
 import os
-import sys
-import tempfile
 
 import numpy as np
 
 from edgernn.errors import ArtifactError
+from edgernn.runtimes.files import captured_fd2
 from edgernn.runtimes.registry import missing_dependency
 from edgernn.runtimes.session import Session
 from edgernn.runtimes.tensor import Tensor
@@ -75,24 +74,14 @@ def _without_info_lines():
     """The TFLite C++ runtime prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on stderr
     (file descriptor 2, past Python) when an interpreter is made: it would break `-q` and pollute a device
     app's log. Capture fd 2 while the interpreter is built and pass on everything except INFO lines."""
+    text: list = []
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable fd 2 (e.g. a GUI app): nothing to filter
-        yield
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
+        with captured_fd2(text):
             yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            kept = [ln for ln in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
-                    if not ln.startswith("INFO: ")]
-            if kept:
-                os.write(2, "".join(kept).encode())
+    finally:
+        kept = [ln for ln in "".join(text).splitlines(keepends=True) if not ln.startswith("INFO: ")]
+        if kept:
+            os.write(2, "".join(kept).encode())
 
 
 class LiteRTSession(Session):

@@ -23,7 +23,6 @@ kept in variable tensors, so such a window runs one frame per invoke after a res
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata as _md
 import json
 import os
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from edgernn.errors import ArtifactError, RuntimeInputError
+from edgernn.runtimes.files import captured_fd2
 from edgernn.runtimes.registry import missing_dependency
 from edgernn.runtimes.session import Session
 from edgernn.runtimes.tensor import Tensor
@@ -64,28 +64,6 @@ def _version() -> str:
         return _md.version("tflite-micro")
     except _md.PackageNotFoundError:
         return "unknown"
-
-
-@contextlib.contextmanager
-def _captured_stderr(out: list):
-    """TFLite Micro says why it refuses a model with MicroPrintf, which writes to file descriptor 2 from C++
-    (past Python's sys.stderr; measured: nothing goes to fd 1). Capture fd 2 while the interpreter is built
-    and run once; out receives the text."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable fd 2 (e.g. a GUI app): nothing to capture
-        yield
-        return
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.append(tmp.read().decode("utf-8", "replace"))
 
 
 class _Graph:
@@ -172,7 +150,8 @@ class TFLMSession(Session):
         # preserve-all-tensors configuration; the default one plans tensors into shared memory
         config = rt.InterpreterConfig.kPreserveAllTensors if variables else rt.InterpreterConfig.kAllocationRecording
         text, err = [], None
-        with _captured_stderr(text):
+        # TFLite Micro says why it refuses a model with MicroPrintf, on fd 2 from C++ (measured: nothing on fd 1)
+        with captured_fd2(text):
             try:
                 it = rt.Interpreter.from_bytes(self._data, arena_size=ARENA, intrepreter_config=config)
                 # one inference on zeros: a kernel that refuses at Invoke says why now, not on the first window
