@@ -20,6 +20,7 @@ import click
 from edgernn import __version__
 from edgernn.cli.devices import boards_cmd, emulate_group
 from edgernn.cli.parity_bench_report import bench_cmd, parity_cmd, report_cmd
+from edgernn.cli.tokens import generate_cmd
 from edgernn.cli.train_export import datasets_cmd, export_cmd, finetune_cmd, train_cmd
 from edgernn.cli.tune_pipeline import pipeline_cmd, tune_cmd
 
@@ -40,6 +41,7 @@ def main():
       edgernn bench RUN_DIR         latency percentiles, memory, size (desktop, Pi, Android)
       edgernn report RUN_DIR        Markdown + JSON + plots
       edgernn pipeline              all of the above on the bundled default dataset
+      edgernn generate RUN_DIR TEXT  run an exported encoder-decoder (token models: g2p)
     """
     from edgernn.interrupts import install_sigterm
 
@@ -48,7 +50,7 @@ def main():
 
 # in the order the original single-file CLI declared them
 for _cmd in (datasets_cmd, train_cmd, finetune_cmd, pipeline_cmd, export_cmd, parity_cmd, bench_cmd, tune_cmd,
-             report_cmd, boards_cmd, emulate_group):
+             report_cmd, generate_cmd, boards_cmd, emulate_group):
     main.add_command(_cmd)
 del _cmd
 

@@ -99,7 +99,12 @@ def parity_cmd(run_dir, artifacts, explain_artifact, threads, target, host, emul
     """
     from edgernn.errors import ParityError
     from edgernn.parity import check_parity, format_table
+    from edgernn.tokens.run import is_token_run
 
+    if is_token_run(run_dir) and not target and not explain_artifact:
+        from edgernn.cli.tokens import parity_tokens_cli
+
+        return parity_tokens_cli(run_dir, as_json, quiet)
     if explain_artifact:
         from edgernn.explain import explain, format_explain
 

@@ -39,14 +39,26 @@ def datasets_cmd(as_json):
         s = ds.summary()
         s["description"] = ds.description
         rows.append(s)
+    from edgernn.data.registry import TOKEN_DATASETS, load_token_dataset
+
+    tokens = []
+    for name in TOKEN_DATASETS:
+        t = load_token_dataset(name).summary()
+        tokens.append(t)
     if as_json:
-        echo_json(rows)
+        echo_json(rows + tokens)
         return
     click.echo(f"{'name':<20} {'task':<9} {'train':>5} {'test':>5} {'T':>4} {'C':>3} {'classes':>7}  description")
     for r in rows:
         click.echo(f"{r['name']:<20} {r['task']:<9} {r['n_train']:>5} {r['n_test']:>5} {r['seq_len']:>4} "
                    f"{r['channels']:>3} {r['num_classes']:>7}  {r['description']}")
-    click.echo("Your own data: --dataset path/to/data.npz (X [N,T,C], y [N]) or .csv (see docs/data.md).")
+    click.echo("\ntoken sets (text in; docs/tokens.md)")
+    click.echo(f"{'name':<20} {'task':<9} {'train':>6} {'test':>5} {'vocab':>5}  description")
+    for t in tokens:
+        click.echo(f"{t['name']:<20} {t['task']:<9} {t['n_train']:>6} {t['n_test']:>5} {t['src_vocab']:>5}  "
+                   f"{t['description']}")
+    click.echo("Your own data: --dataset path/to/data.npz (X [N,T,C], y [N]) or .csv (see docs/data.md); text: a "
+               ".csv/.tsv/.jsonl with text,label / text,tags / source,target columns (docs/tokens.md).")
 
 
 # ----------------------------------------------------------------------------- train
@@ -111,6 +123,16 @@ def train_options(fn):
                      help="Audio front end: 0 = log-mel features; k = the first k MFCCs (DCT of the log-mels)."),
         click.option("--augment/--no-augment", default=True, show_default=True,
                      help="Audio: shift, frequency-warp and noise every batch's features (seeded)."),
+        # token sets (g2p, names, a .tsv/.jsonl/.csv of text): see docs/tokens.md; options not given take the
+        # token defaults (bidirectional encoder, hidden 48, 40 epochs, batch 128)
+        click.option("--embed", type=click.IntRange(1, 1024), default=None,
+                     help="Token sets: embedding width [default: 32]."),
+        click.option("--attention/--no-attention", default=None,
+                     help="Token seq2seq: dot-product attention over the encoder outputs [default: on]."),
+        click.option("--beam", type=click.IntRange(1, 64), default=None,
+                     help="Token seq2seq: beam width for decoding the test set and in the manifest [default: 4]."),
+        click.option("--limit", type=click.IntRange(0), default=None,
+                     help="Token sets: use only this many examples of a bundled set (quick runs) [default: all]."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -134,6 +156,16 @@ def train_cmd(out, force, as_json, quiet, **kw):
     kept), per-channel normalization computed on the training data and saved with the model.
     A non-empty --out is refused unless --force. Ctrl-C or SIGTERM leave --out as it was.
     """
+    from edgernn.data.registry import is_token_spec
+
+    if is_token_spec(kw["dataset"]):
+        from edgernn.cli.tokens import train_tokens_cli
+
+        return train_tokens_cli(click.get_current_context(), out, force, as_json, quiet, kw)
+    token_only = [k for k in ("embed", "attention", "beam", "limit") if kw.pop(k) is not None]
+    if token_only:
+        raise click.UsageError(f"{', '.join('--' + k for k in token_only)}: for token datasets only (g2p, names, "
+                               "a .tsv/.jsonl file of text)")
     from edgernn.rundir import stale_files
     from edgernn.train import TrainConfig, train
 
@@ -249,6 +281,12 @@ def export_cmd(run_dir, formats, precisions, streaming, recipe, integer_only, in
     precision, which ops really run in int8, tensor names/shapes/dtypes/quantization, normalization,
     labels, sha256, size and tool versions. Check them with `edgernn parity RUN_DIR`.
     """
+    from edgernn.tokens.run import is_token_run
+
+    if is_token_run(run_dir):
+        from edgernn.cli.tokens import export_tokens_cli
+
+        return export_tokens_cli(run_dir, formats, precisions, out_dir, as_json)
     from edgernn.export import ExportFailed, export_run
 
     losses = []

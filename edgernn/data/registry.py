@@ -66,6 +66,43 @@ def audio_summary(name: str) -> dict:
     return info
 
 
+TOKEN_DATASETS = {  # token sets: name -> "module:function" (imported on first use)
+    "g2p": "edgernn.data.tokens:g2p",
+    "names": "edgernn.data.names:names",
+}
+TOKEN_SUFFIXES = (".tsv", ".jsonl")  # .csv too when its header has a text / source column (edgernn.data.token_files)
+
+
+def is_token_spec(spec: str) -> bool:
+    """True for a bundled token set or a token file (text,label / text,tags / source,target / text)."""
+    if spec in TOKEN_DATASETS:
+        return True
+    p = Path(spec)
+    if p.suffix.lower() in TOKEN_SUFFIXES:
+        return True
+    if p.suffix.lower() == ".csv" and p.is_file():
+        try:
+            with open(p, encoding="utf-8", errors="replace") as f:
+                header = {c.strip().strip('"').lstrip("\ufeff") for c in f.readline().strip().lower().split(",")}
+        except OSError:
+            return False
+        return bool(header & {"text", "source"})
+    return False
+
+
+def load_token_dataset(spec: str, seed: int = 0, limit: int | None = None, **kw):
+    """A bundled token set (TOKEN_DATASETS) or a token file (edgernn.data.token_files) -> TokenDataset."""
+    import importlib
+
+    if spec in TOKEN_DATASETS:
+        module, func = TOKEN_DATASETS[spec].split(":")
+        loader = getattr(importlib.import_module(module), func)
+        return loader(seed=seed, **({"limit": limit} if limit and spec == "g2p" else {}), **kw)
+    from edgernn.data.token_files import load_token_file
+
+    return load_token_file(spec, seed=seed, **kw)
+
+
 def load_dataset(spec: str, seed: int = 0, audio: dict | None = None, progress: bool = False, **kw) -> Dataset:
     """A bundled dataset name (see DATASETS), a .npz / .csv file, or a folder of labelled audio clips.
     audio: sample_rate / clip_ms / hop_ms for audio sets (ignored by the others); progress: bars while an audio

