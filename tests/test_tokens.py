@@ -50,6 +50,12 @@ def test_greedy_and_beam_search_on_a_known_case():
     assert generate.greedy(step, 0, BOS, EOS, max_len=10) == [4]
     assert generate.beam(step, 0, BOS, EOS, max_len=10, width=2) == [5]
     assert generate.beam(step, 0, BOS, EOS, max_len=10, width=1) == [4]  # width 1 is greedy
+    # which hypotheses survive: after 'x' (0.55) both continuations are 0.5, after 'y' (0.45) 'x' is 0.9, so the
+    # best two of four are 'y x' (0.405) and 'x x' (0.275); kept unsorted, the beam would keep 'x x' and 'x y'
+    step2 = _toy_step({2: [1e-9, 1e-9, 1e-9, 1e-9, 0.55, 0.45], 4: [1e-9, 1e-9, 1e-9, 1e-9, 0.5, 0.5],
+                       5: [1e-9, 1e-9, 1e-9, 1e-9, 0.9, 0.1]})
+    assert generate.greedy(step2, 0, BOS, EOS, max_len=2) == [4, 4]
+    assert generate.beam(step2, 0, BOS, EOS, max_len=2, width=2) == [5, 4]
 
 
 def test_top_k_sampling_is_seeded_and_stays_in_the_top_k():
@@ -187,3 +193,37 @@ def test_train_refuses_options_of_the_other_kind(tmp_path):
     r = CliRunner().invoke(main, ["train", "--beam", "3", "--out", str(tmp_path / "b")])
     assert r.exit_code == 2 and "--beam: for token datasets only" in r.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_c_encoder_decoder(g2p_run):
+    """The C library: clean on every installed compiler, its decoder step is torch's (float), its greedy loop in C
+    is the Python loop over the same step, int8 tables take under a third of the float flash."""
+    r = CliRunner().invoke(main, ["export", str(g2p_run), "--format", "c", "-q"])
+    assert r.exit_code == 0, r.output
+    from edgernn.runtimes.token_session import load_seq2seq
+    from edgernn.tokens.reference import decode_all
+    from edgernn.tokens.run import load_token_run
+
+    arts = g2p_run / "artifacts"
+    run = load_token_run(g2p_run)
+    m = {p: json.loads((arts / f"seq2seq-{p}.h.json").read_text()) for p in ("float", "int8")}
+    for man in m.values():
+        assert man["part"] == "encoder-decoder"
+        assert man["c"]["max_src"] >= max(len(w) for w in run.data()["src_test"])
+        checks = man["c"]["compile_checks"]
+        assert checks["gcc"]["clean"] and all(v.get("clean", True) for v in checks.values()), checks
+    assert m["float"]["checked"]["max_diff_vs_torch"] < 1e-4
+    flash = {p: m[p]["c"]["targets"]["cortex-m4"].get("flash_bytes") for p in m}
+    if flash["float"]:
+        assert flash["int8"] < flash["float"] / 3
+    words = [w for w in run.data()["src_test"][:30]]
+    ref = decode_all(run.load_model(), words, run.src_vocab, run.tgt_vocab, "greedy")
+    for p in ("float", "int8"):
+        s = load_seq2seq(arts, "c", p)
+        py = [s.generate(w, method="greedy") for w in words]
+        in_c = [run.tgt_vocab.decode(s.engine.greedy(s.source_ids(w), len(w) + 10)) for w in words]
+        assert in_c == py
+        if p == "float":
+            assert py == ref
+    r = CliRunner().invoke(main, ["generate", str(g2p_run), "--format", "c", "--method", "greedy", "hello"])
+    assert r.exit_code == 0 and r.output.startswith("hello\t"), r.output

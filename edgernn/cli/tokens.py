@@ -72,16 +72,22 @@ def format_token_parity(r: dict) -> str:
     lines = [f"{r['run']}: {r['sources']} held-out sources, {r['decoding']['method']}"
              f"{' ' + str(r['decoding']['width']) if r['decoding']['method'] == 'beam' else ''}; "
              f"float model PER {f['per']:.2%}  WER {f['wer']:.2%}",
-             f"{'artifacts (encoder + decoder)':<32} {'PER':>7} {'WER':>7} {'dPER':>7} {'agree':>7} {'soak agree':>10} "
+             f"{'artifacts':<32} {'PER':>7} {'WER':>7} {'dPER':>7} {'agree':>7} {'soak agree':>10} "
              f"{'soak max|d|':>11} {'KB':>7}  verdict"]
+    c_note = False
     for a in r["artifacts"]:
         s = a["soak"]
         verdict = "pass" if a["passed"] else "FAIL: " + "; ".join(a["reasons"])
+        size, mark = a["bytes"], " "
+        if a.get("cortex_m4_flash_bytes"):  # C: the compiled library, not its source text
+            size, mark, c_note = a["cortex_m4_flash_bytes"], "*", True
         lines.append(f"{a['format'] + ' ' + a['precision']:<32} {a['per']:7.2%} {a['wer']:7.2%} "
                      f"{a['per_delta'] * 100:+6.2f}p {a['agreement']:7.2%} {s['agreement']:10.2%} "
-                     f"{s['max_diff']:11.2e} {a['bytes'] / 1024:7.1f}  {verdict}")
+                     f"{s['max_diff']:11.2e} {size / 1024:7.1f}{mark} {verdict}")
     lines.append(f"soak: {r['artifacts'][0]['soak']['tokens']:,} decoder steps of one long generation" if r["artifacts"]
                  else "no artifacts")
+    if c_note:
+        lines.append("* C: Cortex-M4 flash of the compiled library (arm-none-eabi-gcc -Os), not the .h source")
     return "\n".join(lines)
 
 
@@ -95,7 +101,7 @@ def parity_tokens_cli(run_dir: Path, as_json: bool, quiet: bool) -> None:
     else:
         click.echo(format_token_parity(r))
     if not r["passed"]:
-        failed = [a["decoder"] for a in r["artifacts"] if not a["passed"]]
+        failed = [" + ".join(a["files"]) for a in r["artifacts"] if not a["passed"]]
         raise ParityError(f"parity gate failed for {len(failed)} artifact pair(s): {', '.join(failed)} "
                           f"(see {Path(run_dir) / 'parity.json'})")
 
@@ -103,8 +109,9 @@ def parity_tokens_cli(run_dir: Path, as_json: bool, quiet: bool) -> None:
 @click.command("generate")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(("onnx",)), default="onnx", show_default=True,
-              help="Which exported artifacts run (the encoder and the decoder step of that format).")
+@click.option("--format", "fmt", type=click.Choice(("onnx", "c")), default="onnx", show_default=True,
+              help="Which exported artifacts run: onnx (the encoder + decoder step) or c (one C library, compiled "
+                   "here with the system compiler).")
 @click.option("--precision", type=click.Choice(("float", "int8")), default="float", show_default=True)
 @click.option("--method", type=click.Choice(("greedy", "beam", "top-k")), default=None,
               help="Decoding [default: what the manifest says, beam for g2p].")

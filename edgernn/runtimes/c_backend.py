@@ -143,9 +143,11 @@ def wrapper_source(header_name: str, manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def build_library(header: Path, manifest: dict, out: Path, cc: str | None = None, flags=None) -> Path:
-    """Compile `header` (+ the wrapper) into the shared library `out` (atomically). A compiler error is an
-    ArtifactError with the compiler's first error line: generated code must always compile."""
+def build_library(header: Path, manifest: dict, out: Path, cc: str | None = None, flags=None,
+                  wrapper: str | None = None) -> Path:
+    """Compile `header` (+ the wrapper: wrapper_source's, or the given text) into the shared library `out`
+    (atomically). A compiler error is an ArtifactError with the compiler's first error line: generated code must
+    always compile."""
     cc = cc or find_compiler()
     flags = list(BASE_FLAGS) + list(native_flags(cc) if flags is None else flags)
     out = Path(out)
@@ -153,7 +155,7 @@ def build_library(header: Path, manifest: dict, out: Path, cc: str | None = None
     with tempfile.TemporaryDirectory(prefix="edgernn-cbuild-") as tmp:
         tmp = Path(tmp)
         shutil.copyfile(header, tmp / "model.h")
-        (tmp / "wrapper.c").write_text(wrapper_source("model.h", manifest))
+        (tmp / "wrapper.c").write_text(wrapper if wrapper is not None else wrapper_source("model.h", manifest))
         so = tmp / "lib.so"
         try:
             proc = subprocess.run([cc, *flags, "-o", str(so), str(tmp / "wrapper.c")], capture_output=True,
@@ -180,8 +182,9 @@ def _embedded_sha(lib) -> str | None:
     return fn().decode()
 
 
-def library_for(path: Path, manifest: dict) -> tuple[Path, str]:
-    """(shared library for this artifact, how it was obtained: "prebuilt" | "cached" | "compiled")."""
+def library_for(path: Path, manifest: dict, wrapper: str | None = None) -> tuple[Path, str]:
+    """(shared library for this artifact, how it was obtained: "prebuilt" | "cached" | "compiled"); wrapper: the
+    entry points' .c text when not wrapper_source's (token models)."""
     machine = platform.machine()
     prebuilt = Path(path).with_name(f"{Path(path).name}.{machine}.so")
     if prebuilt.is_file():
@@ -197,11 +200,12 @@ def library_for(path: Path, manifest: dict) -> tuple[Path, str]:
     cc = find_compiler()
     flags = list(BASE_FLAGS) + list(native_flags(cc))
     key = hashlib.sha256("\n".join([manifest["sha256"], compiler_id(cc), " ".join(flags), machine, _cpu_model(),
-                                    wrapper_source("model.h", manifest)]).encode()).hexdigest()[:24]
+                                    wrapper if wrapper is not None else wrapper_source("model.h", manifest)]
+                             ).encode()).hexdigest()[:24]
     lib = cache_dir("c") / f"{Path(path).stem}-{key}.so"
     if lib.is_file():
         return lib, "cached"
-    return build_library(path, manifest, lib, cc), "compiled"
+    return build_library(path, manifest, lib, cc, wrapper=wrapper), "compiled"
 
 
 PEAK_SOURCE = """

@@ -25,7 +25,7 @@ from edgernn.errors import ManifestError
 from edgernn.runtimes.manifest import FORMAT_RUNTIME, manifest_path, sha256_file
 
 TOKEN_SCHEMA = "edgernn.tokens/1"
-PARTS = ("encoder", "decoder", "classifier")
+PARTS = ("encoder", "decoder", "encoder-decoder", "classifier")  # encoder-decoder: one artifact (C)
 TOKEN_FIELDS = {"schema": str, "artifact": str, "format": str, "runtime": str, "precision": str, "part": str,
                 "task": str, "model": dict, "vocab": dict, "inputs": list, "outputs": list, "quantization": dict,
                 "source": dict, "sha256": str, "size_bytes": int}
@@ -46,7 +46,7 @@ def validate_tokens(m) -> list[str]:
         problems.append(f"part {m['part']!r} is not one of {', '.join(PARTS)}")
     if not isinstance(m["vocab"].get("src"), dict):
         problems.append("vocab needs the source vocabulary")
-    if m["part"] == "decoder" and not isinstance(m.get("decoding"), dict):
+    if m["part"] in ("decoder", "encoder-decoder") and not isinstance(m.get("decoding"), dict):
         problems.append("a decoder needs a decoding block (bos, eos, max_extra)")
     return problems
 

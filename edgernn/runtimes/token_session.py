@@ -53,54 +53,59 @@ class _OrtGraph:
         return self.sess.run(self.out_names, dict(zip(self.in_names, arrays)))
 
 
-GRAPHS = {"onnx": _OrtGraph, "ort": _OrtGraph}
+class _OrtEngine:
+    """An ONNX / ORT encoder + decoder step pair."""
 
+    runtime_name = "onnxruntime"
 
-def open_graph(path: Path, threads: int = 1):
-    path = Path(path)
-    m = read_token_manifest(path)
-    try:
-        cls = GRAPHS[m["format"]]
-    except KeyError:
-        raise ArtifactError(f"{path.name}: token artifacts in {m['format']} cannot run here yet "
-                            f"(runs: {', '.join(GRAPHS)})") from None
-    return cls(path, m, threads), m
-
-
-class Seq2Seq:
-    """An encoder + decoder pair and the loops that generate from it."""
-
-    def __init__(self, encoder: Path, decoder: Path, threads: int = 1):
-        self.encoder, self.enc_manifest = open_graph(encoder, threads)
-        self.decoder, self.manifest = open_graph(decoder, threads)
-        if self.enc_manifest["source"].get("model_sha256") != self.manifest["source"].get("model_sha256"):
-            raise ArtifactError(f"{Path(encoder).name} and {Path(decoder).name} come from different models; "
-                                "re-export the run")
-        voc = self.manifest["vocab"]
-        self.tokenizer = voc["tokenizer"]
-        self.src_vocab = Vocab.from_dict(voc["src"])
-        self.tgt_vocab = Vocab.from_dict(voc["tgt"])
-        self.decoding = self.manifest["decoding"]
-        self.lstm = self.manifest["model"]["cell"] == "lstm"
-
-    def source_ids(self, text_or_tokens) -> list[int]:
-        toks = tokenize(text_or_tokens, self.tokenizer) if isinstance(text_or_tokens, str) else list(text_or_tokens)
-        if self.manifest["vocab"].get("lower"):
-            toks = [t.lower() for t in toks]
-        return self.src_vocab.encode(toks)
+    def __init__(self, encoder: Path, decoder: Path, enc_manifest: dict, manifest: dict, threads: int = 1):
+        self.encoder = _OrtGraph(encoder, enc_manifest, threads)
+        self.decoder = _OrtGraph(decoder, manifest, threads)
+        self.runtime_version = self.decoder.runtime_version
 
     def encode(self, ids: list[int]):
-        """The decoder's first state: (h, (c,) encoder outputs)."""
-        if not ids:
-            raise ValueError("nothing to encode: the text has no tokens")
         outs = self.encoder(np.asarray([ids], dtype=np.int64))
         return tuple(outs[1:]) + (outs[0],)
 
     def step(self, token: int, state):
-        """One decoder step: token id + state -> logits [V], new state (the encoder outputs ride along)."""
         enc = state[-1]
         outs = self.decoder(np.asarray([token], dtype=np.int64), *state[:-1], enc)
         return outs[0][0], tuple(outs[1:]) + (enc,)
+
+    def state_arrays(self, state) -> list[np.ndarray]:
+        return [np.asarray(s).reshape(-1) for s in state[:-1]]
+
+
+class Seq2Seq:
+    """An exported encoder-decoder (an encoder + decoder step pair, or one C library) and the loops that
+    generate from it."""
+
+    def __init__(self, engine, manifest: dict):
+        self.engine = engine
+        self.manifest = manifest
+        voc = manifest["vocab"]
+        self.tokenizer = voc["tokenizer"]
+        self.lower = bool(voc.get("lower"))
+        self.src_vocab = Vocab.from_dict(voc["src"])
+        self.tgt_vocab = Vocab.from_dict(voc["tgt"])
+        self.decoding = manifest["decoding"]
+        self.runtime_version = getattr(engine, "runtime_version", "")
+
+    def source_ids(self, text_or_tokens) -> list[int]:
+        if isinstance(text_or_tokens, str):
+            text = text_or_tokens.lower() if self.lower else text_or_tokens
+            return self.src_vocab.encode(tokenize(text, self.tokenizer))
+        return self.src_vocab.encode(list(text_or_tokens))
+
+    def encode(self, ids: list[int]):
+        """The decoder's first state (opaque: pass it to step)."""
+        if not ids:
+            raise ValueError("nothing to encode: the text has no tokens")
+        return self.engine.encode(list(ids))
+
+    def step(self, token: int, state):
+        """One decoder step: token id + state -> logits [V], new state."""
+        return self.engine.step(token, state)
 
     def generate_ids(self, ids: list[int], method: str | None = None, width: int | None = None, top_k: int = 5,
                      seed: int = 0, temperature: float = 1.0, max_len: int | None = None) -> list[int]:
@@ -118,9 +123,23 @@ def artifact_name(part: str, precision: str, fmt: str) -> str:
 
 
 def load_seq2seq(artifacts: Path | str, fmt: str = "onnx", precision: str = "float", threads: int = 1) -> Seq2Seq:
+    """The encoder-decoder exported to `fmt` at `precision` in the artifacts directory."""
     d = Path(artifacts)
+    if fmt == "c":
+        path = d / artifact_name("seq2seq", precision, fmt)
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing; export the run (`edgernn export RUN --format c`)")
+        from edgernn.runtimes.token_c import CSeq2SeqEngine
+
+        m = read_token_manifest(path)
+        return Seq2Seq(CSeq2SeqEngine(path, m), m)
+    if fmt not in ("onnx", "ort"):
+        raise ArtifactError(f"token artifacts in {fmt} cannot run here yet (runs: onnx, ort, c)")
     enc, dec = d / artifact_name("encoder", precision, fmt), d / artifact_name("decoder", precision, fmt)
     for p in (enc, dec):
         if not p.is_file():
             raise ArtifactError(f"{p} is missing; export the run (`edgernn export RUN --format {fmt}`)")
-    return Seq2Seq(enc, dec, threads)
+    me, md = read_token_manifest(enc), read_token_manifest(dec)
+    if me["source"].get("model_sha256") != md["source"].get("model_sha256"):
+        raise ArtifactError(f"{enc.name} and {dec.name} come from different models; re-export the run")
+    return Seq2Seq(_OrtEngine(enc, dec, me, md, threads), md)

@@ -30,7 +30,7 @@ from edgernn.runtimes.token_manifest import TOKEN_SCHEMA, validate_tokens
 from edgernn.runtimes.token_session import artifact_name
 from edgernn.tokens.run import TokenRun, load_token_run
 
-TOKEN_FORMATS = ("onnx",)
+TOKEN_FORMATS = ("onnx", "c")
 OPSET = 17
 TOLERANCE = 1e-4
 DECODING_EXTRA = 10  # generated outputs may be this many tokens longer than the source (then generation stops)
@@ -189,8 +189,58 @@ def _export_onnx(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict
     return {"paths": paths, "compute": compute, "recipe": recipe, "max_diff": worst}
 
 
+def _export_c(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
+    """One header with the encoder, the decoder step and the greedy loop; compiled and checked against torch."""
+    import re
+
+    from edgernn.export.c.tokens import TokenCSpec, generate_token_c
+    from edgernn.runtimes.c_backend import compiler_id, find_compiler
+    from edgernn.runtimes.token_c import CSeq2SeqEngine
+
+    cfg = model.cfg
+    name = re.sub(r"[^0-9a-zA-Z_]", "_", run.path.name).strip("_").lower() or "model"
+    prefix = f"{'m_' if name[0].isdigit() else ''}{name}_{precision}"
+    weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    max_src = max(int(run.dataset.get("max_src_len") or 0), max(len(s) for s in run.data()["src_test"]))
+    spec = TokenCSpec(prefix, precision, cfg, weights, run.src_vocab.tokens, run.tgt_vocab.tokens, max_src=max_src,
+                      sha_note=f"Model sha256 {run.model_sha256()[:16]}.")
+    path = tmp / "seq2seq.h"
+    path.write_text(generate_token_c(spec))
+    from edgernn.devices.compilers import compile_checks, target_sizes
+
+    checks = compile_checks(path, prefix)
+    unclean = {k: v["error"] for k, v in checks.items() if "clean" in v and not v["clean"]}
+    if unclean:
+        raise ExportError(f"the generated C does not compile cleanly with {', '.join(unclean)} "
+                          f"({next(iter(unclean.values()))}); no file written - please report this")
+    c_info = {"prefix": prefix, "max_src": max_src, "compiler": compiler_id(find_compiler()),
+              "compile_checks": checks, "targets": target_sizes(path, prefix)}
+    engine = CSeq2SeqEngine(path, {"sha256": sha256_file(path), "c": c_info, "model": cfg.to_dict()})
+    enc_w, dec_w = _wrappers(torch, model)
+    worst, scale = 0.0, 1.0
+    for src in _examples(run):
+        ref = _reference(torch, enc_w, dec_w, src, steps=6)
+        got, state, token = [], engine.encode(src), 2
+        for _ in range(6):
+            logits, state = engine.step(token, state)
+            got += [logits[None]] + [a[None] for a in engine.state_arrays(state)[: 2 if cfg.cell == "lstm" else 1]]
+            token = int(np.argmax(logits))
+        ref_steps = ref[len(ref) - len(got):]  # the steps' logits and states (after the encoder's outputs)
+        for a, b in zip(ref_steps, got):
+            worst = max(worst, float(np.abs(a - b).max()))
+            scale = max(scale, float(np.abs(a).max()))
+    tol = TOLERANCE * scale if precision == "float" else np.inf
+    if worst > tol:
+        raise ExportError(f"the C encoder-decoder differs from torch by {worst:.2e} > {tol:.1e}; no file written")
+    compute = ({"embedding": "float", "recurrent": "float", "head": "float"} if precision == "float" else
+               {"embedding": "weights-int8", "recurrent": "weights-int8", "head": "weights-int8"})
+    return {"paths": {"encoder-decoder": path}, "compute": compute,
+            "recipe": "float" if precision == "float" else "weights-int8 (per-row scales, float arithmetic)",
+            "max_diff": worst, "c": c_info}
+
+
 def _fields(run: TokenRun, fmt: str, precision: str, part: str, built: dict) -> dict:
-    ins, outs, _ = _io(run.config, part)
+    ins, outs, _ = _io(run.config, "decoder" if part == "encoder-decoder" else part)
     fields = {"schema": TOKEN_SCHEMA, "format": fmt, "runtime": FORMAT_RUNTIME[fmt], "precision": precision,
               "part": part, "task": "seq2seq", "model": run.config.to_dict(),
               "vocab": {"tokenizer": run.tokenizer, "src": run.src_vocab.to_dict(), "tgt": run.tgt_vocab.to_dict(),
@@ -199,7 +249,9 @@ def _fields(run: TokenRun, fmt: str, precision: str, part: str, built: dict) -> 
               "quantization": {"recipe": built["recipe"], "compute": built["compute"]},
               "checked": {"max_diff_vs_torch": built["max_diff"], "sources": len(_examples(run))},
               "source": {"run": run.path.name, "model_sha256": run.model_sha256()}}
-    if part == "decoder":
+    if "c" in built:
+        fields["c"] = built["c"]
+    if part in ("decoder", "encoder-decoder"):
         beam = int(run.train_config.get("beam", 4))
         fields["decoding"] = {"bos": run.tgt_vocab.bos, "eos": run.tgt_vocab.eos, "max_extra": DECODING_EXTRA,
                               "method": "beam" if beam > 1 else "greedy", "width": beam}
@@ -238,9 +290,9 @@ def export_tokens(run_dir: Path | str, formats=("onnx",), precisions=("float", "
         for precision in precisions:
             tmp = Path(tempfile.mkdtemp(prefix="edgernn-tokens-"))
             try:
-                built = _export_onnx(torch, model, run, tmp, precision)
-                for part in ("encoder", "decoder"):
-                    target = out / artifact_name(part, precision, fmt)
+                built = (_export_c if fmt == "c" else _export_onnx)(torch, model, run, tmp, precision)
+                for part in built["paths"]:
+                    target = out / artifact_name("seq2seq" if fmt == "c" else part, precision, fmt)
                     _publish(built["paths"][part], target, _fields(run, fmt, precision, part, built))
                     written.append(target)
             finally:

@@ -47,7 +47,10 @@ class TokenGates:
 
 
 def _pairs(artifacts: Path) -> list[tuple[str, str]]:
+    """(format, precision) of every exported encoder-decoder: encoder + decoder files, or one C library."""
     found = []
+    for h in sorted(artifacts.glob("seq2seq-*.h")):
+        found.append(("c", h.stem.split("-", 1)[1]))
     for enc in sorted(artifacts.glob("encoder-*.*")):
         if enc.suffix == ".json":
             continue
@@ -55,6 +58,13 @@ def _pairs(artifacts: Path) -> list[tuple[str, str]]:
         if (artifacts / f"decoder-{precision}{enc.suffix}").is_file():
             found.append((fmt, precision))
     return found
+
+
+def artifact_files(artifacts: Path, fmt: str, precision: str) -> list[Path]:
+    from edgernn.runtimes.token_session import artifact_name
+
+    parts = ("seq2seq",) if fmt == "c" else ("encoder", "decoder")
+    return [artifacts / artifact_name(p, precision, fmt) for p in parts]
 
 
 def soak_source(run) -> list[int]:
@@ -141,11 +151,14 @@ def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress:
             if soak["agreement"] < gates.min_soak_agreement:
                 reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < {gates.min_soak_agreement}")
         out["artifacts"].append({
-            "format": fmt, "precision": precision, "encoder": f"encoder-{precision}.{fmt}",
-            "decoder": f"decoder-{precision}.{fmt}", "runtime_version": sess.decoder.runtime_version,
+            "format": fmt, "precision": precision,
+            "files": [p.name for p in artifact_files(run.artifacts_dir, fmt, precision)],
+            "runtime_version": sess.runtime_version,
             "per": per, "wer": wer, "agreement": agree, "per_delta": per - per_f, "wer_delta": wer - wer_f,
             "soak": soak, "passed": not reasons, "reasons": reasons,
-            "bytes": sum((run.artifacts_dir / f"{p}-{precision}.{fmt}").stat().st_size for p in ("encoder", "decoder")),
+            "bytes": sum(p.stat().st_size for p in artifact_files(run.artifacts_dir, fmt, precision)),
+            "cortex_m4_flash_bytes": (sess.manifest.get("c", {}).get("targets", {}).get("cortex-m4", {})
+                                      .get("flash_bytes")),
             "seconds": round(time.perf_counter() - t1, 1)})
     out["passed"] = all(a["passed"] for a in out["artifacts"])
     if write:
