@@ -53,10 +53,20 @@ class PipelineConfig:
     repeat: int = 1
     epochs: int = 300
     strict: bool = False  # exit non-zero when an artifact fails its parity gate (the report says so either way)
+    token_hidden: int | None = None  # token sets: None = the token default (edgernn.tokens.train.TokenTrainConfig)
+    token_epochs: int | None = None
 
 
 def run_pipeline(cfg: PipelineConfig, echo=click.echo) -> dict:
+    from edgernn.data.registry import is_token_spec
     from edgernn.errors import ParityError
+
+    if is_token_spec(cfg.dataset):  # text in: edgernn.tokens has its own stages (no streaming, no MCU emulation yet)
+        from edgernn.tokens.pipeline import TOKEN_STAGES, run_token_pipeline
+
+        return run_token_pipeline(Path(cfg.out), cfg.dataset, cells=cfg.cells, hidden=cfg.token_hidden, seed=cfg.seed,
+                                  epochs=cfg.token_epochs, stages=tuple(s for s in cfg.stages if s in TOKEN_STAGES),
+                                  formats=cfg.formats, progress=cfg.progress, strict=cfg.strict, echo=echo)
 
     out = Path(cfg.out)
     summary = {"dataset": cfg.dataset, "hidden": cfg.hidden, "models": {}}

@@ -227,3 +227,25 @@ def test_c_encoder_decoder(g2p_run):
             assert py == ref
     r = CliRunner().invoke(main, ["generate", str(g2p_run), "--format", "c", "--method", "greedy", "hello"])
     assert r.exit_code == 0 and r.output.startswith("hello\t"), r.output
+
+
+def test_pipeline_on_a_token_file(tmp_path):
+    """`edgernn pipeline --dataset FILE.tsv` on a tiny sequence-to-sequence file (reverse the letters): every
+    stage runs and the report ends in a ship decision."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    rows = ["source\ttarget"]
+    for _ in range(300):
+        w = "".join(rng.choice(list("abcde"), size=rng.integers(2, 6)))
+        rows.append(f"{w}\t{' '.join(reversed(w))}")
+    data = tmp_path / "rev.tsv"
+    data.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "job"
+    r = CliRunner().invoke(main, ["pipeline", "--dataset", str(data), "--epochs", "3", "--hidden", "12",
+                                  "--format", "onnx,c", "--out", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    assert (out / "gru" / "parity.json").is_file() and (out / "gru" / "bench-local.json").is_file()
+    md = (out / "report.md").read_text()
+    assert "### Parity" in md and "### Benchmarks" in md and "### Ship" in md
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kind"] == "tokens" and list(summary["models"]) == ["gru"]

@@ -200,7 +200,18 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
     timings that are not the board's; written to RUN_DIR/bench-TARGET-emulated.json.
     """
     from edgernn.bench import bench_run, format_table
+    from edgernn.tokens.run import is_token_run
 
+    if is_token_run(run_dir):
+        if target != "desktop" or host or emulate:
+            raise click.UsageError("token runs are benchmarked on this machine so far (no --target/--host/--emulate)")
+        from edgernn.tokens.bench import format_token_bench, token_bench
+
+        report = token_bench(run_dir, steps=max(runs * 10, 200), warmup=max(warmup * 10, 20), progress=not quiet)
+        click.echo(json.dumps(report, indent=2) if as_json else format_token_bench(report))
+        if not as_json:
+            click.echo(f"\nwrote {Path(run_dir) / 'bench-local.json'}")
+        return
     if mcu_target(target, host, emulate):
         from edgernn.mcu_bench import format_table as mcu_table
         from edgernn.mcu_bench import mcu_bench_run

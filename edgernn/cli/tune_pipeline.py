@@ -42,7 +42,11 @@ from edgernn.runtimes.manifest import PRECISIONS
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @handle_errors
 def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, formats, precisions, epochs, strict, quiet):
-    """The main job: train GRU and LSTM, export, check parity, benchmark, report."""
+    """The main job: train GRU and LSTM, export, check parity, benchmark, report.
+
+    A token set (--dataset g2p, or a text file) runs the token stages: train one GRU encoder-decoder (--cells to
+    change), export ONNX/TFLite/C float and int8, parity by phoneme/word error rate, bench per token, report.
+    """
     from edgernn.models import CELLS
     from edgernn.pipeline import PipelineConfig, run_pipeline
 
@@ -55,10 +59,19 @@ def pipeline_cmd(dataset, out, hidden, cells, seed, stages, runs, repeat, format
     stage_list = tuple(x.strip() for x in stages.split(",") if x.strip())
     if not stage_list or any(x not in STAGES for x in stage_list):
         raise click.BadParameter(f"choose stages from {', '.join(STAGES)}", param_hint="--stages")
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = {k: ctx.get_parameter_source(k) != ParameterSource.DEFAULT for k in ("hidden", "epochs", "cells")}
+    from edgernn.data.registry import is_token_spec
+
+    if is_token_spec(dataset) and not given["cells"]:
+        cell_list = ("gru",)  # token sets: one encoder-decoder (an LSTM of the same size is 30% larger)
     run_pipeline(PipelineConfig(out=out, dataset=dataset, cells=cell_list, hidden=hidden, seed=seed,
                                 progress=not quiet, stages=stage_list, runs=runs, repeat=repeat,
                                 formats=formats, precisions=precisions,
-                                epochs=epochs, strict=strict))
+                                epochs=epochs, strict=strict, token_hidden=hidden if given["hidden"] else None,
+                                token_epochs=epochs if given["epochs"] else None))
 
 
 # ----------------------------------------------------------------------------- tune

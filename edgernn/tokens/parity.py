@@ -164,3 +164,27 @@ def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress:
     if write:
         atomic_write_json(run.path / "parity.json", out)
     return out
+
+
+def format_token_parity(r: dict) -> str:
+    f = r["float"]
+    lines = [f"{r['run']}: {r['sources']} held-out sources, {r['decoding']['method']}"
+             f"{' ' + str(r['decoding']['width']) if r['decoding']['method'] == 'beam' else ''}; "
+             f"float model PER {f['per']:.2%}  WER {f['wer']:.2%}",
+             f"{'artifacts':<32} {'PER':>7} {'WER':>7} {'dPER':>7} {'agree':>7} {'soak agree':>10} "
+             f"{'soak max|d|':>11} {'KB':>7}  verdict"]
+    c_note = False
+    for a in r["artifacts"]:
+        s = a["soak"]
+        verdict = "pass" if a["passed"] else "FAIL: " + "; ".join(a["reasons"])
+        size, mark = a["bytes"], " "
+        if a.get("cortex_m4_flash_bytes"):  # C: the compiled library, not its source text
+            size, mark, c_note = a["cortex_m4_flash_bytes"], "*", True
+        lines.append(f"{a['format'] + ' ' + a['precision']:<32} {a['per']:7.2%} {a['wer']:7.2%} "
+                     f"{a['per_delta'] * 100:+6.2f}p {a['agreement']:7.2%} {s['agreement']:10.2%} "
+                     f"{s['max_diff']:11.2e} {size / 1024:7.1f}{mark} {verdict}")
+    lines.append(f"soak: {r['artifacts'][0]['soak']['tokens']:,} decoder steps of one long generation" if r["artifacts"]
+                 else "no artifacts")
+    if c_note:
+        lines.append("* C: Cortex-M4 flash of the compiled library (arm-none-eabi-gcc -Os), not the .h source")
+    return "\n".join(lines)

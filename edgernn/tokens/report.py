@@ -1,0 +1,120 @@
+"""
+The report of token runs: what each model scores, what each artifact keeps of it, what it costs, and which
+artifact to ship where.
+
+    md, data = token_report(["runs/g2p/gru"], out_dir="runs/g2p")   # report.md + report.json
+
+Per run: the float model (PER / WER, or accuracy beside its baselines; parameters, size, training time), the
+parity table (every format and precision: PER, WER, change, agreement, soak), the bench table (per token, per word,
+tokens per second, Cortex-M4 flash) and the decision: on the desktop the fastest artifact that passed its gate (by
+the step in C or in the runtime, as measured); on a microcontroller the passing C library with the least flash.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgernn.runtimes.files import atomic_write_json, atomic_write_text
+from edgernn.tokens.run import load_token_run
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def decide(parity: dict | None, bench: dict | None) -> list[dict]:
+    """Ship choices from parity (who passed) and bench (what it costs)."""
+    if not parity or not bench:
+        return []
+    passed = {(a["format"], a["precision"]) for a in parity["artifacts"] if a["passed"]}
+    rows = [b for b in bench["artifacts"] if (b["format"], b["precision"]) in passed]
+    out = []
+    if rows:
+        def cost(b):
+            return b["c_step_ns"]["p50"] / 1000 if "c_step_ns" in b else b["step"]["p50_us"]
+
+        best = min(rows, key=cost)
+        out.append({"target": "desktop / phone app", "artifact": f"{best['format']} {best['precision']}",
+                    "why": f"fastest that passed: {cost(best):.2f} us per token"
+                           f"{' (C library, timed inside C)' if 'c_step_ns' in best else ''}"})
+        cs = [b for b in rows if (b.get("cortex_m4") or {}).get("flash_bytes")]
+        if cs:
+            small = min(cs, key=lambda b: b["cortex_m4"]["flash_bytes"])
+            m4 = small["cortex_m4"]
+            out.append({"target": "microcontroller (Cortex-M4)", "artifact": f"c {small['precision']}",
+                        "why": f"least flash of the C libraries that passed: {m4['flash_bytes'] / 1024:.0f} KB + "
+                               f"{m4['context_bytes'] / 1024:.1f} KB context RAM"})
+    return out
+
+
+def _run_section(run_dir: Path) -> tuple[list[str], dict]:
+    run = load_token_run(run_dir)
+    m, parity = run.metrics, _load(run_dir / "parity.json")
+    bench = _load(run_dir / "bench-local.json")
+    t = m.get("test", {})
+    cfg = run.config
+    lines = [f"## {run_dir.name}: {run.dataset.get('name', '?')} ({m.get('task', cfg.kind)})", "",
+             f"Model: embedding {cfg.embed} -> {cfg.cell.upper()} encoder hidden {cfg.hidden}"
+             f"{' x2 (bidirectional)' if cfg.bidirectional else ''}"
+             + (f" -> {cfg.cell.upper()} decoder hidden {cfg.dec_hidden}"
+                f"{' + dot-product attention' if cfg.attention else ''}" if cfg.kind == "seq2seq" else "")
+             + f"; {m.get('parameters', 0):,} parameters ({m.get('float_bytes', 0) / 1024:.0f} KB float), "
+               f"{m.get('epochs_run', '?')} epochs, {m.get('train_time_s', 0) / 60:.1f} min.", ""]
+    if "per" in t:
+        lines.append(f"Float model on {m['dataset']['n_test']:,} held-out words: **PER {t['per']:.2%}, WER "
+                     f"{t['wer']:.2%}** ({t['decoding']}; greedy {t['greedy_per']:.2%} / {t['greedy_wer']:.2%}).")
+    elif "accuracy" in t:
+        base = ", ".join(f"{b['name']} {b['accuracy']:.2%}" for b in t.get("baselines", []))
+        lines.append(f"Float model: **accuracy {t['accuracy']:.2%}** on {m['dataset']['n_test']:,} held-out texts "
+                     f"(baselines: {base}).")
+    lines.append("")
+    if parity:
+        g = parity["gates"]
+        lines += [f"### Parity ({parity['sources']:,} held-out sources, {parity['decoding']['method']} "
+                  f"{parity['decoding']['width']})", "",
+                  "| artifact | PER | WER | dPER (points) | agreement with float | soak agreement | soak max abs diff "
+                  "| verdict |", "|---|---|---|---|---|---|---|---|"]
+        for a in parity["artifacts"]:
+            verdict = "pass" if a["passed"] else "FAIL: " + "; ".join(a["reasons"])
+            lines.append(f"| {a['format']} {a['precision']} | {a['per']:.2%} | {a['wer']:.2%} | "
+                         f"{a['per_delta'] * 100:+.2f} | {a['agreement']:.2%} | {a['soak']['agreement']:.2%} | "
+                         f"{a['soak']['max_diff']:.1e} | {verdict} |")
+        lines += ["", f"Gates: float agreement >= {g['float_min_agreement']:.1%}; int8 PER <= float + "
+                      f"{g['max_per_increase'] * 100:.1f} points, WER <= float + {g['max_wer_increase'] * 100:.0f} "
+                      f"points; soak = {g['soak_tokens']:,} decoder steps of one long generation.", ""]
+    if bench:
+        w = bench["beam_width"]
+        lines += [f"### Benchmarks ({bench['cpu']}, 1 thread)", "",
+                  f"| artifact | step p50 (us) | step p99 (us) | tokens/s | C step inside C (us) | word, greedy (us) "
+                  f"| word, beam {w} (us) | Cortex-M4 flash |", "|---|---|---|---|---|---|---|---|"]
+        for b in bench["artifacts"]:
+            c = f"{b['c_step_ns']['p50'] / 1000:.2f}" if "c_step_ns" in b else "-"
+            flash = (b.get("cortex_m4") or {}).get("flash_bytes")
+            lines.append(f"| {b['format']} {b['precision']} | {b['step']['p50_us']:.1f} | {b['step']['p99_us']:.1f} | "
+                         f"{b['tokens_per_s']:,.0f} | {c} | {b['word_greedy']['p50_us']:.0f} | "
+                         f"{b[f'word_beam{w}']['p50_us']:.0f} | {f'{flash / 1024:.0f} KB' if flash else '-'} |")
+        lines += ["", "Step, word: through the Python runtime (edgernn.runtimes.token_session); C step: the library's "
+                      "step timed inside C, what an app calling it pays.", ""]
+    decisions = decide(parity, bench)
+    if decisions:
+        lines += ["### Ship", ""] + [f"- **{d['target']}: {d['artifact']}** - {d['why']}" for d in decisions] + [""]
+    return lines, {"run": str(run_dir), "metrics": m, "parity": parity, "bench": bench, "decisions": decisions}
+
+
+def token_report(run_dirs: list, out_dir: Path | str) -> tuple[str, dict]:
+    out_dir = Path(out_dir)
+    lines = ["# edgernn report: token models", ""]
+    data = {"kind": "tokens", "runs": []}
+    for rd in run_dirs:
+        sec, d = _run_section(Path(rd))
+        lines += sec
+        data["runs"].append(d)
+    md = "\n".join(lines)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "report.md", md)
+    atomic_write_json(out_dir / "report.json", data)
+    return md, data
