@@ -133,6 +133,12 @@ def train_options(fn):
                      help="Token seq2seq: beam width for decoding the test set and in the manifest [default: 4]."),
         click.option("--limit", type=click.IntRange(0), default=None,
                      help="Token sets: use only this many examples of a bundled set (quick runs) [default: all]."),
+        click.option("--tokenizer", type=click.Choice(("chars", "words")), default=None,
+                     help="Token files: split text into characters or whitespace-separated words [default: chars]."),
+        click.option("--max-len", type=click.IntRange(1), default=None,
+                     help="Token files: the longest source/target in tokens; longer rows are refused [default: 64]."),
+        click.option("--max-vocab", type=click.IntRange(5), default=None,
+                     help="Token files: at most this many token ids (the rarest become <unk>) [default: all]."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -162,7 +168,8 @@ def train_cmd(out, force, as_json, quiet, **kw):
         from edgernn.cli.tokens import train_tokens_cli
 
         return train_tokens_cli(click.get_current_context(), out, force, as_json, quiet, kw)
-    token_only = [k for k in ("embed", "attention", "beam", "limit") if kw.pop(k) is not None]
+    token_only = [k for k in ("embed", "attention", "beam", "limit", "tokenizer", "max_len", "max_vocab")
+                  if kw.pop(k) is not None]
     if token_only:
         raise click.UsageError(f"{', '.join('--' + k for k in token_only)}: for token datasets only (g2p, names, "
                                "a .tsv/.jsonl file of text)")

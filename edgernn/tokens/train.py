@@ -43,6 +43,10 @@ class TokenTrainConfig:
     seed: int = 0
     threads: int = 2
     limit: int = 0  # use only this many sources of a bundled set (quick runs, tests); 0 = all
+    # token files (.csv/.tsv/.jsonl): how text is split and limited (edgernn.data.token_files)
+    tokenizer: str = "chars"  # chars | words
+    max_len: int = 64  # longest source / target in tokens; longer rows are refused with their row number
+    max_vocab: int = 0  # 0 = every token of the training split
     calib: int = 256  # training sources saved for int8 calibration
 
     def __post_init__(self):
@@ -58,17 +62,21 @@ class TokenTrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def load_token_dataset(spec: str, seed: int = 0, limit: int = 0) -> TokenDataset:
+def load_token_dataset(cfg: TokenTrainConfig) -> TokenDataset:
+    from edgernn.data.registry import TOKEN_DATASETS
     from edgernn.data.registry import load_token_dataset as load
 
-    return load(spec, seed=seed, limit=limit or None)
+    if cfg.dataset in TOKEN_DATASETS:
+        return load(cfg.dataset, seed=cfg.seed, limit=cfg.limit or None)
+    return load(cfg.dataset, seed=cfg.seed, tokenizer=cfg.tokenizer, max_len=cfg.max_len,
+                max_vocab=cfg.max_vocab or None)
 
 
 def train_tokens(cfg: TokenTrainConfig, out_dir: Path | str, progress: bool = True,
                  dataset: TokenDataset | None = None, force: bool = False) -> dict:
     torch = require("torch", "train")
     out_dir = Path(out_dir)
-    ds = dataset if dataset is not None else load_token_dataset(cfg.dataset, cfg.seed, cfg.limit)
+    ds = dataset if dataset is not None else load_token_dataset(cfg)
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise ConfigError(f"--out {out_dir} is not empty: pass --force to replace the run there or choose another "
                           "--out")

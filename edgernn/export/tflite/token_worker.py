@@ -1,0 +1,355 @@
+"""
+TFLite conversion worker for a token encoder-decoder: TensorFlow runs here, in its own process, so that a converter
+crash or hang ends only this process (edgernn.export.tflite.tokens starts it and kills it after its timeout).
+
+    python -m edgernn.export.tflite.token_worker SPEC.json
+
+SPEC.json (written by tokens.export_token_tflite): cfg (TokenModelConfig dict), weights (.npz of the torch
+state_dict as numpy), max_src, calib (source id lists), precision (float | int8), recipes (the int8 candidates in
+order), dir (where encoder.tflite / decoder.tflite go) and report (this worker's JSON answer). Exit code 0 = built
+(see the report), 1 = Python error (report["error"]), < 0 = crashed.
+
+The graphs are plain TF ops in tf.functions with fixed input signatures (no Keras), the recurrences unrolled over
+max_src steps; their signature keys are the tensor names edgernn.runtimes.token_litert looks for. For int8 the
+candidates are converted in order, each decoded greedily on the calibration sources through the LiteRT engine and
+compared with the float TF graph's greedy outputs; the first that agrees on >= AGREEMENT_MIN of them is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import numpy as np  # noqa: E402
+
+from edgernn.export.tflite.tokens import (  # noqa: E402
+    AGREEMENT_MIN,
+    ATTENTION_MASK,
+    BOS,
+    EOS,
+    check_sources,
+    engine_outputs,
+    max_len,
+    reference_outputs,
+)
+
+CALIB_STEPS_MAX = 1000  # decoder samples for int8 calibration (evenly picked from the greedy paths)
+
+# ---------------------------------------------------------------- graphs
+
+
+def build_functions(tf, cfg: dict, w: dict, max_src: int):
+    """(encoder, decoder) tf.functions with fixed input signatures, from the torch weights."""
+    lstm, S, H, Hd = cfg["cell"] == "lstm", int(max_src), int(cfg["hidden"]), int(cfg["dec_hidden"])
+    const = lambda name: tf.constant(np.asarray(w[name], np.float32))  # noqa: E731
+    tr = lambda name: tf.constant(np.ascontiguousarray(np.asarray(w[name], np.float32).T))  # noqa: E731
+
+    def cell(gi, h, c, whh, bhh):
+        gh = tf.matmul(h, whh) + bhh
+        if not lstm:  # PyTorch's GRU: r, z, n; h' = (1 - z) n + z h
+            ir, iz, i_n = tf.split(gi, 3, axis=-1)
+            hr, hz, h_n = tf.split(gh, 3, axis=-1)
+            r, z = tf.sigmoid(ir + hr), tf.sigmoid(iz + hz)
+            n = tf.tanh(i_n + r * h_n)
+            return (1.0 - z) * n + z * h, None
+        i, f, g, o = tf.split(gi + gh, 4, axis=-1)  # PyTorch's LSTM: i, f, g, o
+        c2 = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        return tf.sigmoid(o) * tf.tanh(c2), c2
+
+    src_emb, dirs = const("src_embed.weight"), []
+    for sfx in ("", "_reverse")[: 2 if cfg["bidirectional"] else 1]:
+        dirs.append((tr(f"encoder.weight_ih_l0{sfx}"), const(f"encoder.bias_ih_l0{sfx}"),
+                     tr(f"encoder.weight_hh_l0{sfx}"), const(f"encoder.bias_hh_l0{sfx}")))
+
+    enc_sig = [tf.TensorSpec([1, S], tf.int32, name="src"), tf.TensorSpec([1, S], tf.float32, name="mask")]
+
+    @tf.function(input_signature=enc_sig)
+    def encoder(src, mask):
+        emb = tf.gather(src_emb, src[0])  # [S, E]
+        masks = tf.split(tf.transpose(mask), S, axis=0)  # S x [1, 1]
+        outs, finals = [], []
+        for d, (wih, bih, whh, bhh) in enumerate(dirs):
+            gis = tf.split(tf.matmul(emb, wih) + bih, S, axis=0)  # the input products of every step at once
+            h = tf.zeros([1, H])
+            c = tf.zeros([1, H]) if lstm else None
+            seq = [None] * S
+            for t in (range(S) if d == 0 else range(S - 1, -1, -1)):
+                m = masks[t]
+                hn, cn = cell(gis[t], h, c, whh, bhh)
+                h = m * hn + (1.0 - m) * h  # a padded step leaves the state: the backward pass starts at the last
+                if lstm:  # real token, as torch's packed sequence does
+                    c = m * cn + (1.0 - m) * c
+                seq[t] = m * h  # zeros past the source, as pad_packed_sequence gives
+            outs.append(tf.stack(seq, axis=1))  # [1, S, H]
+            finals.append((h, c))
+        res = {"enc": tf.concat(outs, axis=-1), "h": tf.concat([f[0] for f in finals], axis=-1)}
+        if lstm:
+            res["c"] = tf.concat([f[1] for f in finals], axis=-1)
+        return res
+
+    tgt_emb = const("tgt_embed.weight")
+    dwih, dbih, dwhh, dbhh = (tr("decoder.weight_ih_l0"), const("decoder.bias_ih_l0"), tr("decoder.weight_hh_l0"),
+                              const("decoder.bias_hh_l0"))
+    wout, bout = tr("out.weight"), const("out.bias")
+    dec_sig = [tf.TensorSpec([1], tf.int32, name="token"), tf.TensorSpec([1, Hd], tf.float32, name="h")]
+    if lstm:
+        dec_sig.append(tf.TensorSpec([1, Hd], tf.float32, name="c"))
+    dec_sig += [tf.TensorSpec([1, S, Hd], tf.float32, name="enc"), tf.TensorSpec([1, S], tf.float32, name="mask")]
+
+    def step(token, h, c, enc, mask):
+        x = tf.gather(tgt_emb, token)  # [1, E]
+        h2, c2 = cell(tf.matmul(x, dwih) + dbih, h, c, dwhh, dbhh)
+        out = h2
+        if cfg["attention"]:
+            scores = tf.reshape(tf.matmul(enc, tf.reshape(h2, [1, Hd, 1])), [1, S])
+            weights = tf.nn.softmax(scores + (1.0 - mask) * ATTENTION_MASK)
+            ctx = tf.reshape(tf.matmul(tf.reshape(weights, [1, 1, S]), enc), [1, Hd])
+            out = tf.concat([h2, ctx], axis=-1)
+        res = {"logits": tf.matmul(out, wout) + bout, "h_out": h2}
+        if lstm:
+            res["c_out"] = c2
+        return res
+
+    if lstm:
+        decoder = tf.function(lambda token, h, c, enc, mask: step(token, h, c, enc, mask), input_signature=dec_sig)
+    else:
+        decoder = tf.function(lambda token, h, enc, mask: step(token, h, None, enc, mask), input_signature=dec_sig)
+    return encoder, decoder
+
+
+# ---------------------------------------------------------------- the float TF graph as the int8 reference
+
+
+class _TFEngine:
+    """The tf.functions with the engine API of edgernn.runtimes.token_session (state = (h, (c,), enc, mask))."""
+
+    def __init__(self, encoder, decoder, max_src: int, lstm: bool):
+        self.enc_fn, self.dec_fn, self.max_src, self.lstm = encoder, decoder, max_src, lstm
+
+    def encode(self, ids):
+        src, mask = padded(ids, self.max_src)
+        out = {k: v.numpy() for k, v in self.enc_fn(src, mask).items()}
+        return (out["h"], out["c"], out["enc"], mask) if self.lstm else (out["h"], out["enc"], mask)
+
+    def step(self, token, state):
+        *st, enc, mask = state
+        out = {k: v.numpy() for k, v in self.dec_fn(np.asarray([token], np.int32), *st, enc, mask).items()}
+        new = (out["h_out"], out["c_out"]) if self.lstm else (out["h_out"],)
+        return out["logits"][0], (*new, enc, mask)
+
+
+def padded(ids: list[int], max_src: int) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's inputs for one source: ids right-padded with 0 to max_src [1, S] int32, mask [1, S] float32."""
+    src, mask = np.zeros((1, max_src), np.int32), np.zeros((1, max_src), np.float32)
+    src[0, :len(ids)], mask[0, :len(ids)] = ids, 1.0
+    return src, mask
+
+
+def greedy_all(engine, sources: list, record: list | None = None) -> list[list[int]]:
+    """Greedy outputs (no <bos>/<eos>) of every source; with record, every decoder step's inputs as a dict."""
+    hyps = []
+    for ids in sources:
+        state, token, out = engine.encode(ids), BOS, []
+        for _ in range(max_len(len(ids))):
+            if record is not None:
+                *st, enc, mask = state
+                names = ("h", "c") if len(st) == 2 else ("h",)
+                record.append({"token": np.asarray([token], np.int32), **dict(zip(names, st)), "enc": enc,
+                               "mask": mask})
+            logits, state = engine.step(token, state)
+            token = int(np.argmax(logits))
+            if token == EOS:
+                break
+            out.append(token)
+        hyps.append(out)
+    return hyps
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def convert(tf, fn, recipe: str, samples: list) -> bytes:
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], tf.Module())
+    if recipe != "float":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if recipe in ("full-int8", "int16x8"):
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if recipe == "full-int8" else
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        conv.representative_dataset = lambda: iter(samples)  # dicts by signature key; float I/O tensors kept
+    return conv.convert()
+
+
+_LABEL = {"integer": "full-int8", "hybrid": "dynamic-int8", "weights": "weights-int8", "float": "float"}
+
+
+def _op_records(fb: bytes) -> list[dict]:
+    """Per op in execution order: name, how it computes (integer | hybrid | weights | float | other), the int
+    width of its activations and how many constant weights it reads."""
+    from edgernn.export.tflite.flatbuffer import constant_tensors
+    from edgernn.export.tflite.ops import interpreter
+
+    it = interpreter(fb, delegates=False)
+    det = {t["index"]: t for t in it.get_tensor_details()}
+    const, dequantized, recs = constant_tensors(fb), set(), []
+    for op in it._get_ops_details():
+        ins = [i for i in op["inputs"] if i >= 0]
+        outs = [np.dtype(det[i]["dtype"]) for i in op["outputs"] if i >= 0]
+        weights = [i for i in ins if i in const or i in dequantized]
+        wint = any(np.dtype(det[i]["dtype"]) in (np.int8, np.int16) for i in ins if i in const)
+        if op["op_name"] == "DEQUANTIZE" and any(i in const for i in ins):
+            dequantized.update(i for i in op["outputs"] if i >= 0)
+            kind = "other"
+        elif outs and any(o in (np.int8, np.int16) for o in outs):
+            kind = "integer"
+        elif wint and outs and all(o == np.float32 for o in outs):
+            kind = "hybrid"
+        elif any(i in dequantized for i in weights):
+            kind = "weights"
+        else:
+            kind = "float"
+        recs.append({"op": op["op_name"], "kind": kind, "bits": 16 if np.dtype(np.int16) in outs else 8,
+                     "weights": int(sum(np.prod(det[i]["shape"]) for i in weights))})
+    return recs
+
+
+def compute_labels(enc_fb: bytes, dec_fb: bytes) -> dict:
+    """{"embedding", "recurrent", "head"} as the converted graphs compute them: the GATHERs of the embedding
+    tables; the recurrences' matrix products (encoder, and the decoder's but its last); the output layer (the
+    decoder's last FULLY_CONNECTED). A family's label is the kind holding most of its weights."""
+    enc, dec = _op_records(enc_fb), _op_records(dec_fb)
+    mm = lambda recs: [r for r in recs if r["op"] in ("FULLY_CONNECTED", "BATCH_MATMUL") and r["weights"]]  # noqa
+    head = mm(dec)[-1:]
+    families = {"embedding": [r for r in enc + dec if r["op"] == "GATHER"],
+                "recurrent": mm(enc) + mm(dec)[:-1], "head": head}
+    out = {}
+    for fam, recs in families.items():
+        share: dict = {}
+        for r in recs:
+            label = _LABEL.get(r["kind"], "float")
+            if label == "full-int8" and r["bits"] == 16:
+                label = "int16x8"
+            share[label] = share.get(label, 0) + max(1, r["weights"])
+        out[fam] = max(share, key=share.get) if share else "float"
+    return out
+
+
+def op_summary(fb: bytes) -> dict:
+    recs = _op_records(fb)
+    kinds = {}
+    for r in recs:
+        kinds.setdefault(r["kind"], set()).add(r["op"])
+    return {"count": len(recs), **{k: sorted(v) for k, v in kinds.items()}}
+
+
+# ---------------------------------------------------------------- main
+
+
+def _engine(paths: dict, max_src: int):
+    from edgernn.runtimes.token_litert import LiteRTSeq2SeqEngine
+
+    m = {"tflite": {"max_src": max_src}}
+    return LiteRTSeq2SeqEngine(paths["encoder"], paths["decoder"], m, m)
+
+
+def _samples(records: list) -> list:
+    if len(records) <= CALIB_STEPS_MAX:
+        return records
+    pick = np.linspace(0, len(records) - 1, CALIB_STEPS_MAX).round().astype(int)
+    return [records[i] for i in pick]
+
+
+def build(spec: dict, report: dict) -> None:
+    import tensorflow as tf
+
+    cfg, max_src, calib = spec["cfg"], int(spec["max_src"]), spec["calib"]
+    with np.load(spec["weights"]) as z:
+        weights = {k: z[k] for k in z.files}
+    lstm = cfg["cell"] == "lstm"
+    t0 = time.perf_counter()
+    encoder, decoder = build_functions(tf, cfg, weights, max_src)
+    tf_engine = _TFEngine(encoder, decoder, max_src, lstm)
+    steps: list = []
+    ref_hyps = greedy_all(tf_engine, calib, record=steps) if spec["precision"] == "int8" else None
+    report["reference_seconds"] = round(time.perf_counter() - t0, 2)
+    enc_samples = [dict(zip(("src", "mask"), padded(ids, max_src))) for ids in calib]
+    dec_samples = _samples(steps)
+    candidates = ["float"] if spec["precision"] == "float" else list(spec["recipes"])
+    selection, kept = [], None
+    for recipe in candidates:
+        entry = {"recipe": recipe}
+        selection.append(entry)
+        t1 = time.perf_counter()
+        paths = {p: os.path.join(spec["dir"], f"{p}-{recipe}.tflite") for p in ("encoder", "decoder")}
+        try:
+            fbs = {"encoder": convert(tf, encoder, recipe, enc_samples),
+                   "decoder": convert(tf, decoder, recipe, dec_samples)}
+        except Exception as exc:
+            lines = [ln for ln in str(exc).splitlines() if ln.strip() and "error:" in ln] or \
+                    [ln for ln in str(exc).splitlines() if ln.strip()]
+            entry.update(accepted=False, why=f"the converter failed: {(lines[0] if lines else type(exc).__name__)}"
+                         [:300])
+            continue
+        entry["convert_seconds"] = round(time.perf_counter() - t1, 2)
+        for part, fb in fbs.items():
+            with open(paths[part], "wb") as f:
+                f.write(fb)
+        entry.update(sizes={p: len(fb) for p, fb in fbs.items()}, compute=compute_labels(fbs["encoder"],
+                                                                                          fbs["decoder"]),
+                     ops={p: op_summary(fb) for p, fb in fbs.items()})
+        if recipe == "float":
+            entry["accepted"] = True
+        else:
+            hyps = greedy_all(_engine(paths, max_src), calib)
+            agree = float(np.mean([a == b for a, b in zip(hyps, ref_hyps)]))
+            entry.update(agreement=round(agree, 4), accepted=agree >= AGREEMENT_MIN)
+            if not entry["accepted"]:
+                entry["why"] = (f"greedy outputs identical to the float graph's on {agree:.1%} of {len(calib)} "
+                                f"calibration sources (< {AGREEMENT_MIN:.0%})")
+        if entry["accepted"]:
+            kept = (recipe, paths)
+            break
+    report["selection"] = selection
+    if kept is None:
+        report["error"] = "no int8 recipe kept the float graph's greedy outputs: " + "; ".join(
+            f"{e['recipe']}: {e.get('why', '?')}" for e in selection)
+        return
+    recipe, paths = kept
+    engine = _engine(paths, max_src)
+    worst = 0.0
+    for ids in check_sources(calib):
+        ref, tokens = reference_outputs(cfg, weights, ids)
+        got = engine_outputs(engine, ids, tokens)
+        for a, b in zip(ref, got):
+            if a.shape != b.shape or not np.all(np.isfinite(b)):
+                report["error"] = (f"the {recipe} graphs give shape {list(b.shape)} (expected {list(a.shape)}) or "
+                                   "non-finite outputs")
+                return
+            worst = max(worst, float(np.abs(a - b).max()))
+    report.update(ok=True, recipe=recipe, paths=paths, max_diff=worst, compute=selection[-1]["compute"],
+                  sizes=selection[-1]["sizes"], ops=selection[-1]["ops"], tensorflow=tf.__version__)
+
+
+def main(spec_path: str) -> int:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    report = {"ok": False}
+    try:
+        build(spec, report)
+    except Exception as exc:
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+        report["error"] = f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:600]
+        report["traceback"] = traceback.format_exc()[-4000:]
+    with open(spec["report"], "w") as f:
+        json.dump(report, f)
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
