@@ -215,7 +215,7 @@ def test_c_encoder_decoder(g2p_run):
     assert m["float"]["checked"]["max_diff_vs_torch"] < 1e-4
     flash = {p: m[p]["c"]["targets"]["cortex-m4"].get("flash_bytes") for p in m}
     if flash["float"]:
-        assert flash["int8"] < flash["float"] / 3
+        assert flash["int8"] < 0.4 * flash["float"]  # the tables take a quarter; the code is the same
     words = [w for w in run.data()["src_test"][:30]]
     ref = decode_all(run.load_model(), words, run.src_vocab, run.tgt_vocab, "greedy")
     for p in ("float", "int8"):
@@ -223,6 +223,9 @@ def test_c_encoder_decoder(g2p_run):
         py = [s.generate(w, method="greedy") for w in words]
         in_c = [run.tgt_vocab.decode(s.engine.greedy(s.source_ids(w), len(w) + 10)) for w in words]
         assert in_c == py
+        beam_py = [s.generate(w, method="beam", width=4) for w in words]
+        beam_c = [run.tgt_vocab.decode(s.engine.beam(s.source_ids(w), 4, len(w) + 10)) for w in words]
+        assert beam_c == beam_py
         if p == "float":
             assert py == ref
     r = CliRunner().invoke(main, ["generate", str(g2p_run), "--format", "c", "--method", "greedy", "hello"])

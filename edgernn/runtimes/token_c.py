@@ -7,6 +7,7 @@ through ctypes. Standard library + numpy only.
     state = eng.encode(ids)                   # (decoder state bytes, context bytes)
     logits, state = eng.step(token, state)    # one decoder step in C
     eng.greedy(ids, max_out)                  # the whole greedy loop in C
+    eng.beam(ids, width=4, max_out=30)        # the whole beam search in C
     eng.bench_step(ids, reps=200, inner=200)  # ns per decoder step, timed inside C
 """
 
@@ -35,6 +36,10 @@ def token_wrapper(manifest: dict) -> str:
         f"{{ return {p}_step((const {p}_context *)ctx, (const {p}_dstate *)in, token, logits, ({p}_dstate *)out); }}",
         "int edgernn_tok_greedy(const void *ctx, const void *first, int32_t *out, int max_out)",
         f"{{ return {p}_greedy((const {p}_context *)ctx, (const {p}_dstate *)first, out, max_out); }}",
+        f"size_t edgernn_tok_beam_work_size(void) {{ return sizeof({p}_beam_work); }}",
+        "int edgernn_tok_beam(const void *ctx, const void *first, int width, void *work, int32_t *out, int max_out)",
+        f"{{ return {p}_beam((const {p}_context *)ctx, (const {p}_dstate *)first, width, ({p}_beam_work *)work, out,"
+        " max_out); }",
         "",
         "static double edgernn_now_ns(void)", "{", "    struct timespec ts;",
         "    clock_gettime(CLOCK_MONOTONIC, &ts);", "    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;", "}",
@@ -60,12 +65,13 @@ class CSeq2SeqEngine:
         lib.edgernn_sha256.restype = ctypes.c_char_p
         if lib.edgernn_sha256().decode() != manifest["sha256"]:
             raise ArtifactError(f"the compiled library of {path} was built from another version; clear the cache")
-        for name in ("edgernn_tok_context_size", "edgernn_tok_dstate_size"):
+        for name in ("edgernn_tok_context_size", "edgernn_tok_dstate_size", "edgernn_tok_beam_work_size"):
             getattr(lib, name).restype = ctypes.c_size_t
         vp, i32p, fp = ctypes.c_void_p, ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(ctypes.c_float)
         lib.edgernn_tok_encode.argtypes = [vp, vp, i32p, ctypes.c_int]
         lib.edgernn_tok_step.argtypes = [vp, vp, ctypes.c_int32, fp, vp]
         lib.edgernn_tok_greedy.argtypes = [vp, vp, i32p, ctypes.c_int]
+        lib.edgernn_tok_beam.argtypes = [vp, vp, ctypes.c_int, vp, i32p, ctypes.c_int]
         lib.edgernn_tok_bench_step.argtypes = [vp, vp, ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_double)]
         self.lib = lib
         self.ctx_size = lib.edgernn_tok_context_size()
@@ -105,6 +111,18 @@ class CSeq2SeqEngine:
         st, ctx = self.encode(ids)
         out = np.zeros(max(1, max_out), np.int32)
         n = self.lib.edgernn_tok_greedy(ctx, st, out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), int(max_out))
+        return [int(v) for v in out[:n]]
+
+    def beam(self, ids: list[int], width: int, max_out: int) -> list[int]:
+        """The whole beam search in C (the library's own loop)."""
+        st, ctx = self.encode(ids)
+        work = ctypes.create_string_buffer(self.lib.edgernn_tok_beam_work_size())
+        out = np.zeros(max(1, max_out), np.int32)
+        n = self.lib.edgernn_tok_beam(ctx, st, int(width), work, out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
+                                      int(max_out))
+        if n < 0:
+            raise ValueError(f"the C beam search refused width {width} / max_out {max_out} (its limits: the header's "
+                             "MAX_BEAM and MAX_SRC + 10)")
         return [int(v) for v in out[:n]]
 
     def bench_step(self, ids: list[int], reps: int = 200, inner: int = 200) -> np.ndarray:

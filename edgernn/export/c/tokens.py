@@ -116,7 +116,7 @@ static float {p}_exp_neg(float x)
     return y * two_k.f;
 }}
 
-""" if s.cfg.attention else ""
+"""
     scaled = """    if (L->s) {
         for (i = 0; i < L->out; i++)
             y[i] = y[i] * L->s[i] + L->b[i];
@@ -344,6 +344,132 @@ const char *{p}_tgt_token(int id) {{ return id >= 0 && id < {P}_TGT_VOCAB ? {p}_
 """
 
 
+def _beam(s: TokenCSpec) -> str:
+    """Beam search in C, the loop of edgernn.runtimes.generate.beam: summed log-probabilities, each hypothesis
+    expanded by its `width` best tokens (ties: the lower id), candidates ranked by score (stable), <eos> ends a
+    hypothesis, search stops when no open one can beat the best finished one. The caller owns the workspace."""
+    p, P = s.prefix, s.prefix.upper()
+    return f"""/* log(x) for x >= 1 (a softmax's normalizer): x = 2^e m, m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s) */
+static float {p}_log_ge1(float x)
+{{
+    union {{ uint32_t u; float f; }} v;
+    float m, q, q2;
+    int e;
+    v.f = x;
+    e = (int)((v.u >> 23) & 255u) - 127;
+    v.u = (v.u & 0x007fffffu) | 0x3f800000u;
+    m = v.f;
+    if (m > 1.41421356f) {{
+        m *= 0.5f;
+        e += 1;
+    }}
+    q = (m - 1.0f) / (m + 1.0f);
+    q2 = q * q;
+    return (float)e * 0.693147181f
+           + 2.0f * q * (1.0f + q2 * (0.333333333f + q2 * (0.2f + q2 * (0.142857143f + q2 * 0.111111111f))));
+}}
+
+int {p}_beam(const {p}_context *ctx, const {p}_dstate *first, int width, {p}_beam_work *w, int32_t *out,
+             int max_out)
+{{
+    float logits[{P}_TGT_VOCAB], lp[{P}_TGT_VOCAB], best_score = 0.0f;
+    int best_len = -1, n_alive = 1, step, a, k, j, n_cand, cur = 0;
+    if (width < 1 || width > {P}_MAX_BEAM || max_out > {P}_MAX_OUT)
+        return -1;
+    w->score[0][0] = 0.0f;
+    w->len[0][0] = 0;
+    w->last[0][0] = {P}_BOS;
+    w->st[0][0] = *first;
+    for (step = 0; step < max_out; step++) {{
+        float alive_best;
+        int nxt = 1 - cur, n_new = 0;
+        n_cand = 0;
+        for (a = 0; a < n_alive; a++) {{
+            float m, sum = 0.0f, lse;
+            {p}_step(ctx, &w->st[cur][a], w->last[cur][a], logits, &w->next[a]);
+            m = logits[0];
+            for (k = 1; k < {P}_TGT_VOCAB; k++)
+                m = logits[k] > m ? logits[k] : m;
+            for (k = 0; k < {P}_TGT_VOCAB; k++)
+                sum += {p}_exp_neg(logits[k] - m);
+            lse = m + {p}_log_ge1(sum);
+            for (k = 0; k < {P}_TGT_VOCAB; k++)
+                lp[k] = logits[k] - lse;
+            for (j = 0; j < width && j < {P}_TGT_VOCAB; j++) {{  /* the j-th best token: ties to the lower id */
+                int t = -1;
+                for (k = 0; k < {P}_TGT_VOCAB; k++) {{
+                    int taken = 0, c;
+                    for (c = n_cand - j; c < n_cand; c++)
+                        taken |= w->cand_tok[c] == k;
+                    if (!taken && (t < 0 || lp[k] > lp[t]))
+                        t = k;
+                }}
+                w->cand_score[n_cand] = w->score[cur][a] + lp[t];
+                w->cand_from[n_cand] = a;
+                w->cand_tok[n_cand] = t;
+                n_cand++;
+            }}
+        }}
+        for (j = 1; j < n_cand; j++) {{  /* stable insertion sort by score, best first */
+            float sc = w->cand_score[j];
+            int fr = w->cand_from[j], tk = w->cand_tok[j];
+            for (k = j - 1; k >= 0 && w->cand_score[k] < sc; k--) {{
+                w->cand_score[k + 1] = w->cand_score[k];
+                w->cand_from[k + 1] = w->cand_from[k];
+                w->cand_tok[k + 1] = w->cand_tok[k];
+            }}
+            w->cand_score[k + 1] = sc;
+            w->cand_from[k + 1] = fr;
+            w->cand_tok[k + 1] = tk;
+        }}
+        for (j = 0; j < n_cand; j++) {{
+            int fr = w->cand_from[j], tk = w->cand_tok[j];
+            if (tk == {P}_EOS) {{
+                if (best_len < 0 || w->cand_score[j] > best_score) {{
+                    best_score = w->cand_score[j];
+                    best_len = w->len[cur][fr];
+                    for (k = 0; k < best_len; k++)
+                        w->best[k] = w->ids[cur][fr][k];
+                }}
+            }} else if (n_new < width) {{
+                w->score[nxt][n_new] = w->cand_score[j];
+                w->len[nxt][n_new] = w->len[cur][fr] + 1;
+                for (k = 0; k < w->len[cur][fr]; k++)
+                    w->ids[nxt][n_new][k] = w->ids[cur][fr][k];
+                w->ids[nxt][n_new][w->len[cur][fr]] = tk;
+                w->last[nxt][n_new] = tk;
+                w->st[nxt][n_new] = w->next[fr];
+                n_new++;
+            }}
+        }}
+        cur = nxt;
+        n_alive = n_new;
+        if (n_alive == 0)
+            break;
+        alive_best = w->score[cur][0];
+        for (a = 1; a < n_alive; a++)
+            alive_best = w->score[cur][a] > alive_best ? w->score[cur][a] : alive_best;
+        if (best_len >= 0 && alive_best <= best_score)
+            break;
+    }}
+    if (best_len < 0) {{  /* nothing finished within max_out: the best open hypothesis */
+        int b = 0;
+        for (a = 1; a < n_alive; a++)
+            if (w->score[cur][a] > w->score[cur][b])
+                b = a;
+        best_len = w->len[cur][b];
+        for (k = 0; k < best_len; k++)
+            out[k] = w->ids[cur][b][k];
+        return best_len;
+    }}
+    for (k = 0; k < best_len; k++)
+        out[k] = w->best[k];
+    return best_len;
+}}
+
+"""
+
+
 def generate_token_c(s: TokenCSpec) -> str:
     p, P = s.prefix, s.prefix.upper()
     cfg = s.cfg
@@ -356,6 +482,7 @@ def generate_token_c(s: TokenCSpec) -> str:
  *   {p}_encode(&ctx, &st, src, n)           source ids [n] -> context + the decoder's first state (0, or <0)
  *   {p}_step(&ctx, &st, token, logits, &st) one decoder step: logits [{P}_TGT_VOCAB]
  *   {p}_greedy(&ctx, &st, out, max_out)      generated ids (no <bos>/<eos>), returns their count
+ *   {p}_beam(&ctx, &st, width, &work, out, max_out)   beam search (width <= {P}_MAX_BEAM), same return
  */
 #ifndef {P}_H
 #define {P}_H
@@ -386,9 +513,24 @@ typedef struct {{
     float c[{P}_HD];  /* LSTM cell state (unused by a GRU) */
 }} {p}_dstate;
 
+#ifndef {P}_MAX_BEAM
+#define {P}_MAX_BEAM 8
+#endif
+#define {P}_MAX_OUT ({P}_MAX_SRC + 10)
+typedef struct {{  /* beam search's workspace, caller-owned (no heap): two generations of hypotheses */
+    {p}_dstate st[2][{P}_MAX_BEAM], next[{P}_MAX_BEAM];
+    int32_t ids[2][{P}_MAX_BEAM][{P}_MAX_OUT], last[2][{P}_MAX_BEAM], best[{P}_MAX_OUT];
+    float score[2][{P}_MAX_BEAM];
+    int len[2][{P}_MAX_BEAM];
+    float cand_score[{P}_MAX_BEAM * {P}_MAX_BEAM];
+    int cand_from[{P}_MAX_BEAM * {P}_MAX_BEAM], cand_tok[{P}_MAX_BEAM * {P}_MAX_BEAM];
+}} {p}_beam_work;
+
 int {p}_encode({p}_context *ctx, {p}_dstate *first, const int32_t *src, int n);
 int {p}_step(const {p}_context *ctx, const {p}_dstate *in, int32_t token, float *logits, {p}_dstate *out);
 int {p}_greedy(const {p}_context *ctx, const {p}_dstate *first, int32_t *out, int max_out);
+int {p}_beam(const {p}_context *ctx, const {p}_dstate *first, int width, {p}_beam_work *w, int32_t *out,
+             int max_out);
 const char *{p}_src_token(int id);
 const char *{p}_tgt_token(int id);
 
@@ -406,5 +548,5 @@ const char *{p}_tgt_token(int id);
 #endif
 
 """
-    return (header + _arithmetic(s) + "\n" + _tables(s) + "\n" + _cells(s) + "\n" + _public_impl(s)
+    return (header + _arithmetic(s) + "\n" + _tables(s) + "\n" + _cells(s) + "\n" + _public_impl(s) + _beam(s)
             + f"#endif /* {P}_IMPLEMENTATION */\n")

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from edgernn.export.tflite.tokens import (  # noqa: E402
     AGREEMENT_MIN,
-    ATTENTION_MASK,
+    ATTENTION_PAD,
     BOS,
     EOS,
     check_sources,
@@ -39,6 +39,7 @@ from edgernn.export.tflite.tokens import (  # noqa: E402
     reference_outputs,
 )
 
+FILLED_SHARE = 4  # one full-length calibration source per this many real ones
 CALIB_STEPS_MAX = 1000  # decoder samples for int8 calibration (evenly picked from the greedy paths)
 
 # ---------------------------------------------------------------- graphs
@@ -107,8 +108,11 @@ def build_functions(tf, cfg: dict, w: dict, max_src: int):
         h2, c2 = cell(tf.matmul(x, dwih) + dbih, h, c, dwhh, dbhh)
         out = h2
         if cfg["attention"]:
-            scores = tf.reshape(tf.matmul(enc, tf.reshape(h2, [1, Hd, 1])), [1, S])
-            weights = tf.nn.softmax(scores + (1.0 - mask) * ATTENTION_MASK)
+            scores = tf.reshape(tf.matmul(enc, tf.reshape(h2, [1, Hd, 1])), [1, S])  # |score| < Hd: states in (-1, 1)
+            # masked softmax whose tensors keep small ranges (a -1e9 in the scores would set their int8 scale):
+            # the best real score moves to 0, padded positions sit ATTENTION_PAD below it (weight <= 2e-9 of it)
+            best = tf.reduce_max(scores + (mask - 1.0) * (Hd + 1.0), axis=-1, keepdims=True)
+            weights = tf.nn.softmax((scores - best) * mask + (mask - 1.0) * ATTENTION_PAD)
             ctx = tf.reshape(tf.matmul(tf.reshape(weights, [1, 1, S]), enc), [1, Hd])
             out = tf.concat([h2, ctx], axis=-1)
         res = {"logits": tf.matmul(out, wout) + bout, "h_out": h2}
@@ -151,6 +155,21 @@ def padded(ids: list[int], max_src: int) -> tuple[np.ndarray, np.ndarray]:
     return src, mask
 
 
+def filled(sources: list, max_src: int) -> list:
+    """Calibration sources that fill every position: consecutive sources run together and cut at max_src, one
+    per FILLED_SHARE of the sources. The unrolled encoder has its own tensors per step, so without them a step
+    past the longest calibration source is calibrated on zeros only (a degenerate int scale: garbage there)."""
+    out, cur = [], []
+    for ids in sources * (1 + max_src):
+        cur += ids
+        if len(cur) >= max_src:
+            out.append(cur[:max_src])
+            cur = []
+            if len(out) >= max(4, len(sources) // FILLED_SHARE):
+                break
+    return out
+
+
 def greedy_all(engine, sources: list, record: list | None = None) -> list[list[int]]:
     """Greedy outputs (no <bos>/<eos>) of every source; with record, every decoder step's inputs as a dict."""
     hyps = []
@@ -187,57 +206,70 @@ def convert(tf, fn, recipe: str, samples: list) -> bytes:
 
 
 _LABEL = {"integer": "full-int8", "hybrid": "dynamic-int8", "weights": "weights-int8", "float": "float"}
+_INT = (np.dtype(np.int8), np.dtype(np.int16))
 
 
 def _op_records(fb: bytes) -> list[dict]:
     """Per op in execution order: name, how it computes (integer | hybrid | weights | float | other), the int
-    width of its activations and how many constant weights it reads."""
+    width of its activations and its multiply-accumulates (or table entries, for a GATHER) on constant weights."""
     from edgernn.export.tflite.flatbuffer import constant_tensors
     from edgernn.export.tflite.ops import interpreter
 
     it = interpreter(fb, delegates=False)
     det = {t["index"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    consumers: dict = {}
+    for op in ops:
+        for i in op["inputs"]:
+            consumers.setdefault(i, []).append(op["op_name"])
     const, dequantized, recs = constant_tensors(fb), set(), []
-    for op in it._get_ops_details():
-        ins = [i for i in op["inputs"] if i >= 0]
-        outs = [np.dtype(det[i]["dtype"]) for i in op["outputs"] if i >= 0]
+    for op in ops:
+        name, ins, outs = op["op_name"], [i for i in op["inputs"] if i >= 0], [i for i in op["outputs"] if i >= 0]
+        out_dt = [np.dtype(det[i]["dtype"]) for i in outs]
         weights = [i for i in ins if i in const or i in dequantized]
-        wint = any(np.dtype(det[i]["dtype"]) in (np.int8, np.int16) for i in ins if i in const)
-        if op["op_name"] == "DEQUANTIZE" and any(i in const for i in ins):
-            dequantized.update(i for i in op["outputs"] if i >= 0)
+        wint = any(np.dtype(det[i]["dtype"]) in _INT for i in ins if i in const)
+        if name == "DEQUANTIZE" and any(i in const for i in ins):
+            dequantized.update(outs)
             kind = "other"
-        elif outs and any(o in (np.int8, np.int16) for o in outs):
+        elif any(o in _INT for o in out_dt):
             kind = "integer"
-        elif wint and outs and all(o == np.float32 for o in outs):
+            if name == "GATHER" and all(c == "DEQUANTIZE" for o in outs for c in consumers.get(o, [])):
+                kind = "weights"  # int8 table rows dequantized at once: the arithmetic after it is float
+        elif wint and all(o == np.float32 for o in out_dt):
             kind = "hybrid"
         elif any(i in dequantized for i in weights):
             kind = "weights"
         else:
             kind = "float"
-        recs.append({"op": op["op_name"], "kind": kind, "bits": 16 if np.dtype(np.int16) in outs else 8,
-                     "weights": int(sum(np.prod(det[i]["shape"]) for i in weights))})
+        size = int(sum(np.prod(det[i]["shape"]) for i in weights))
+        if name in ("FULLY_CONNECTED", "BATCH_MATMUL") and weights and outs:  # weights x rows of the input
+            size *= max(1, int(np.prod(det[outs[0]]["shape"])) // max(1, int(det[weights[0]]["shape"][0])))
+        recs.append({"op": name, "kind": kind, "bits": 16 if np.dtype(np.int16) in out_dt else 8, "macs": size})
     return recs
 
 
-def compute_labels(enc_fb: bytes, dec_fb: bytes) -> dict:
-    """{"embedding", "recurrent", "head"} as the converted graphs compute them: the GATHERs of the embedding
-    tables; the recurrences' matrix products (encoder, and the decoder's but its last); the output layer (the
-    decoder's last FULLY_CONNECTED). A family's label is the kind holding most of its weights."""
+def compute_labels(enc_fb: bytes, dec_fb: bytes) -> tuple[dict, dict]:
+    """({"embedding", "recurrent", "head"}, the share of each label per family) as the converted graphs compute:
+    the GATHERs of the embedding tables; the recurrences' matrix products (the encoder's, the decoder's but its
+    last); the output layer (the decoder's last FULLY_CONNECTED). A family's label is the one holding most of its
+    multiply-accumulates (for the embedding: table entries); the attention's products of two activations are
+    none of these (they follow the activations: int in full-int8 / int16x8, float otherwise)."""
     enc, dec = _op_records(enc_fb), _op_records(dec_fb)
-    mm = lambda recs: [r for r in recs if r["op"] in ("FULLY_CONNECTED", "BATCH_MATMUL") and r["weights"]]  # noqa
-    head = mm(dec)[-1:]
+    mm = lambda recs: [r for r in recs if r["op"] in ("FULLY_CONNECTED", "BATCH_MATMUL") and r["macs"]]  # noqa
     families = {"embedding": [r for r in enc + dec if r["op"] == "GATHER"],
-                "recurrent": mm(enc) + mm(dec)[:-1], "head": head}
-    out = {}
+                "recurrent": mm(enc) + mm(dec)[:-1], "head": mm(dec)[-1:]}
+    labels, shares = {}, {}
     for fam, recs in families.items():
         share: dict = {}
         for r in recs:
             label = _LABEL.get(r["kind"], "float")
             if label == "full-int8" and r["bits"] == 16:
                 label = "int16x8"
-            share[label] = share.get(label, 0) + max(1, r["weights"])
-        out[fam] = max(share, key=share.get) if share else "float"
-    return out
+            share[label] = share.get(label, 0) + max(1, r["macs"])
+        total = sum(share.values()) or 1
+        labels[fam] = max(share, key=share.get) if share else "float"
+        shares[fam] = {k: round(v / total, 3) for k, v in sorted(share.items(), key=lambda kv: -kv[1])}
+    return labels, shares
 
 
 def op_summary(fb: bytes) -> dict:
@@ -278,7 +310,7 @@ def build(spec: dict, report: dict) -> None:
     steps: list = []
     ref_hyps = greedy_all(tf_engine, calib, record=steps) if spec["precision"] == "int8" else None
     report["reference_seconds"] = round(time.perf_counter() - t0, 2)
-    enc_samples = [dict(zip(("src", "mask"), padded(ids, max_src))) for ids in calib]
+    enc_samples = [dict(zip(("src", "mask"), padded(ids, max_src))) for ids in calib + filled(calib, max_src)]
     dec_samples = _samples(steps)
     candidates = ["float"] if spec["precision"] == "float" else list(spec["recipes"])
     selection, kept = [], None
@@ -300,8 +332,8 @@ def build(spec: dict, report: dict) -> None:
         for part, fb in fbs.items():
             with open(paths[part], "wb") as f:
                 f.write(fb)
-        entry.update(sizes={p: len(fb) for p, fb in fbs.items()}, compute=compute_labels(fbs["encoder"],
-                                                                                          fbs["decoder"]),
+        labels, shares = compute_labels(fbs["encoder"], fbs["decoder"])
+        entry.update(sizes={p: len(fb) for p, fb in fbs.items()}, compute=labels, compute_shares=shares,
                      ops={p: op_summary(fb) for p, fb in fbs.items()})
         if recipe == "float":
             entry["accepted"] = True
@@ -332,8 +364,8 @@ def build(spec: dict, report: dict) -> None:
                                    "non-finite outputs")
                 return
             worst = max(worst, float(np.abs(a - b).max()))
-    report.update(ok=True, recipe=recipe, paths=paths, max_diff=worst, compute=selection[-1]["compute"],
-                  sizes=selection[-1]["sizes"], ops=selection[-1]["ops"], tensorflow=tf.__version__)
+    report.update(ok=True, recipe=recipe, paths=paths, max_diff=worst, tensorflow=tf.__version__,
+                  **{k: selection[-1][k] for k in ("compute", "compute_shares", "sizes", "ops")})
 
 
 def main(spec_path: str) -> int:

@@ -45,8 +45,9 @@ from edgernn.errors import ConfigError, ExportError
 AGREEMENT_MIN = 0.97
 INT8_RECIPES = ("full-int8", "int16x8", "dynamic")
 FLOAT_TOL = 1e-4  # max |diff| of the float graphs vs the float64 reference (encoder outputs, logits, states)
-# added to the attention scores of padded positions (exp(-1e4) is 0 in float32, as torch's -1e9 is)
-ATTENTION_MASK = -1e4
+# how far below the best real attention score padded positions sit (their weight <= exp(-20) = 2e-9 of the
+# best's: 0 at float32 precision, as torch's -1e9 gives); a bounded value keeps int8/int16 scales fine
+ATTENTION_PAD = 20.0
 BOS, EOS = 2, 3
 CHECK_SOURCES = 24  # sources the kept graphs are compared with the float64 reference on (shortest, longest, spread)
 CHECK_STEPS = 6  # decoder steps per source in that comparison
@@ -190,7 +191,7 @@ def _worker(spec_path: Path, tmp: Path, timeout: float, what: str) -> dict:
 def export_token_tflite(cfg, weights: dict, max_src: int, calib: list, out_dir: Path, precision: str,
                         timeout: float = 600, recipes: tuple = INT8_RECIPES) -> dict:
     """Write out_dir/encoder-PREC.tflite and out_dir/decoder-PREC.tflite; return {"paths", "compute", "recipe",
-    "max_diff", "selection", "sizes", "ops", "max_src", "tensorflow"}. Raises ExportError (nothing written) when
+    "max_diff", "selection", "compute_shares", "sizes", "ops", "max_src", "tensorflow"}. Raises ExportError (nothing written) when
     the converter fails, crashes or runs past `timeout` seconds, when float misses FLOAT_TOL or when no int8
     recipe keeps AGREEMENT_MIN of the float graph's greedy outputs."""
     cfg = _cfg_dict(cfg)
@@ -223,8 +224,7 @@ def export_token_tflite(cfg, weights: dict, max_src: int, calib: list, out_dir: 
                 (out_dir / f"{part}-{precision}.tflite").unlink(missing_ok=True)
                 (out_dir / f".{part}-{precision}.tflite.part").unlink(missing_ok=True)
             raise
-        return {"paths": paths, "compute": report["compute"], "recipe": report["recipe"],
-                "max_diff": report["max_diff"], "selection": report["selection"], "sizes": report["sizes"],
-                "ops": report["ops"], "max_src": int(max_src), "tensorflow": report.get("tensorflow", "")}
+        return {"paths": paths, "recipe": report["recipe"], "max_diff": report["max_diff"], "max_src": int(max_src),
+                **{k: report[k] for k in ("compute", "compute_shares", "selection", "sizes", "ops", "tensorflow")}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
