@@ -252,3 +252,36 @@ def test_pipeline_on_a_token_file(tmp_path):
     assert "### Parity" in md and "### Benchmarks" in md and "### Ship" in md
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kind"] == "tokens" and list(summary["models"]) == ["gru"]
+
+
+def test_token_classifier_end_to_end(tmp_path):
+    """A text classifier from a .jsonl file (the label is decided by the letters used): it beats both baselines,
+    exports to ONNX float/int8, passes parity and `edgernn generate` labels a text with the runtime."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(1)
+    lines = []
+    for _ in range(400):
+        label = rng.choice(["low", "high"])
+        letters = list("abcdef") if label == "low" else list("uvwxyz")
+        word = "".join(rng.choice(letters + list("mno"), size=rng.integers(3, 8)))
+        lines.append(json.dumps({"text": word, "label": str(label)}))
+    data = tmp_path / "words.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    run = tmp_path / "clf"
+    r = CliRunner().invoke(main, ["train", "--dataset", str(data), "--hidden", "16", "--epochs", "15", "--out",
+                                  str(run), "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    base = {b["name"]: b["accuracy"] for b in m["test"]["baselines"]}
+    assert m["test"]["accuracy"] > max(base.values()) or m["test"]["accuracy"] == 1.0, (m["test"], base)
+    r = CliRunner().invoke(main, ["export", str(run), "--format", "onnx,c", "-q"])
+    assert r.exit_code == 0 and "skipped  c" in r.output, r.output
+    r = CliRunner().invoke(main, ["parity", str(run), "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert {a["precision"] for a in rep["artifacts"]} == {"float", "int8"} and rep["passed"]
+    assert [a["agreement"] for a in rep["artifacts"] if a["precision"] == "float"] == [1.0]
+    r = CliRunner().invoke(main, ["generate", str(run), "abcab", "xyzzy"])
+    assert r.exit_code == 0 and r.output.splitlines()[0].split("\t")[1] == "low", r.output
+    assert r.output.splitlines()[1].split("\t")[1] == "high"

@@ -54,7 +54,22 @@ def train_tokens_cli(ctx: click.Context, out: Path, force: bool, as_json: bool, 
 
 def export_tokens_cli(run_dir: Path, formats, precisions, out_dir, as_json: bool) -> None:
     from edgernn.tokens.export import TOKEN_FORMATS, export_tokens
+    from edgernn.tokens.run import load_token_run
 
+    if load_token_run(run_dir).config.kind == "classify":
+        from edgernn.tokens.classifier import export_classifier
+
+        precs = [p for p in precisions if p in ("float", "int8")]
+        written = export_classifier(run_dir, precs, out_dir) if "onnx" in formats else []
+        skipped = [f for f in formats if f != "onnx"]  # token classifiers export to ONNX so far
+        if as_json:
+            echo_json({"written": [str(p) for p in written], "skipped": skipped})
+            return
+        for p in written:
+            click.echo(f"wrote    {p.stat().st_size / 1024:8.1f} KB  {p}")
+        for f in skipped:
+            click.echo(f"skipped  {f}: token classifiers export to onnx so far")
+        return
     fmts = [f for f in formats if f in TOKEN_FORMATS]
     skipped = [f for f in formats if f not in TOKEN_FORMATS]
     precs = [p for p in precisions if p in ("float", "int8")]
@@ -71,12 +86,20 @@ def export_tokens_cli(run_dir: Path, formats, precisions, out_dir, as_json: bool
 def parity_tokens_cli(run_dir: Path, as_json: bool, quiet: bool) -> None:
     from edgernn.errors import ParityError
     from edgernn.tokens.parity import format_token_parity, token_parity
+    from edgernn.tokens.run import load_token_run
 
-    r = token_parity(run_dir, progress=not quiet)
+    if load_token_run(run_dir).config.kind == "classify":
+        from edgernn.tokens.classifier import classifier_parity, format_classifier_parity
+
+        r = classifier_parity(run_dir)
+        fmt = format_classifier_parity
+    else:
+        r = token_parity(run_dir, progress=not quiet)
+        fmt = format_token_parity
     if as_json:
         echo_json(r)
     else:
-        click.echo(format_token_parity(r))
+        click.echo(fmt(r))
     if not r["passed"]:
         failed = [" + ".join(a["files"]) for a in r["artifacts"] if not a["passed"]]
         raise ParityError(f"parity gate failed for {len(failed)} artifact pair(s): {', '.join(failed)} "
@@ -106,9 +129,22 @@ def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max
     embeds (edgernn.runtimes.token_session): the text is split and encoded with the manifest's vocabulary, the
     decoder step is driven token by token (greedy, beam search or seeded top-k sampling).
     """
-    from edgernn.runtimes.token_session import load_seq2seq
+    from edgernn.runtimes.token_session import load_classifier, load_seq2seq
 
-    s = load_seq2seq(Path(run_dir) / "artifacts", fmt, precision)
+    arts = Path(run_dir) / "artifacts"
+    if (arts / f"classifier-{precision}.onnx").is_file():  # a token classifier: the label per text
+        clf = load_classifier(arts, "onnx", precision)
+        rows = []
+        for text in texts:
+            label, p = clf.classify(text)
+            rows.append({"text": text, "label": label, "probability": float(p.max())})
+        if as_json:
+            echo_json(rows)
+        else:
+            for r in rows:
+                click.echo(f"{r['text']}\t{r['label']}\t{r['probability']:.3f}")
+        return
+    s = load_seq2seq(arts, fmt, precision)
     rows = []
     for text in texts:
         if not text.strip():

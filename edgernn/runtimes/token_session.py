@@ -5,6 +5,7 @@ classifier labels text. Standard library + numpy + one runtime: device apps embe
     g2p = load_seq2seq("runs/g2p/artifacts", fmt="onnx", precision="float")   # encoder + decoder + manifests
     g2p.generate("edgernn")                          # ['EH', 'JH', ...]: beam search as the manifest says
     g2p.generate("edgernn", method="greedy")         # or "top-k" with top_k=5, seed=0
+    load_classifier("runs/names/artifacts").classify("ingrid")   # ('nordic', probabilities)
     enc_state = g2p.encode(g2p.source_ids("edge"))   # the loop yourself: one decoder step per token
     logits, state = g2p.step(token_id, enc_state)
 
@@ -116,6 +117,43 @@ class Seq2Seq:
 
     def generate(self, text_or_tokens, **kw) -> list[str]:
         return self.tgt_vocab.decode(self.generate_ids(self.source_ids(text_or_tokens), **kw))
+
+
+class TokenClassifier:
+    """An exported token classifier: text -> label."""
+
+    def __init__(self, path: Path, threads: int = 1):
+        self.manifest = read_token_manifest(path)
+        self.graph = _OrtGraph(Path(path), self.manifest, threads)
+        voc = self.manifest["vocab"]
+        self.tokenizer, self.lower = voc["tokenizer"], bool(voc.get("lower"))
+        self.src_vocab = Vocab.from_dict(voc["src"])
+        self.labels = list(voc["labels"])
+
+    def source_ids(self, text_or_tokens) -> list[int]:
+        if isinstance(text_or_tokens, str):
+            text = text_or_tokens.lower() if self.lower else text_or_tokens
+            return self.src_vocab.encode(tokenize(text, self.tokenizer))
+        return self.src_vocab.encode(list(text_or_tokens))
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        if not ids:
+            raise ValueError("nothing to classify: the text has no tokens")
+        return self.graph(np.asarray([ids], dtype=np.int64))[0][0]
+
+    def classify(self, text_or_tokens) -> tuple[str, np.ndarray]:
+        """(label, probabilities in label order)."""
+        z = self.logits(self.source_ids(text_or_tokens)).astype(np.float64)
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        return self.labels[int(np.argmax(p))], p
+
+
+def load_classifier(artifacts: Path | str, fmt: str = "onnx", precision: str = "float", threads: int = 1):
+    path = Path(artifacts) / artifact_name("classifier", precision, fmt)
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; export the run (`edgernn export RUN --format onnx`)")
+    return TokenClassifier(path, threads)
 
 
 def artifact_name(part: str, precision: str, fmt: str) -> str:

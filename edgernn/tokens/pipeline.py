@@ -50,9 +50,21 @@ def run_token_pipeline(out: Path, dataset: str, cells=("gru",), hidden: int | No
             entry["train"] = m
         from edgernn.tokens.run import load_token_run
 
-        if load_token_run(run_dir).config.kind != "seq2seq":
-            echo(f"== {cell}: a {entry.get('train', {}).get('task', 'token')} model: export, parity and bench are "
-                 "for encoder-decoders so far")
+        kind = load_token_run(run_dir).config.kind
+        if kind == "classify":  # ONNX export and parity with latency per text (edgernn.tokens.classifier)
+            from edgernn.tokens.classifier import classifier_parity, export_classifier, format_classifier_parity
+
+            if "export" in stages and "onnx" in formats:
+                echo(f"== {cell}: export onnx x float, int8")
+                export_classifier(run_dir)
+            if "parity" in stages:
+                echo(f"== {cell}: parity")
+                rep = classifier_parity(run_dir)
+                echo(format_classifier_parity(rep))
+                failed += [f"{cell}/{a['format']} {a['precision']}" for a in rep["artifacts"] if not a["passed"]]
+            continue
+        if kind != "seq2seq":
+            echo(f"== {cell}: a {kind} model: export, parity and bench are for encoder-decoders and classifiers so far")
             continue
         if "export" in stages:
             echo(f"== {cell}: export {', '.join(fmts)} x float, int8")

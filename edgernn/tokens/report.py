@@ -72,6 +72,16 @@ def _run_section(run_dir: Path) -> tuple[list[str], dict]:
         lines.append(f"Float model: **accuracy {t['accuracy']:.2%}** on {m['dataset']['n_test']:,} held-out texts "
                      f"(baselines: {base}).")
     lines.append("")
+    if parity and parity.get("task") == "classify":
+        lines += [f"### Parity ({parity['texts']:,} held-out texts)", "",
+                  "| artifact | accuracy | agreement with float | p50 us per text | size | verdict |",
+                  "|---|---|---|---|---|---|"]
+        for a in parity["artifacts"]:
+            verdict = "pass" if a["passed"] else "FAIL: " + "; ".join(a["reasons"])
+            lines.append(f"| {a['format']} {a['precision']} | {a['accuracy']:.2%} | {a['agreement']:.2%} | "
+                         f"{a['latency_us']['p50']:.1f} | {a['bytes'] / 1024:.0f} KB | {verdict} |")
+        lines.append("")
+        parity = None  # the encoder-decoder tables below do not apply
     if parity:
         g = parity["gates"]
         lines += [f"### Parity ({parity['sources']:,} held-out sources, {parity['decoding']['method']} "

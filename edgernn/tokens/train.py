@@ -31,7 +31,7 @@ class TokenTrainConfig:
     hidden: int = 48  # encoder units per direction (the decoder has 2x when bidirectional)
     bidirectional: bool = True
     attention: bool = True
-    dropout: float = 0.1
+    dropout: float = 0.0  # measured on g2p (hidden 48): 0.1 -> 9.6% validation PER after 21 epochs, 0.0 -> 9.2%
     epochs: int = 40  # upper bound; early stopping usually ends sooner
     batch_size: int = 128
     lr: float = 3e-3
