@@ -285,3 +285,23 @@ def test_token_classifier_end_to_end(tmp_path):
     r = CliRunner().invoke(main, ["generate", str(run), "abcab", "xyzzy"])
     assert r.exit_code == 0 and r.output.splitlines()[0].split("\t")[1] == "low", r.output
     assert r.output.splitlines()[1].split("\t")[1] == "high"
+
+
+def test_tflite_artifacts_through_the_runtime(g2p_run):
+    """`export --format tflite` wires edgernn.export.tflite.tokens into the token export: the float pair generates
+    what the float model generates, and its manifest records the graphs' fixed source length."""
+    pytest.importorskip("tensorflow")
+    r = CliRunner().invoke(main, ["export", str(g2p_run), "--format", "tflite", "--precision", "float", "-q"])
+    assert r.exit_code == 0, r.output
+    from edgernn.runtimes.token_session import load_seq2seq
+    from edgernn.tokens.reference import decode_all
+    from edgernn.tokens.run import load_token_run
+
+    run = load_token_run(g2p_run)
+    m = json.loads((g2p_run / "artifacts" / "decoder-float.tflite.json").read_text())
+    assert m["tflite"]["max_src"] >= max(len(w) for w in run.data()["src_test"])
+    assert m["checked"]["max_diff_vs_torch"] < 1e-4
+    words = run.data()["src_test"][:15]
+    s = load_seq2seq(g2p_run / "artifacts", "tflite", "float")
+    assert [s.generate(w) for w in words] == decode_all(run.load_model(), words, run.src_vocab, run.tgt_vocab,
+                                                        "beam", 4)

@@ -39,7 +39,7 @@ class _Graph:
         from edgernn.runtimes.litert_backend import _version, _without_info_lines, interpreter_class
 
         Interpreter, pkg = interpreter_class()
-        self.runtime_version = f"{pkg} {_version(pkg)}"
+        self.runtime_package, self.runtime_version = pkg, _version(pkg)
         name = Path(path).name if path is not None else "the graph"
         try:
             with _without_info_lines():
@@ -48,7 +48,7 @@ class _Graph:
                 self.it.allocate_tensors()
         except Exception as exc:
             msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            raise ArtifactError(f"{pkg} cannot load {name} ({msg}); re-export the run") from exc
+            raise ArtifactError(f"{pkg} {self.runtime_version} cannot load {name} ({msg}); re-export the run") from exc
         sig_in, sig_out = self._signature()
         details = {int(d["index"]): d for d in self.it.get_input_details() + self.it.get_output_details()}
         by_name = {d["name"]: int(d["index"]) for d in self.it.get_input_details()}
@@ -125,7 +125,7 @@ class LiteRTSeq2SeqEngine:
         if shape != (1, self.max_src):
             raise ArtifactError(f"the TFLite encoder takes sources of shape {list(shape)}, its manifest says "
                                 f"max_src {self.max_src}; re-export the run")
-        self.runtime_version = self.decoder.runtime_version
+        self.runtime_package, self.runtime_version = self.decoder.runtime_package, self.decoder.runtime_version
 
     def encode(self, ids: list[int]):
         n = len(ids)

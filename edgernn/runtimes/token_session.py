@@ -171,8 +171,8 @@ def load_seq2seq(artifacts: Path | str, fmt: str = "onnx", precision: str = "flo
 
         m = read_token_manifest(path)
         return Seq2Seq(CSeq2SeqEngine(path, m), m)
-    if fmt not in ("onnx", "ort"):
-        raise ArtifactError(f"token artifacts in {fmt} cannot run here yet (runs: onnx, ort, c)")
+    if fmt not in ("onnx", "ort", "tflite"):
+        raise ArtifactError(f"token artifacts in {fmt} cannot run here yet (runs: onnx, ort, tflite, c)")
     enc, dec = d / artifact_name("encoder", precision, fmt), d / artifact_name("decoder", precision, fmt)
     for p in (enc, dec):
         if not p.is_file():
@@ -180,4 +180,8 @@ def load_seq2seq(artifacts: Path | str, fmt: str = "onnx", precision: str = "flo
     me, md = read_token_manifest(enc), read_token_manifest(dec)
     if me["source"].get("model_sha256") != md["source"].get("model_sha256"):
         raise ArtifactError(f"{enc.name} and {dec.name} come from different models; re-export the run")
+    if fmt == "tflite":
+        from edgernn.runtimes.token_litert import LiteRTSeq2SeqEngine
+
+        return Seq2Seq(LiteRTSeq2SeqEngine(enc, dec, me, md, threads), md)
     return Seq2Seq(_OrtEngine(enc, dec, me, md, threads), md)

@@ -30,7 +30,7 @@ from edgernn.runtimes.token_manifest import TOKEN_SCHEMA, validate_tokens
 from edgernn.runtimes.token_session import artifact_name
 from edgernn.tokens.run import TokenRun, load_token_run
 
-TOKEN_FORMATS = ("onnx", "c")
+TOKEN_FORMATS = ("onnx", "tflite", "c")
 OPSET = 17
 TOLERANCE = 1e-4
 DECODING_EXTRA = 10  # generated outputs may be this many tokens longer than the source (then generation stops)
@@ -239,8 +239,58 @@ def _export_c(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
             "max_diff": worst, "c": c_info}
 
 
+def _export_tflite(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
+    """Encoder + decoder step graphs (edgernn.export.tflite.tokens, TensorFlow in a child process), then checked
+    against torch here through the runtime's LiteRT engine."""
+    from edgernn.export.tflite.tokens import export_token_tflite
+    from edgernn.runtimes.token_litert import LiteRTSeq2SeqEngine
+
+    cfg = model.cfg
+    weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    max_src = max(int(run.dataset.get("max_src_len") or 0), max(len(s) for s in run.data()["src_test"]))
+    calib = [run.src_vocab.encode(s) for s in run.data()["src_calib"]]
+    built = export_token_tflite(cfg, weights, max_src, calib, tmp, precision)
+    info = {"max_src": max_src, "selection": built.get("selection"), "compute_shares": built.get("compute_shares"),
+            "tensorflow": built.get("tensorflow")}
+    engine = LiteRTSeq2SeqEngine(built["paths"]["encoder"], built["paths"]["decoder"], {"tflite": info},
+                                 {"tflite": info, "model": cfg.to_dict()})
+    enc_w, dec_w = _wrappers(torch, model)
+    worst = 0.0
+    n_state = 2 if cfg.cell == "lstm" else 1
+    for src in _examples(run):
+        ref = _reference(torch, enc_w, dec_w, src, steps=4)
+        got, state, token = [], engine.encode(src), 2
+        for _ in range(4):
+            logits, state = engine.step(token, state)
+            got += [np.asarray(logits)[None]] + [a[None] for a in engine.state_arrays(state)[:n_state]]
+            token = int(np.argmax(logits))
+        for a, b in zip(ref[len(ref) - len(got):], got):
+            worst = max(worst, float(np.abs(a - b).max()))
+    if precision == "float" and worst > TOLERANCE:
+        raise ExportError(f"the TFLite encoder/decoder differ from torch by {worst:.2e} > {TOLERANCE:.0e}; "
+                          "no file written")
+    return {"paths": built["paths"], "compute": built["compute"], "recipe": built["recipe"], "max_diff": worst,
+            "tflite": info}
+
+
+def _tflite_io(cfg, part: str) -> tuple[list, list]:
+    """The TFLite graphs' tensors (by signature key): ids int32, sources padded to max_src with a mask."""
+    hd = cfg.dec_hidden
+    states = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+    mask = {"name": "mask", "dtype": "float32", "shape": [1, "max_src"], "role": "context"}
+    enc = {"name": "enc", "dtype": "float32", "shape": [1, "max_src", hd], "role": "context"}
+    st = [{"name": s, "dtype": "float32", "shape": [1, hd], "role": "state"} for s in states]
+    if part == "encoder":
+        return [{"name": "src", "dtype": "int32", "shape": [1, "max_src"], "role": "x"}, mask], [enc] + st
+    return ([{"name": "token", "dtype": "int32", "shape": [1], "role": "x"}] + st + [enc, mask],
+            [{"name": "logits", "dtype": "float32", "shape": [1, cfg.tgt_vocab], "role": "y"}] +
+            [{**t, "name": t["name"] + "_out"} for t in st])
+
+
 def _fields(run: TokenRun, fmt: str, precision: str, part: str, built: dict) -> dict:
     ins, outs, _ = _io(run.config, "decoder" if part == "encoder-decoder" else part)
+    if fmt == "tflite":
+        ins, outs = _tflite_io(run.config, part)
     fields = {"schema": TOKEN_SCHEMA, "format": fmt, "runtime": FORMAT_RUNTIME[fmt], "precision": precision,
               "part": part, "task": "seq2seq", "model": run.config.to_dict(),
               "vocab": {"tokenizer": run.tokenizer, "src": run.src_vocab.to_dict(), "tgt": run.tgt_vocab.to_dict(),
@@ -249,8 +299,9 @@ def _fields(run: TokenRun, fmt: str, precision: str, part: str, built: dict) -> 
               "quantization": {"recipe": built["recipe"], "compute": built["compute"]},
               "checked": {"max_diff_vs_torch": built["max_diff"], "sources": len(_examples(run))},
               "source": {"run": run.path.name, "model_sha256": run.model_sha256()}}
-    if "c" in built:
-        fields["c"] = built["c"]
+    for key in ("c", "tflite"):
+        if key in built:
+            fields[key] = built[key]
     if part in ("decoder", "encoder-decoder"):
         beam = int(run.train_config.get("beam", 4))
         fields["decoding"] = {"bos": run.tgt_vocab.bos, "eos": run.tgt_vocab.eos, "max_extra": DECODING_EXTRA,
@@ -290,7 +341,8 @@ def export_tokens(run_dir: Path | str, formats=("onnx",), precisions=("float", "
         for precision in precisions:
             tmp = Path(tempfile.mkdtemp(prefix="edgernn-tokens-"))
             try:
-                built = (_export_c if fmt == "c" else _export_onnx)(torch, model, run, tmp, precision)
+                build = {"c": _export_c, "tflite": _export_tflite}.get(fmt, _export_onnx)
+                built = build(torch, model, run, tmp, precision)
                 for part in built["paths"]:
                     target = out / artifact_name("seq2seq" if fmt == "c" else part, precision, fmt)
                     _publish(built["paths"][part], target, _fields(run, fmt, precision, part, built))

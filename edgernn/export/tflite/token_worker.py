@@ -31,13 +31,12 @@ import numpy as np  # noqa: E402
 from edgernn.export.tflite.tokens import (  # noqa: E402
     AGREEMENT_MIN,
     ATTENTION_PAD,
-    BOS,
-    EOS,
     check_sources,
     engine_outputs,
     max_len,
     reference_outputs,
 )
+from edgernn.runtimes.vocab import BOS, EOS  # noqa: E402
 
 FILLED_SHARE = 4  # one full-length calibration source per this many real ones
 CALIB_STEPS_MAX = 1000  # decoder samples for int8 calibration (evenly picked from the greedy paths)
@@ -46,58 +45,90 @@ CALIB_STEPS_MAX = 1000  # decoder samples for int8 calibration (evenly picked fr
 
 
 def build_functions(tf, cfg: dict, w: dict, max_src: int):
-    """(encoder, decoder) tf.functions with fixed input signatures, from the torch weights."""
+    """(encoder, decoder) tf.functions with fixed input signatures, from the torch weights. Every unrolled step is
+    kept to few ops (each op and tensor costs ~100 bytes of flatbuffer, ~200 quantized): the input products of
+    all steps in one FULLY_CONNECTED, one sigmoid over the GRU's r|z (the LSTM's rows reordered to i, f, o | g)."""
     lstm, S, H, Hd = cfg["cell"] == "lstm", int(max_src), int(cfg["hidden"]), int(cfg["dec_hidden"])
     const = lambda name: tf.constant(np.asarray(w[name], np.float32))  # noqa: E731
-    tr = lambda name: tf.constant(np.ascontiguousarray(np.asarray(w[name], np.float32).T))  # noqa: E731
 
-    def cell(gi, h, c, whh, bhh):
-        gh = tf.matmul(h, whh) + bhh
+    def gates(prefix: str, sfx: str = "") -> tuple:
+        """(W_ih^T, b_ih + b_hh, W_hh^T, b_hn) of one torch GRU/LSTM direction. The recurrent product has no bias:
+        int16x8 conversion gives the unrolled steps' FULLY_CONNECTEDs one shared int64 bias quantized with the
+        first step's input scale (measured: 29% off at step 2 of an LSTM), so b_hh joins the input products; the
+        GRU's b_hn, inside r * (W_hn h + b_hn), is added after the product (None for an LSTM). LSTM gates are
+        reordered i, f, g, o -> i, f, o, g (one sigmoid and one tanh per step)."""
+        wih, bih, whh, bhh = (np.asarray(w[f"{prefix}.{k}_l0{sfx}"], np.float32)
+                              for k in ("weight_ih", "bias_ih", "weight_hh", "bias_hh"))
+        if lstm:
+            wih, bih, whh, bhh = (np.concatenate([a[0], a[1], a[3], a[2]]) for a in
+                                  (np.split(x, 4) for x in (wih, bih, whh, bhh)))
+            return tf.constant(wih.T.copy()), tf.constant(bih + bhh), tf.constant(whh.T.copy()), None
+        n_h = bhh.shape[0] // 3
+        folded = bih + np.concatenate([bhh[:2 * n_h], np.zeros(n_h, np.float32)])
+        return (tf.constant(wih.T.copy()), tf.constant(folded), tf.constant(whh.T.copy()),
+                tf.constant(bhh[2 * n_h:].reshape(1, -1)))
+
+    def cell(gi, h, c, whh, bhn, n_h: int):
+        """One step from the input products gi (biases included; GRU: (r|z part, n part)); h, c [1, n_h], or
+        None for the zero state of the encoder's first step (a constant zero tensor gets int scale 0, which int
+        kernels abort on)."""
         if not lstm:  # PyTorch's GRU: r, z, n; h' = (1 - z) n + z h
-            ir, iz, i_n = tf.split(gi, 3, axis=-1)
-            hr, hz, h_n = tf.split(gh, 3, axis=-1)
-            r, z = tf.sigmoid(ir + hr), tf.sigmoid(iz + hz)
-            n = tf.tanh(i_n + r * h_n)
-            return (1.0 - z) * n + z * h, None
-        i, f, g, o = tf.split(gi + gh, 4, axis=-1)  # PyTorch's LSTM: i, f, g, o
-        c2 = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-        return tf.sigmoid(o) * tf.tanh(c2), c2
+            if h is None:
+                r, z = tf.split(tf.sigmoid(gi[0]), 2, axis=-1)
+                n = tf.tanh(gi[1] + r * bhn)
+                return n - z * n, None
+            gh_rz, gh_n = tf.split(tf.matmul(h, whh), [2 * n_h, n_h], axis=-1)
+            r, z = tf.split(tf.sigmoid(gi[0] + gh_rz), 2, axis=-1)
+            n = tf.tanh(gi[1] + r * (gh_n + bhn))
+            return n + z * (h - n), None
+        ifo, g = tf.split(gi + tf.matmul(h, whh) if h is not None else gi, [3 * n_h, n_h], axis=-1)
+        i, f, o = tf.split(tf.sigmoid(ifo), 3, axis=-1)  # PyTorch's LSTM (i, f, g, o), reordered
+        c2 = f * c + i * tf.tanh(g) if c is not None else i * tf.tanh(g)
+        return o * tf.tanh(c2), c2
 
-    src_emb, dirs = const("src_embed.weight"), []
-    for sfx in ("", "_reverse")[: 2 if cfg["bidirectional"] else 1]:
-        dirs.append((tr(f"encoder.weight_ih_l0{sfx}"), const(f"encoder.bias_ih_l0{sfx}"),
-                     tr(f"encoder.weight_hh_l0{sfx}"), const(f"encoder.bias_hh_l0{sfx}")))
+    def split_gru(gi, n_h: int):
+        return tf.split(gi, [2 * n_h, n_h], axis=-1) if not lstm else gi
 
+    src_emb = const("src_embed.weight")
+    dirs = [gates("encoder", sfx) for sfx in ("", "_reverse")[: 2 if cfg["bidirectional"] else 1]]
     enc_sig = [tf.TensorSpec([1, S], tf.int32, name="src"), tf.TensorSpec([1, S], tf.float32, name="mask")]
 
     @tf.function(input_signature=enc_sig)
     def encoder(src, mask):
+        """Padded steps leave the state as it was, as torch's packed sequence does, without a (1 - mask) * h term
+        (always 0 in calibration on one side or the other: a degenerate int scale): the backward pass meets the
+        padding before the source, while its state is still 0, so h = mask * h_new; the forward pass meets it
+        after, where it cannot reach the source's outputs, and its final state is read at the last real token."""
         emb = tf.gather(src_emb, src[0])  # [S, E]
         masks = tf.split(tf.transpose(mask), S, axis=0)  # S x [1, 1]
+        mask3 = tf.expand_dims(mask, -1)  # [1, S, 1]
+        last = tf.expand_dims(mask - tf.pad(mask[:, 1:], [[0, 0], [0, 1]]), -1)  # 1 at the last real token
         outs, finals = [], []
-        for d, (wih, bih, whh, bhh) in enumerate(dirs):
-            gis = tf.split(tf.matmul(emb, wih) + bih, S, axis=0)  # the input products of every step at once
-            h = tf.zeros([1, H])
-            c = tf.zeros([1, H]) if lstm else None
-            seq = [None] * S
+        for d, (wih, bih, whh, bhn) in enumerate(dirs):
+            pre = split_gru(tf.matmul(emb, wih) + bih, H)  # the input products of every step at once
+            gis = list(zip(*[tf.split(p, S, axis=0) for p in pre])) if not lstm else tf.split(pre, S, axis=0)
+            h = c = None  # zero
+            hs, cs = [None] * S, [None] * S
             for t in (range(S) if d == 0 else range(S - 1, -1, -1)):
-                m = masks[t]
-                hn, cn = cell(gis[t], h, c, whh, bhh)
-                h = m * hn + (1.0 - m) * h  # a padded step leaves the state: the backward pass starts at the last
-                if lstm:  # real token, as torch's packed sequence does
-                    c = m * cn + (1.0 - m) * c
-                seq[t] = m * h  # zeros past the source, as pad_packed_sequence gives
-            outs.append(tf.stack(seq, axis=1))  # [1, S, H]
+                h, c = cell(gis[t], h, c, whh, bhn, H)
+                if d == 1:
+                    h, c = masks[t] * h, (masks[t] * c if lstm else None)
+                hs[t], cs[t] = h, c
+            seq = tf.stack(hs, axis=1)  # [1, S, H]
+            if d == 0:
+                h = tf.reduce_sum(seq * last, axis=1)
+                c = tf.reduce_sum(tf.stack(cs, axis=1) * last, axis=1) if lstm else None
+            outs.append(seq)
             finals.append((h, c))
-        res = {"enc": tf.concat(outs, axis=-1), "h": tf.concat([f[0] for f in finals], axis=-1)}
+        # zeros past the source, as pad_packed_sequence gives
+        res = {"enc": tf.concat(outs, axis=-1) * mask3, "h": tf.concat([f[0] for f in finals], axis=-1)}
         if lstm:
             res["c"] = tf.concat([f[1] for f in finals], axis=-1)
         return res
 
     tgt_emb = const("tgt_embed.weight")
-    dwih, dbih, dwhh, dbhh = (tr("decoder.weight_ih_l0"), const("decoder.bias_ih_l0"), tr("decoder.weight_hh_l0"),
-                              const("decoder.bias_hh_l0"))
-    wout, bout = tr("out.weight"), const("out.bias")
+    dwih, dbih, dwhh, dbhn = gates("decoder")
+    wout, bout = tf.constant(np.ascontiguousarray(np.asarray(w["out.weight"], np.float32).T)), const("out.bias")
     dec_sig = [tf.TensorSpec([1], tf.int32, name="token"), tf.TensorSpec([1, Hd], tf.float32, name="h")]
     if lstm:
         dec_sig.append(tf.TensorSpec([1, Hd], tf.float32, name="c"))
@@ -105,7 +136,7 @@ def build_functions(tf, cfg: dict, w: dict, max_src: int):
 
     def step(token, h, c, enc, mask):
         x = tf.gather(tgt_emb, token)  # [1, E]
-        h2, c2 = cell(tf.matmul(x, dwih) + dbih, h, c, dwhh, dbhh)
+        h2, c2 = cell(split_gru(tf.matmul(x, dwih) + dbih, Hd), h, c, dwhh, dbhn, Hd)
         out = h2
         if cfg["attention"]:
             scores = tf.reshape(tf.matmul(enc, tf.reshape(h2, [1, Hd, 1])), [1, S])  # |score| < Hd: states in (-1, 1)
@@ -248,13 +279,13 @@ def _op_records(fb: bytes) -> list[dict]:
     return recs
 
 
-def compute_labels(enc_fb: bytes, dec_fb: bytes) -> tuple[dict, dict]:
+def compute_labels(enc: list, dec: list) -> tuple[dict, dict]:
     """({"embedding", "recurrent", "head"}, the share of each label per family) as the converted graphs compute:
     the GATHERs of the embedding tables; the recurrences' matrix products (the encoder's, the decoder's but its
     last); the output layer (the decoder's last FULLY_CONNECTED). A family's label is the one holding most of its
     multiply-accumulates (for the embedding: table entries); the attention's products of two activations are
-    none of these (they follow the activations: int in full-int8 / int16x8, float otherwise)."""
-    enc, dec = _op_records(enc_fb), _op_records(dec_fb)
+    none of these (they follow the activations: int in full-int8 / int16x8, float otherwise). enc, dec: the
+    graphs' _op_records."""
     mm = lambda recs: [r for r in recs if r["op"] in ("FULLY_CONNECTED", "BATCH_MATMUL") and r["macs"]]  # noqa
     families = {"embedding": [r for r in enc + dec if r["op"] == "GATHER"],
                 "recurrent": mm(enc) + mm(dec)[:-1], "head": mm(dec)[-1:]}
@@ -272,9 +303,9 @@ def compute_labels(enc_fb: bytes, dec_fb: bytes) -> tuple[dict, dict]:
     return labels, shares
 
 
-def op_summary(fb: bytes) -> dict:
-    recs = _op_records(fb)
-    kinds = {}
+def op_summary(recs: list) -> dict:
+    """Op types by how they compute (_op_records' kinds)."""
+    kinds: dict = {}
     for r in recs:
         kinds.setdefault(r["kind"], set()).add(r["op"])
     return {"count": len(recs), **{k: sorted(v) for k, v in kinds.items()}}
@@ -332,9 +363,10 @@ def build(spec: dict, report: dict) -> None:
         for part, fb in fbs.items():
             with open(paths[part], "wb") as f:
                 f.write(fb)
-        labels, shares = compute_labels(fbs["encoder"], fbs["decoder"])
+        recs = {p: _op_records(fb) for p, fb in fbs.items()}  # also: the graphs load without XNNPACK
+        labels, shares = compute_labels(recs["encoder"], recs["decoder"])
         entry.update(sizes={p: len(fb) for p, fb in fbs.items()}, compute=labels, compute_shares=shares,
-                     ops={p: op_summary(fb) for p, fb in fbs.items()})
+                     ops={p: op_summary(r) for p, r in recs.items()})
         if recipe == "float":
             entry["accepted"] = True
         else:
@@ -349,8 +381,9 @@ def build(spec: dict, report: dict) -> None:
             break
     report["selection"] = selection
     if kept is None:
-        report["error"] = "no int8 recipe kept the float graph's greedy outputs: " + "; ".join(
-            f"{e['recipe']}: {e.get('why', '?')}" for e in selection)
+        report["error"] = (selection[0]["why"] if spec["precision"] == "float" else
+                           "no int8 recipe kept the float graph's greedy outputs: " + "; ".join(
+                               f"{e['recipe']}: {e.get('why', '?')}" for e in selection))
         return
     recipe, paths = kept
     engine = _engine(paths, max_src)
