@@ -252,11 +252,17 @@ def test_peak_rss_resets_per_phase():
     rss = PeakRSS()
     if not rss.ok:
         pytest.skip(rss.note)
+    import mmap
+
     rss.start()
     base = rss.peak()
-    blob = np.ones(40 * 1024 * 1024 // 8)  # 40 MB touched
+    # 40 MB of fresh anonymous pages, each written: a numpy array could reuse pages the allocator kept resident
+    # from earlier tests in this process (seen once in a full run: the high-water mark did not move)
+    blob = mmap.mmap(-1, 40 << 20)
+    for off in range(0, 40 << 20, mmap.PAGESIZE):
+        blob[off] = 1
     high = rss.peak()
-    del blob
+    blob.close()
     rss.start()  # new phase: the high-water mark drops back to the current RSS
     after = rss.peak()
     assert high - base > 30 and after < high - 30
