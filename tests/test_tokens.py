@@ -153,11 +153,12 @@ def test_greedy_batch_equals_one_at_a_time(g2p_run):
 
 def test_export_parity_generate(g2p_run):
     pytest.importorskip("onnxruntime")
-    r = CliRunner().invoke(main, ["export", str(g2p_run), "--format", "onnx", "-q"])
+    r = CliRunner().invoke(main, ["export", str(g2p_run), "--format", "onnx,ort", "-q"])
     assert r.exit_code == 0, r.output
     arts = g2p_run / "artifacts"
-    assert {p.name for p in arts.glob("*.onnx")} == {"encoder-float.onnx", "decoder-float.onnx",
-                                                     "encoder-int8.onnx", "decoder-int8.onnx"}
+    for ext in ("onnx", "ort"):
+        assert {p.name for p in arts.glob(f"*.{ext}")} == {f"encoder-float.{ext}", f"decoder-float.{ext}",
+                                                          f"encoder-int8.{ext}", f"decoder-int8.{ext}"}
     m = json.loads((arts / "decoder-int8.onnx.json").read_text())
     assert m["decoding"]["eos"] == EOS and m["vocab"]["tgt"]["tokens"][EOS] == "<eos>"
     assert m["quantization"]["compute"]["recurrent"] == "float"  # onnxruntime has no integer GRU: said, not hidden
@@ -166,6 +167,7 @@ def test_export_parity_generate(g2p_run):
     rep = json.loads(r.output)
     by = {(a["format"], a["precision"]): a for a in rep["artifacts"]}
     assert by[("onnx", "float")]["agreement"] == 1.0 and by[("onnx", "float")]["soak"]["max_diff"] < 1e-4
+    assert by[("ort", "float")]["agreement"] == 1.0 and by[("ort", "int8")]["passed"]
     assert abs(by[("onnx", "float")]["per"] - rep["float"]["per"]) < 1e-12
     assert by[("onnx", "int8")]["soak"]["tokens"] == 20_000
     # what the runtime generates is what the float model generates through the same loop

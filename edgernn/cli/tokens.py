@@ -109,9 +109,9 @@ def parity_tokens_cli(run_dir: Path, as_json: bool, quiet: bool) -> None:
 @click.command("generate")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(("onnx", "tflite", "c")), default="onnx", show_default=True,
-              help="Which exported artifacts run: onnx or tflite (the encoder + decoder step) or c (one C library, "
-                   "compiled here with the system compiler).")
+@click.option("--format", "fmt", type=click.Choice(("onnx", "ort", "tflite", "c")), default="onnx",
+              show_default=True, help="Which exported artifacts run: onnx, ort or tflite (the encoder + decoder "
+                                      "step) or c (one C library, compiled here with the system compiler).")
 @click.option("--precision", type=click.Choice(("float", "int8")), default="float", show_default=True)
 @click.option("--method", type=click.Choice(("greedy", "beam", "top-k")), default=None,
               help="Decoding [default: what the manifest says, beam for g2p].")

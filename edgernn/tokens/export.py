@@ -6,8 +6,9 @@ carrying the vocabularies, the special tokens and how to decode.
 
     written = export_tokens("runs/g2p", formats=("onnx",), precisions=("float", "int8"))
 
-ONNX (TorchScript exporter, opset 17; the source length is a dynamic axis): every graph is checked against
-torch on held-out sources (max|diff| <= 1e-4 for float) before it is kept; int8 is onnxruntime's dynamic
+ONNX (TorchScript exporter, opset 17; the source length is a dynamic axis; ORT: the same pair in the ORT
+format): every graph is checked against torch on held-out sources (max|diff| <= 1e-4 for float) before it is
+kept; int8 is onnxruntime's dynamic
 quantization of the embedding tables (Gather) and the matrix products (the head, the attention's output
 layer): onnxruntime has no integer GRU, so the recurrence keeps float weights and the manifest says so.
 A failure leaves no file: everything is built in a scratch directory and published atomically.
@@ -30,7 +31,7 @@ from edgernn.runtimes.token_manifest import TOKEN_SCHEMA, validate_tokens
 from edgernn.runtimes.token_session import artifact_name
 from edgernn.tokens.run import TokenRun, load_token_run
 
-TOKEN_FORMATS = ("onnx", "tflite", "c")
+TOKEN_FORMATS = ("onnx", "ort", "tflite", "c")
 OPSET = 17
 TOLERANCE = 1e-4
 DECODING_EXTRA = 10  # generated outputs may be this many tokens longer than the source (then generation stops)
@@ -239,6 +240,38 @@ def _export_c(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
             "max_diff": worst, "c": c_info}
 
 
+def _export_ort(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
+    """The ONNX pair converted to the ORT format (what mobile and minimal onnxruntime builds load), with basic
+    (provider-independent) optimizations only, and checked against torch like the .onnx pair."""
+    import onnxruntime as ort
+
+    built = _export_onnx(torch, model, run, tmp, precision)
+    paths = {}
+    for part, src in built["paths"].items():
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        so.optimized_model_filepath = str(tmp / f"{part}.ort")
+        so.add_session_config_entry("session.save_model_format", "ORT")
+        try:
+            ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ExportError(f"onnxruntime could not convert the {part} to the ORT format: "
+                              f"{str(exc).splitlines()[0]}; no file written") from exc
+        paths[part] = tmp / f"{part}.ort"
+    enc_w, dec_w = _wrappers(torch, model)
+    sessions = {part: _ort(p) for part, p in paths.items()}
+    worst = 0.0
+    for src in _examples(run):
+        ref = _reference(torch, enc_w, dec_w, src)
+        got = _graph_outputs(sessions["encoder"], sessions["decoder"], model.cfg, src)
+        worst = max([worst] + [float(np.abs(a - b).max()) for a, b in zip(ref, got)])
+    if precision == "float" and worst > TOLERANCE:
+        raise ExportError(f"the ORT encoder/decoder differ from torch by {worst:.2e} > {TOLERANCE:.0e}; "
+                          "no file written")
+    return {**built, "paths": paths, "max_diff": worst}
+
+
 def _export_tflite(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     """Encoder + decoder step graphs (edgernn.export.tflite.tokens, TensorFlow in a child process), then checked
     against torch here through the runtime's LiteRT engine."""
@@ -341,7 +374,7 @@ def export_tokens(run_dir: Path | str, formats=("onnx",), precisions=("float", "
         for precision in precisions:
             tmp = Path(tempfile.mkdtemp(prefix="edgernn-tokens-"))
             try:
-                build = {"c": _export_c, "tflite": _export_tflite}.get(fmt, _export_onnx)
+                build = {"c": _export_c, "tflite": _export_tflite, "ort": _export_ort}.get(fmt, _export_onnx)
                 built = build(torch, model, run, tmp, precision)
                 for part in built["paths"]:
                     target = out / artifact_name("seq2seq" if fmt == "c" else part, precision, fmt)
