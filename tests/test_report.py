@@ -163,6 +163,24 @@ def test_recommends_fastest_passing_artifact_per_runtime_and_mode(run_dir, tmp_p
                                  "Accuracy vs latency vs size"}
 
 
+def test_a_newer_microcontroller_bench_does_not_replace_the_desktop_decision(run_dir):
+    """`make demo` benches the emulated Cortex-M cores after the desktop: their files (kind "mcu": instruction
+    counts, no latency) must not become the bench the ship decision is made from."""
+    import os
+    import time
+
+    from edgernn.report.collect import collect
+
+    _write_parity(run_dir)
+    mcu = run_dir / "bench-cortex-m55-emulated.json"
+    mcu.write_text(json.dumps({"kind": "mcu", "target": "cortex-m55-emulated", "model": load_run(run_dir).identity,
+                               "results": []}))
+    later = time.time() + 60
+    os.utime(mcu, (later, later))
+    r = collect(run_dir)
+    assert r["bench_target"] == "desktop" and any(rec["artifact"] for rec in r["recommendations"])
+
+
 def test_report_says_plainly_where_int8_is_slower(run_dir, tmp_path):
     _write_parity(run_dir)
     bench = json.loads((run_dir / "bench-desktop.json").read_text())

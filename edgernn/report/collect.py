@@ -40,8 +40,9 @@ def collect(run_dir, target: str | None = None) -> dict:
     mcu = [p for p in emulated if (_read_json(p) or {}).get("kind") == "mcu"]  # bench --target cortex-m4 --emulate
     emulated = [p for p in emulated if p not in mcu]
     # an emulated board's timings never choose what to ship: by default only real targets do
+    # an MCU bench (instructions, not latency) has its own section and ship choice: never this decision's bench
     benches = ([p for p in all_benches if p.name == f"bench-{target}.json"] if target
-               else [p for p in all_benches if p not in emulated])
+               else [p for p in all_benches if p not in emulated and p not in mcu])
     bench = _read_json(benches[-1]) if benches else None
     if parity is None and bench is None:
         raise ConfigError(f"nothing to report for {run.path}: no parity.json and no bench-*.json"
