@@ -56,31 +56,24 @@ def export_tokens_cli(run_dir: Path, formats, precisions, out_dir, as_json: bool
     from edgernn.tokens.export import TOKEN_FORMATS, export_tokens
     from edgernn.tokens.run import load_token_run
 
+    precs = [p for p in precisions if p in ("float", "int8")]
     if load_token_run(run_dir).config.kind == "classify":
         from edgernn.tokens.classifier import export_classifier
 
-        precs = [p for p in precisions if p in ("float", "int8")]
+        supported, what = ("onnx",), "token classifiers"
         written = export_classifier(run_dir, precs, out_dir) if "onnx" in formats else []
-        skipped = [f for f in formats if f != "onnx"]  # token classifiers export to ONNX so far
-        if as_json:
-            echo_json({"written": [str(p) for p in written], "skipped": skipped})
-            return
-        for p in written:
-            click.echo(f"wrote    {p.stat().st_size / 1024:8.1f} KB  {p}")
-        for f in skipped:
-            click.echo(f"skipped  {f}: token classifiers export to onnx so far")
-        return
-    fmts = [f for f in formats if f in TOKEN_FORMATS]
-    skipped = [f for f in formats if f not in TOKEN_FORMATS]
-    precs = [p for p in precisions if p in ("float", "int8")]
-    written = export_tokens(run_dir, fmts, precs, out_dir) if fmts else []
+    else:
+        supported, what = TOKEN_FORMATS, "token models"
+        fmts = [f for f in formats if f in supported]
+        written = export_tokens(run_dir, fmts, precs, out_dir) if fmts else []
+    skipped = [f for f in formats if f not in supported]
     if as_json:
         echo_json({"written": [str(p) for p in written], "skipped": skipped})
         return
     for p in written:
         click.echo(f"wrote    {p.stat().st_size / 1024:8.1f} KB  {p}")
     for f in skipped:
-        click.echo(f"skipped  {f}: token models export to {', '.join(TOKEN_FORMATS)} so far")
+        click.echo(f"skipped  {f}: {what} export to {', '.join(supported)} so far")
 
 
 def parity_tokens_cli(run_dir: Path, as_json: bool, quiet: bool) -> None:

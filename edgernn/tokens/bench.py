@@ -49,14 +49,14 @@ def _time_steps(sess, ids: list[int], steps: int, warmup: int) -> list:
 
 
 def _cpu() -> str:
+    """This machine's CPU model, parsed the way every bench reads /proc/cpuinfo (edgernn.runtimes.fingerprint)."""
+    from edgernn.runtimes.fingerprint import parse_cpuinfo
+
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            return parse_cpuinfo(f.read()).get("cpu_model") or platform.processor()
     except OSError:
-        pass
-    return platform.processor()
+        return platform.processor()
 
 
 def token_bench(run_dir: Path | str, steps: int = 2000, warmup: int = 200, words: int = 200,
