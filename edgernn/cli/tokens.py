@@ -1,11 +1,12 @@
 """
 Token models on the command line: `edgernn train|export|parity` route a token set or a token run here, and
-`edgernn generate` runs an exported encoder-decoder.
+`edgernn generate` runs an exported encoder-decoder or next-token model.
 
     edgernn train --dataset g2p --out runs/g2p            # bundled CMU dictionary, grapheme-to-phoneme
     edgernn export runs/g2p                                # encoder + decoder step, float and int8
     edgernn parity runs/g2p                                # PER / WER of each artifact pair vs the float model
     edgernn generate runs/g2p hello world --method beam    # phonemes per word
+    edgernn generate runs/words ed qu --method top-k       # next-token model: complete each prompt
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def train_tokens_cli(ctx: click.Context, out: Path, force: bool, as_json: bool, 
     if m["task"] == "seq2seq":
         line = (f"PER {t['per']:.2%}  WER {t['wer']:.2%} ({t['decoding']}; greedy {t['greedy_per']:.2%} / "
                 f"{t['greedy_wer']:.2%})")
+    elif m["task"] == "next-token":
+        base = ", ".join(f"{b['name']} {b['perplexity']:.2f}" for b in t.get("baselines", []))
+        line = (f"perplexity {t['perplexity']:.2f} per token, top-1 {t['top1']:.2%} (baselines: {base})")
     else:
         base = ", ".join(f"{b['name']} {b['accuracy']:.2%}" for b in t.get("baselines", []))
         line = f"accuracy {t['accuracy']:.2%} (baselines: {base})"
@@ -112,15 +116,18 @@ def parity_tokens_cli(run_dir: Path, as_json: bool, quiet: bool) -> None:
 @click.option("--top-k", type=click.IntRange(1), default=5, show_default=True, help="top-k: sample from this many.")
 @click.option("--seed", type=int, default=0, show_default=True, help="top-k: same seed, same output.")
 @click.option("--max-len", type=click.IntRange(1), default=None,
-              help="Stop after this many tokens [default: source length + 10].")
+              help="Stop after this many tokens [default: source length + 10; next-token: the manifest's].")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: one object per text.")
 @handle_errors
 def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max_len, as_json):
-    """Generate from exported token artifacts (an encoder + decoder step), one TEXT at a time.
+    """Generate from exported token artifacts, one TEXT at a time.
 
-    Runs RUN_DIR/artifacts/encoder-PRECISION.FORMAT and decoder-PRECISION.FORMAT with the runtime a device
-    embeds (edgernn.runtimes.token_session): the text is split and encoded with the manifest's vocabulary, the
-    decoder step is driven token by token (greedy, beam search or seeded top-k sampling).
+    An encoder-decoder (g2p) runs RUN_DIR/artifacts/encoder-PRECISION.FORMAT and decoder-PRECISION.FORMAT with the
+    runtime a device embeds (edgernn.runtimes.token_session): the text is split and encoded with the manifest's
+    vocabulary, the decoder step is driven token by token (greedy, beam search or seeded top-k sampling).
+    A next-token model (words) runs lm-PRECISION.FORMAT (edgernn.runtimes.token_lm): each TEXT is a prompt, fed
+    through the step, then continued until <eos>; it prints the completion and the five likeliest next tokens
+    ('' as TEXT: generate from nothing). A token classifier prints each TEXT's label.
     """
     from edgernn.runtimes.token_session import load_classifier, load_seq2seq
 
@@ -136,6 +143,20 @@ def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max
         else:
             for r in rows:
                 click.echo(f"{r['text']}\t{r['label']}\t{r['probability']:.3f}")
+        return
+    from edgernn.runtimes.token_lm import LM_PART, load_lm
+
+    if any(arts.glob(f"{LM_PART}-*.json")):  # a next-token model: each TEXT is a prompt to continue
+        lm = load_lm(arts, fmt, precision)
+        rows = [{"prompt": text, "completion": lm.complete(text, method=method, width=width, top_k=top_k, seed=seed,
+                                                            max_len=max_len),
+                 "next": [{"token": t, "probability": p} for t, p in lm.next_tokens(text, 5)]} for text in texts]
+        if as_json:
+            echo_json(rows)
+            return
+        for r in rows:
+            nxt = "  ".join(f"{d['token']} {d['probability']:.2f}" for d in r["next"])
+            click.echo(f"{r['prompt']}\t{r['completion']}\t(next: {nxt})")
         return
     s = load_seq2seq(arts, fmt, precision)
     rows = []

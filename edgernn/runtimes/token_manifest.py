@@ -5,7 +5,7 @@ turn text into ids, run the artifact and decode what it generates. Standard libr
 Beside every token artifact `X` (e.g. `decoder-float.onnx`) sits `X.json` (docs/tokens.md):
 
     {"schema": "edgernn.tokens/1", "artifact": "decoder-float.onnx", "format": "onnx", "runtime": "onnxruntime",
-     "precision": "float", "part": "decoder",               # encoder | decoder | classifier
+     "precision": "float", "part": "decoder",               # encoder | decoder | encoder-decoder | classifier | lm
      "task": "seq2seq", "model": {...TokenModelConfig...},
      "vocab": {"tokenizer": "chars", "src": {...}, "tgt": {...}, "labels": [...]},
      "decoding": {"bos": 2, "eos": 3, "max_extra": 10, "method": "beam", "width": 4},
@@ -25,7 +25,7 @@ from edgernn.errors import ManifestError
 from edgernn.runtimes.manifest import FORMAT_RUNTIME, manifest_path, sha256_file
 
 TOKEN_SCHEMA = "edgernn.tokens/1"
-PARTS = ("encoder", "decoder", "encoder-decoder", "classifier")  # encoder-decoder: one artifact (C)
+PARTS = ("encoder", "decoder", "encoder-decoder", "classifier", "lm")  # encoder-decoder: one C file; lm: next-token step
 TOKEN_FIELDS = {"schema": str, "artifact": str, "format": str, "runtime": str, "precision": str, "part": str,
                 "task": str, "model": dict, "vocab": dict, "inputs": list, "outputs": list, "quantization": dict,
                 "source": dict, "sha256": str, "size_bytes": int}
@@ -46,7 +46,7 @@ def validate_tokens(m) -> list[str]:
         problems.append(f"part {m['part']!r} is not one of {', '.join(PARTS)}")
     if not isinstance(m["vocab"].get("src"), dict):
         problems.append("vocab needs the source vocabulary")
-    if m["part"] in ("decoder", "encoder-decoder") and not isinstance(m.get("decoding"), dict):
+    if m["part"] in ("decoder", "encoder-decoder", "lm") and not isinstance(m.get("decoding"), dict):
         problems.append("a decoder needs a decoding block (bos, eos, max_extra)")
     return problems
 
@@ -71,3 +71,11 @@ def read_token_manifest(artifact: Path | str, verify: bool = True) -> dict:
             raise ManifestError(f"{p.name} does not match its manifest (size or sha256 changed since export); "
                                 "re-export the run")
     return m
+
+
+def zero_state(manifest: dict) -> tuple:
+    """A step artifact's first state: float32 zeros shaped as the manifest's state inputs (h, and c for an LSTM)."""
+    import numpy as np
+
+    return tuple(np.zeros([int(d) for d in t["shape"]], np.float32) for t in manifest["inputs"]
+                 if t.get("role") == "state")

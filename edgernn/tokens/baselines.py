@@ -82,3 +82,34 @@ def _token_ids(ds, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _accuracy(hits: np.ndarray) -> float:
     return float(hits.mean()) if len(hits) else float("nan")
+
+
+def ngram(ds, n: int = 2) -> dict:
+    """A next-token set's n-gram model (n = 1: unigram, 2: bigram, ...; add-one smoothing over the vocabulary,
+    fit on the training split; the context of the first tokens is padded with <bos>): its perplexity and top-1
+    accuracy per predicted token of the test split (every token and the final <eos>), what the RNN must beat."""
+    if ds.task != "next-token":
+        raise DataError(f"{ds.name} is a {ds.task} set: n-gram baselines are for next-token sets")
+    from collections import Counter, defaultdict
+
+    V, n = len(ds.src_vocab), max(1, int(n))
+
+    def events(split):
+        for s in ds.sources(split):
+            ids = [2] * (n - 1) + ds.src_vocab.encode(s) + [3]  # <bos> x (n-1), tokens, <eos>
+            for k in range(n - 1, len(ids)):
+                yield tuple(ids[k - n + 1:k]), ids[k]
+
+    counts: dict = defaultdict(Counter)
+    for ctx, tok in events("train"):
+        counts[ctx][tok] += 1
+    nll, total, hits = 0.0, 0, 0
+    for ctx, tok in events("test"):
+        c = counts.get(ctx)
+        seen = sum(c.values()) if c else 0
+        nll -= np.log(((c[tok] if c else 0) + 1.0) / (seen + V))
+        hits += bool(c) and max(c, key=lambda t: (c[t], -t)) == tok
+        total += 1
+    name = {1: "unigram", 2: "bigram", 3: "trigram"}.get(n, f"{n}-gram")
+    return {"name": name, "perplexity": float(np.exp(nll / max(total, 1))), "top1": hits / max(total, 1),
+            "n": total, "description": f"{name} counts of the training split, add-one smoothing"}

@@ -50,7 +50,8 @@ def _wrapper(torch, model):
 def export_classifier(run_dir, precisions=("float", "int8"), out_dir=None) -> list[Path]:
     torch = require("torch", "train")
     require("onnxruntime", "onnx")
-    from edgernn.tokens.export import _ort, _publish  # one publisher (atomic, schema-checked) for token artifacts
+    from edgernn.tokens.publish import ort_session as _ort  # one publisher (atomic, schema-checked) for token artifacts
+    from edgernn.tokens.publish import publish as _publish
 
     run = load_token_run(run_dir)
     if run.config.kind != "classify":

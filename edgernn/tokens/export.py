@@ -24,16 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from edgernn.errors import ConfigError, ExportError, require
-from edgernn.export.manifest import tool_versions
-from edgernn.runtimes.files import atomic_copy, atomic_write_json
-from edgernn.runtimes.manifest import FORMAT_RUNTIME, manifest_path, sha256_file
-from edgernn.runtimes.token_manifest import TOKEN_SCHEMA, validate_tokens
+from edgernn.runtimes.manifest import FORMAT_RUNTIME, sha256_file
+from edgernn.runtimes.token_manifest import TOKEN_SCHEMA
 from edgernn.runtimes.token_session import artifact_name
+from edgernn.tokens.publish import OPSET, TOKEN_FORMATS, TOLERANCE, ort_session, publish
 from edgernn.tokens.run import TokenRun, load_token_run
 
-TOKEN_FORMATS = ("onnx", "ort", "tflite", "c")
-OPSET = 17
-TOLERANCE = 1e-4
 DECODING_EXTRA = 10  # generated outputs may be this many tokens longer than the source (then generation stops)
 
 
@@ -125,15 +121,6 @@ def _graph_outputs(enc_sess, dec_sess, cfg, ids: list[int], steps: int = 4) -> l
     return res
 
 
-def _ort(path: Path):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 def _export_onnx(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     cfg = model.cfg
     enc_w, dec_w = _wrappers(torch, model)
@@ -174,7 +161,7 @@ def _export_onnx(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict
         compute = {"embedding": "weights-int8", "recurrent": "float", "head": "dynamic-int8"}
         recipe = "dynamic"
     # checked against torch on held-out sources before anything is kept
-    sessions = {part: _ort(p) for part, p in paths.items()}
+    sessions = {part: ort_session(p) for part, p in paths.items()}
     worst = 0.0
     for src in ids:
         ref = _reference(torch, enc_w, dec_w, src)
@@ -260,7 +247,7 @@ def _export_ort(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
                               f"{str(exc).splitlines()[0]}; no file written") from exc
         paths[part] = tmp / f"{part}.ort"
     enc_w, dec_w = _wrappers(torch, model)
-    sessions = {part: _ort(p) for part, p in paths.items()}
+    sessions = {part: ort_session(p) for part, p in paths.items()}
     worst = 0.0
     for src in _examples(run):
         ref = _reference(torch, enc_w, dec_w, src)
@@ -342,27 +329,17 @@ def _fields(run: TokenRun, fmt: str, precision: str, part: str, built: dict) -> 
     return fields
 
 
-def _publish(src: Path, artifact: Path, fields: dict) -> None:
-    m = {"artifact": artifact.name, **fields}
-    try:
-        atomic_copy(src, artifact)
-        m.update(sha256=sha256_file(artifact), size_bytes=artifact.stat().st_size, versions=tool_versions())
-        problems = validate_tokens(m)
-        if problems:
-            raise ExportError(f"manifest for {artifact.name} breaks the schema: {'; '.join(problems)}")
-        atomic_write_json(manifest_path(artifact), m)
-    except BaseException:
-        artifact.unlink(missing_ok=True)
-        manifest_path(artifact).unlink(missing_ok=True)
-        raise
-
-
 def export_tokens(run_dir: Path | str, formats=("onnx",), precisions=("float", "int8"), out_dir=None) -> list[Path]:
     torch = require("torch", "train")
     require("onnxruntime", "onnx")
     run = load_token_run(run_dir)
+    if run.config.kind == "next-token":
+        from edgernn.tokens.export_lm import export_lm
+
+        return export_lm(run_dir, formats, precisions, out_dir)
     if run.config.kind != "seq2seq":
-        raise ConfigError(f"{run.path} is a {run.config.kind} model: only encoder-decoder token models export yet")
+        raise ConfigError(f"{run.path} is a {run.config.kind} model: classifiers export with "
+                          "edgernn.tokens.classifier, taggers do not export yet")
     bad = [f for f in formats if f not in TOKEN_FORMATS]
     if bad:
         raise ConfigError(f"token models export to {', '.join(TOKEN_FORMATS)} so far, not {', '.join(bad)}")
@@ -378,7 +355,7 @@ def export_tokens(run_dir: Path | str, formats=("onnx",), precisions=("float", "
                 built = build(torch, model, run, tmp, precision)
                 for part in built["paths"]:
                     target = out / artifact_name("seq2seq" if fmt == "c" else part, precision, fmt)
-                    _publish(built["paths"][part], target, _fields(run, fmt, precision, part, built))
+                    publish(built["paths"][part], target, _fields(run, fmt, precision, part, built))
                     written.append(target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

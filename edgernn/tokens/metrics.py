@@ -35,3 +35,13 @@ def error_rates(hyps: list, refs: list) -> tuple[float, float]:
         tokens += len(ref)
         wrong += dist > 0
     return errors / max(tokens, 1), wrong / len(hyps)
+
+
+def lm_scores(nll_sum: float, correct: int, n_tokens: int) -> dict:
+    """A next-token model's scores over n_tokens predictions: perplexity (exp of the mean negative
+    log-likelihood, natural log) and top-1 accuracy (the most likely token was the next one)."""
+    import math
+
+    n = max(int(n_tokens), 1)
+    return {"perplexity": math.exp(nll_sum / n), "top1": correct / n, "tokens": int(n_tokens),
+            "bits_per_token": nll_sum / n / math.log(2)}

@@ -14,6 +14,12 @@ once; the step view computes the same numbers one token at a time (tested). The 
 encoder's output size (2 x hidden when bidirectional), its first state the encoder's final states.
 
 kind="classify": embedding -> GRU/LSTM (uni/bi) -> a label from the final states; kind="tag": a label per token.
+kind="next-token": a language model - embedding -> GRU/LSTM (one direction) -> logits over the same vocabulary,
+built from the decoder's parts (tgt_embed, decoder, out) with a zero first state and no encoder: its step is the
+decoder step without a context, so the step artifacts, decoding loops and soak of encoder-decoders serve it.
+
+    logits = lm(ids)                                # [B, T, V]: <bos> t1 .. tn -> t1 .. tn <eos>
+    logits, state = lm.step(token, lm.init_state(1), None, None)
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ from dataclasses import asdict, dataclass
 
 from edgernn.errors import ConfigError
 
-TOKEN_KINDS = ("classify", "tag", "seq2seq")
+TOKEN_KINDS = ("classify", "tag", "seq2seq", "next-token")
 TOKEN_CELLS = ("gru", "lstm")
 
 
 @dataclass
 class TokenModelConfig:
-    kind: str = "seq2seq"  # classify | tag | seq2seq
+    kind: str = "seq2seq"  # classify | tag | seq2seq | next-token
     cell: str = "gru"  # gru | lstm
     src_vocab: int = 33  # source ids incl. the 4 specials
     tgt_vocab: int = 0  # seq2seq: target ids incl. specials
@@ -47,9 +53,11 @@ class TokenModelConfig:
         for name in ("src_vocab", "embed", "hidden"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.kind == "seq2seq" and self.tgt_vocab < 5:
-            raise ConfigError("a seq2seq model needs a target vocabulary (tgt_vocab >= 5)")
-        if self.kind != "seq2seq" and self.num_outputs < 2:
+        if self.kind == "next-token":  # one direction, no encoder to attend to; predicts its own vocabulary
+            self.bidirectional, self.attention, self.tgt_vocab = False, False, self.src_vocab
+        if self.kind in ("seq2seq", "next-token") and self.tgt_vocab < 5:
+            raise ConfigError(f"a {self.kind} model needs a vocabulary of >= 5 ids (4 specials + tokens)")
+        if self.kind in ("classify", "tag") and self.num_outputs < 2:
             raise ConfigError(f"a {self.kind} model needs num_outputs >= 2 classes")
 
     @property
@@ -79,10 +87,11 @@ def build_token_model(cfg: TokenModelConfig):
         def __init__(self):
             super().__init__()
             self.cfg = cfg
-            self.src_embed = nn.Embedding(cfg.src_vocab, cfg.embed, padding_idx=0)
-            self.encoder = rnn_cls(cfg.embed, cfg.hidden, batch_first=True, bidirectional=cfg.bidirectional)
             self.drop = nn.Dropout(cfg.dropout)
-            if cfg.kind == "seq2seq":
+            if cfg.kind != "next-token":
+                self.src_embed = nn.Embedding(cfg.src_vocab, cfg.embed, padding_idx=0)
+                self.encoder = rnn_cls(cfg.embed, cfg.hidden, batch_first=True, bidirectional=cfg.bidirectional)
+            if cfg.kind in ("seq2seq", "next-token"):
                 hd = cfg.dec_hidden
                 self.tgt_embed = nn.Embedding(cfg.tgt_vocab, cfg.embed, padding_idx=0)
                 self.decoder = rnn_cls(cfg.embed, hd, batch_first=True)
@@ -104,7 +113,14 @@ def build_token_model(cfg: TokenModelConfig):
             merged = tuple(torch.cat(list(s), dim=-1).unsqueeze(0) for s in states)
             return out, merged
 
-        def forward(self, src, src_len, tgt_in=None):
+        def init_state(self, batch: int):
+            """The first state of a next-token model: zeros (h, and c for an LSTM), [1, B, Hd] each."""
+            z = torch.zeros(1, batch, cfg.dec_hidden)
+            return (z, z.clone()) if cfg.cell == "lstm" else (z,)
+
+        def forward(self, src, src_len=None, tgt_in=None):
+            if cfg.kind == "next-token":  # src: <bos> t1 .. tn, right-padded: logits for t1 .. tn <eos>
+                return self.decode(src, self.init_state(src.shape[0]), None, None)[0]
             enc, state = self.encode(src, src_len)
             if cfg.kind == "classify":
                 return self.head(self.drop(state[0][0]))

@@ -16,12 +16,13 @@ Gate (TokenGates):
           soak max |diff| <= float_soak_tol (1e-3) and soak top-1 agreement >= 0.999
   int8    PER <= float PER + max_per_increase (default 0.005 = +0.5 points), WER <= float WER + max_wer_increase
           (0.02), soak top-1 agreement >= min_soak_agreement (0.95)
+Next-token models are judged by edgernn.tokens.lm_parity (perplexity and top-1 agreement; the same soak).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,21 +30,10 @@ import numpy as np
 from edgernn.errors import ConfigError
 from edgernn.runtimes.files import atomic_write_json
 from edgernn.runtimes.token_session import load_seq2seq
-from edgernn.runtimes.vocab import BOS, EOS
+from edgernn.tokens.gates import TokenGates, artifact_soak, reference_soak
 from edgernn.tokens.metrics import error_rates
 from edgernn.tokens.reference import decode_all, torch_decoder
 from edgernn.tokens.run import load_token_run
-
-
-@dataclass
-class TokenGates:
-    float_min_agreement: float = 0.995
-    float_soak_tol: float = 1e-3
-    max_per_increase: float = 0.005  # int8: +0.5 points of phoneme error rate over float (the issue's goal)
-    max_wer_increase: float = 0.02
-    min_soak_agreement: float = 0.95
-    soak_tokens: int = 20_000
-    sources: int = 0  # held-out sources decoded per artifact; 0 = all
 
 
 def _pairs(artifacts: Path) -> list[tuple[str, str]]:
@@ -72,35 +62,16 @@ def soak_source(run) -> list[int]:
     return run.src_vocab.encode(max(run.data()["src_test"], key=len))
 
 
-def reference_soak(model, ids: list[int], steps: int) -> tuple[list[int], np.ndarray]:
-    """The float model's long generation: its greedy tokens with <eos> masked out, and its logits per step."""
-    step, state = torch_decoder(model, ids)
-    tokens, logits, token = [], [], BOS
-    for _ in range(steps):
-        tokens.append(token)
-        out, state = step(token, state)
-        logits.append(out)
-        masked = np.array(out, copy=True)
-        masked[[0, 1, BOS, EOS]] = -np.inf
-        token = int(np.argmax(masked))
-    return tokens, np.stack(logits)
-
-
-def artifact_soak(sess, ids: list[int], tokens: list[int]) -> np.ndarray:
-    state = sess.encode(ids)
-    out = []
-    for t in tokens:
-        logits, state = sess.step(t, state)
-        out.append(logits)
-    return np.stack(out)
-
-
 def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress: bool = False,
                  write: bool = True) -> dict:
     from edgernn.progress import progressbar
 
     gates = gates or TokenGates()
     run = load_token_run(run_dir)
+    if run.config.kind == "next-token":
+        from edgernn.tokens.lm_parity import lm_parity
+
+        return lm_parity(run_dir, gates, progress, write)
     pairs = _pairs(run.artifacts_dir)
     if not pairs:
         raise ConfigError(f"{run.artifacts_dir} has no encoder/decoder pair; run `edgernn export {run.path}` first")
@@ -116,7 +87,7 @@ def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress:
                               progress=lambda k: bar.update(k - bar.pos))
     per_f, wer_f = error_rates(ref_hyps, refs)
     ids = soak_source(run)
-    soak_tokens, soak_ref = reference_soak(model, ids, gates.soak_tokens)
+    soak_tokens, soak_ref = reference_soak(*torch_decoder(model, ids), gates.soak_tokens)
     out = {"kind": "tokens", "task": "seq2seq", "run": run.path.name, "gates": asdict(gates),
            "decoding": {"method": method, "width": width}, "sources": n,
            "float": {"per": per_f, "wer": wer_f, "seconds": round(time.perf_counter() - t0, 1)},
@@ -131,7 +102,7 @@ def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress:
                 bar.update(1)
         per, wer = error_rates(hyps, refs)
         agree = float(np.mean([h == r for h, r in zip(hyps, ref_hyps)]))
-        got = artifact_soak(sess, ids, soak_tokens)
+        got = artifact_soak(sess.step, sess.encode(ids), soak_tokens)
         soak = {"tokens": len(soak_tokens), "agreement": float(np.mean(got.argmax(1) == soak_ref.argmax(1))),
                 "max_diff": float(np.abs(got - soak_ref).max()),
                 "max_diff_last_1000": float(np.abs(got[-1000:] - soak_ref[-1000:]).max())}
@@ -167,6 +138,10 @@ def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress:
 
 
 def format_token_parity(r: dict) -> str:
+    if r.get("task") == "next-token":
+        from edgernn.tokens.lm_parity import format_lm_parity
+
+        return format_lm_parity(r)
     f = r["float"]
     lines = [f"{r['run']}: {r['sources']} held-out sources, {r['decoding']['method']}"
              f"{' ' + str(r['decoding']['width']) if r['decoding']['method'] == 'beam' else ''}; "

@@ -45,6 +45,7 @@ def run_token_pipeline(out: Path, dataset: str, cells=("gru",), hidden: int | No
             m = train_tokens(TokenTrainConfig(**kw), run_dir, progress=progress, force=True)
             t = m["test"]
             echo("   test " + (f"PER {t['per']:.2%} WER {t['wer']:.2%}" if "per" in t else
+                                 f"perplexity {t['perplexity']:.2f} top-1 {t['top1']:.2%}" if "perplexity" in t else
                                  f"accuracy {t['accuracy']:.2%}") +
                  f" ({m['parameters']:,} params, {m['train_time_s']:.0f} s)")
             entry["train"] = m
@@ -63,8 +64,9 @@ def run_token_pipeline(out: Path, dataset: str, cells=("gru",), hidden: int | No
                 echo(format_classifier_parity(rep))
                 failed += [f"{cell}/{a['format']} {a['precision']}" for a in rep["artifacts"] if not a["passed"]]
             continue
-        if kind != "seq2seq":
-            echo(f"== {cell}: a {kind} model: export, parity and bench are for encoder-decoders and classifiers so far")
+        if kind not in ("seq2seq", "next-token"):
+            echo(f"== {cell}: a {kind} model: export, parity and bench are for encoder-decoders, next-token models and "
+                 "classifiers so far")
             continue
         if "export" in stages:
             echo(f"== {cell}: export {', '.join(fmts)} x float, int8")

@@ -84,3 +84,32 @@ def decode_all(model, sources: list, src_vocab, tgt_vocab, method: str = "greedy
         if progress is not None:
             progress(k + 1)
     return hyps
+
+
+def torch_lm_step(model):
+    """(step, first state) of a next-token model: the state starts at zeros, the step is the decoder's."""
+    torch = _torch()
+
+    def step(token, st):
+        with torch.no_grad():
+            logits, new = model.step(torch.tensor([int(token)]), st, None, None)
+        return logits[0].numpy(), new
+
+    return step, model.init_state(1)
+
+
+def lm_eval(model, inputs: np.ndarray, outputs: np.ndarray, batch: int = 1024) -> tuple[float, int, int]:
+    """A next-token model on padded <bos> t1..tn -> t1..tn <eos> rows: (summed negative log-likelihood, top-1
+    hits, predicted tokens), <pad> positions skipped."""
+    torch = _torch()
+    nll, hits, n = 0.0, 0, 0
+    with torch.no_grad():
+        for i in range(0, len(inputs), batch):
+            x = torch.from_numpy(inputs[i:i + batch])
+            y = torch.from_numpy(outputs[i:i + batch])
+            keep = y != 0
+            logp = torch.log_softmax(model(x), dim=-1)
+            nll -= float(logp.gather(-1, y[..., None])[..., 0][keep].sum())
+            hits += int((logp.argmax(-1) == y)[keep].sum())
+            n += int(keep.sum())
+    return nll, hits, n

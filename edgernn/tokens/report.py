@@ -57,9 +57,12 @@ def _run_section(run_dir: Path) -> tuple[list[str], dict]:
     bench = _load(run_dir / "bench-local.json")
     t = m.get("test", {})
     cfg = run.config
+    what = (f"Model: embedding {cfg.embed} -> {cfg.cell.upper()} hidden {cfg.hidden} -> logits over "
+            f"{cfg.tgt_vocab} tokens" if cfg.kind == "next-token" else
+            f"Model: embedding {cfg.embed} -> {cfg.cell.upper()} encoder hidden {cfg.hidden}")
     lines = [f"## {run_dir.name}: {run.dataset.get('name', '?')} ({m.get('task', cfg.kind)})", "",
-             f"Model: embedding {cfg.embed} -> {cfg.cell.upper()} encoder hidden {cfg.hidden}"
-             f"{' x2 (bidirectional)' if cfg.bidirectional else ''}"
+             what
+             + f"{' x2 (bidirectional)' if cfg.bidirectional else ''}"
              + (f" -> {cfg.cell.upper()} decoder hidden {cfg.dec_hidden}"
                 f"{' + dot-product attention' if cfg.attention else ''}" if cfg.kind == "seq2seq" else "")
              + f"; {m.get('parameters', 0):,} parameters ({m.get('float_bytes', 0) / 1024:.0f} KB float), "
@@ -67,6 +70,11 @@ def _run_section(run_dir: Path) -> tuple[list[str], dict]:
     if "per" in t:
         lines.append(f"Float model on {m['dataset']['n_test']:,} held-out words: **PER {t['per']:.2%}, WER "
                      f"{t['wer']:.2%}** ({t['decoding']}; greedy {t['greedy_per']:.2%} / {t['greedy_wer']:.2%}).")
+    elif "perplexity" in t:
+        base = ", ".join(f"{b['name']} {b['perplexity']:.2f} / {b['top1']:.1%}" for b in t.get("baselines", []))
+        lines.append(f"Float model on {m['dataset']['n_test']:,} held-out texts: **perplexity {t['perplexity']:.2f} "
+                     f"per token, top-1 {t['top1']:.2%}** ({t['tokens']:,} predictions; n-gram baselines, "
+                     f"perplexity / top-1: {base}).")
     elif "accuracy" in t:
         base = ", ".join(f"{b['name']} {b['accuracy']:.2%}" for b in t.get("baselines", []))
         lines.append(f"Float model: **accuracy {t['accuracy']:.2%}** on {m['dataset']['n_test']:,} held-out texts "
@@ -82,6 +90,22 @@ def _run_section(run_dir: Path) -> tuple[list[str], dict]:
                          f"{a['latency_us']['p50']:.1f} | {a['bytes'] / 1024:.0f} KB | {verdict} |")
         lines.append("")
         parity = None  # the encoder-decoder tables below do not apply
+    if parity and parity.get("task") == "next-token":
+        g = parity["gates"]
+        lines += [f"### Parity ({parity['sources']:,} held-out texts, {parity['float']['tokens']:,} predictions)", "",
+                  "| artifact | recipe | perplexity | x float | top-1 | agreement with float | soak agreement | "
+                  "soak max abs diff | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+        for a in parity["artifacts"]:
+            verdict = "pass" if a["passed"] else "FAIL: " + "; ".join(a["reasons"])
+            lines.append(f"| {a['format']} {a['precision']} | {a['recipe']} | {a['perplexity']:.3f} | "
+                         f"{a['perplexity_ratio']:.4f} | {a['top1']:.2%} | {a['agreement']:.2%} | "
+                         f"{a['soak']['agreement']:.2%} | {a['soak']['max_diff']:.1e} | {verdict} |")
+        lines += ["", f"Gates: float agreement >= {g['float_min_agreement']:.1%}; int8 perplexity <= float x "
+                      f"{1 + g['max_perplexity_increase']:g}, agreement >= {g['min_top1_agreement']:.0%}; soak = "
+                      f"{g['soak_tokens']:,} steps of one long generation.", ""]
+        parity_rows, parity = parity, None
+    else:
+        parity_rows = parity
     if parity:
         g = parity["gates"]
         lines += [f"### Parity ({parity['sources']:,} held-out sources, {parity['decoding']['method']} "
@@ -96,7 +120,19 @@ def _run_section(run_dir: Path) -> tuple[list[str], dict]:
         lines += ["", f"Gates: float agreement >= {g['float_min_agreement']:.1%}; int8 PER <= float + "
                       f"{g['max_per_increase'] * 100:.1f} points, WER <= float + {g['max_wer_increase'] * 100:.0f} "
                       f"points; soak = {g['soak_tokens']:,} decoder steps of one long generation.", ""]
-    if bench:
+    if bench and bench.get("task") == "next-token":
+        lines += [f"### Benchmarks ({bench['cpu']}, 1 thread)", "",
+                  "| artifact | step p50 (us) | step p99 (us) | tokens/s | C step inside C (us) | word completion "
+                  "(us) | Cortex-M4 flash |", "|---|---|---|---|---|---|---|"]
+        for b in bench["artifacts"]:
+            c = f"{b['c_step_ns']['p50'] / 1000:.2f}" if "c_step_ns" in b else "-"
+            flash = (b.get("cortex_m4") or {}).get("flash_bytes")
+            lines.append(f"| {b['format']} {b['precision']} | {b['step']['p50_us']:.1f} | {b['step']['p99_us']:.1f} | "
+                         f"{b['tokens_per_s']:,.0f} | {c} | {b['word_complete']['p50_us']:.0f} | "
+                         f"{f'{flash / 1024:.0f} KB' if flash else '-'} |")
+        lines += ["", "Step, word completion (a held-out word from its first letter, greedy): through the Python "
+                      "runtime (edgernn.runtimes.token_lm); C step: timed inside C.", ""]
+    elif bench:
         w = bench["beam_width"]
         lines += [f"### Benchmarks ({bench['cpu']}, 1 thread)", "",
                   f"| artifact | step p50 (us) | step p99 (us) | tokens/s | C step inside C (us) | word, greedy (us) "
@@ -109,10 +145,10 @@ def _run_section(run_dir: Path) -> tuple[list[str], dict]:
                          f"{b[f'word_beam{w}']['p50_us']:.0f} | {f'{flash / 1024:.0f} KB' if flash else '-'} |")
         lines += ["", "Step, word: through the Python runtime (edgernn.runtimes.token_session); C step: the library's "
                       "step timed inside C, what an app calling it pays.", ""]
-    decisions = decide(parity, bench)
+    decisions = decide(parity_rows, bench)
     if decisions:
         lines += ["### Ship", ""] + [f"- **{d['target']}: {d['artifact']}** - {d['why']}" for d in decisions] + [""]
-    return lines, {"run": str(run_dir), "metrics": m, "parity": parity, "bench": bench, "decisions": decisions}
+    return lines, {"run": str(run_dir), "metrics": m, "parity": parity_rows, "bench": bench, "decisions": decisions}
 
 
 def token_report(run_dirs: list, out_dir: Path | str) -> tuple[str, dict]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgernn.data.tokens import TokenDataset, split_keys
 from edgernn.errors import ConfigError, require
-from edgernn.tokens.metrics import error_rates
+from edgernn.tokens.metrics import error_rates, lm_scores
 from edgernn.tokens.models import TokenModelConfig, build_token_model, count_params
 
 
@@ -99,23 +99,22 @@ def _split(ds: TokenDataset, cfg: TokenTrainConfig):
 
 def _train(torch, cfg: TokenTrainConfig, ds: TokenDataset, out_dir: Path, progress: bool) -> dict:
     from edgernn.progress import progressbar
-    from edgernn.tokens.reference import decode_all, greedy_batch
+    from edgernn.tokens.reference import decode_all, greedy_batch, lm_eval
     from edgernn.tokens.run import save_token_run
 
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    seq2seq = ds.task == "seq2seq"
-    if ds.task == "next-token":
-        raise ConfigError("next-token models are not trainable yet: train a seq2seq, classify or tag set")
+    seq2seq, lm = ds.task == "seq2seq", ds.task == "next-token"
     mcfg = TokenModelConfig(kind=ds.task, cell=cfg.cell, src_vocab=len(ds.src_vocab),
                             tgt_vocab=len(ds.tgt_vocab) if seq2seq else 0,
-                            num_outputs=0 if seq2seq else len(ds.labels), embed=cfg.embed, hidden=cfg.hidden,
+                            num_outputs=len(ds.labels) if ds.task in ("classify", "tag") else 0, embed=cfg.embed,
+                            hidden=cfg.hidden,
                             bidirectional=cfg.bidirectional, attention=cfg.attention, dropout=cfg.dropout)
     model = build_token_model(mcfg)
     src, src_len = ds.source_ids("train")
     src, src_len = torch.from_numpy(src), torch.from_numpy(src_len)
-    if seq2seq:
+    if seq2seq or lm:
         tgt_in, tgt_out = (torch.from_numpy(a) for a in ds.target_ids("train"))
     else:
         labels = torch.from_numpy(ds.label_ids("train"))
@@ -124,11 +123,15 @@ def _train(torch, cfg: TokenTrainConfig, ds: TokenDataset, out_dir: Path, progre
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, cfg.patience // 3),
                                                        min_lr=cfg.lr / 64)
     gen = torch.Generator().manual_seed(cfg.seed)
-    ce = torch.nn.CrossEntropyLoss(ignore_index=0 if seq2seq else -1)
+    ce = torch.nn.CrossEntropyLoss(ignore_index=0 if seq2seq or lm else -1)
 
     def val_score() -> float:
-        """Lower is better: greedy token error rate (seq2seq) or error rate (classify/tag)."""
+        """Lower is better: greedy token error rate (seq2seq), error rate (classify/tag) or the negative
+        log-likelihood per token (next-token)."""
         model.eval()
+        if lm:
+            nll, _, n = lm_eval(model, tgt_in[val].numpy(), tgt_out[val].numpy())
+            return nll / max(n, 1)
         with torch.no_grad():
             if seq2seq:
                 hyps = greedy_batch(model, src[val].numpy(), src_len[val].numpy())
@@ -152,7 +155,11 @@ def _train(torch, cfg: TokenTrainConfig, ds: TokenDataset, out_dir: Path, progre
             for i in range(0, len(perm), cfg.batch_size):
                 idx = torch.from_numpy(perm[i:i + cfg.batch_size])
                 n = int(src_len[idx].max())
-                if seq2seq:
+                if lm:
+                    m = int((tgt_out[idx] != 0).sum(1).max())
+                    logits = model(tgt_in[idx, :m])
+                    loss = ce(logits.reshape(-1, logits.shape[-1]), tgt_out[idx, :m].reshape(-1))
+                elif seq2seq:
                     m = int((tgt_out[idx] != 0).sum(1).max())
                     logits = model(src[idx, :n], src_len[idx], tgt_in[idx, :m])
                     loss = ce(logits.reshape(-1, logits.shape[-1]), tgt_out[idx, :m].reshape(-1))
@@ -195,6 +202,13 @@ def _train(torch, cfg: TokenTrainConfig, ds: TokenDataset, out_dir: Path, progre
         test = {"per": per, "wer": wer, "decoding": f"beam {cfg.beam}" if cfg.beam > 1 else "greedy",
                 "greedy_per": g_per, "greedy_wer": g_wer}
         headline = "per"
+    elif lm:
+        from edgernn.tokens.baselines import ngram
+
+        t_in, t_out = ds.target_ids("test")
+        test = lm_scores(*lm_eval(model, t_in, t_out))
+        test["baselines"] = [ngram(ds, k) for k in (1, 2, 3)]
+        headline = "perplexity"
     else:
         from edgernn.tokens.baselines import bag_of_tokens, majority
 
@@ -213,7 +227,7 @@ def _train(torch, cfg: TokenTrainConfig, ds: TokenDataset, out_dir: Path, progre
                "train_time_s": round(train_time, 1), "seed": cfg.seed, "torch_version": torch.__version__}
     rng = np.random.default_rng(cfg.seed)
     calib = sorted(rng.permutation(len(fit))[: cfg.calib].tolist())
-    data = {"src_test": ds.src_test, "tgt_test": ds.tgt_test, "refs_test": ds.refs_test,
+    data = {"src_test": ds.src_test, "tgt_test": [] if lm else ds.tgt_test, "refs_test": ds.refs_test,
             "src_calib": [ds.src_train[fit[i]] for i in calib]}
     save_token_run(out_dir, model, mcfg, asdict(cfg), {**ds.summary(), "spec": cfg.dataset}, ds.tokenizer,
                    ds.src_vocab, ds.tgt_vocab, ds.labels, data, metrics, lower=ds.lowercase)
