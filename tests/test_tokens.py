@@ -289,6 +289,45 @@ def test_token_classifier_end_to_end(tmp_path):
     assert r.output.splitlines()[1].split("\t")[1] == "high"
 
 
+def test_token_tagger_end_to_end(tmp_path):
+    """A tagger from a .tsv file whose tag needs context (a word after 'not' is NEG, else POS): bidirectional GRU,
+    ONNX float/int8 export checked against torch, parity per token, `edgernn generate` tags each token."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(2)
+    words = ["red", "big", "fast", "cold", "new", "old", "dark", "loud"]
+    lines = ["text\ttags"]
+    for _ in range(300):
+        toks, tags = [], []
+        for _ in range(rng.integers(2, 6)):
+            if rng.random() < 0.4:
+                toks += ["not", str(rng.choice(words))]
+                tags += ["O", "NEG"]
+            else:
+                toks.append(str(rng.choice(words)))
+                tags.append("POS")
+        lines.append(" ".join(toks) + "\t" + " ".join(tags))
+    data = tmp_path / "tags.tsv"
+    data.write_text("\n".join(lines) + "\n")
+    run = tmp_path / "tagger"
+    r = CliRunner().invoke(main, ["train", "--dataset", str(data), "--tokenizer", "words", "--hidden", "16",
+                                  "--epochs", "30", "--lr", "0.01", "--out", str(run), "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output)
+    base = {b["name"]: b["accuracy"] for b in m["test"]["baselines"]}
+    assert m["test"]["accuracy"] > 0.99 > max(base.values()), (m["test"], base)  # the token alone: no NEG/POS
+    r = CliRunner().invoke(main, ["export", str(run), "--format", "onnx", "-q"])
+    assert r.exit_code == 0 and "tagger-int8.onnx" in r.output, r.output
+    r = CliRunner().invoke(main, ["parity", str(run), "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["task"] == "tag" and rep["passed"] and rep["predictions"] > rep["texts"]
+    assert [a["accuracy"] for a in rep["artifacts"] if a["precision"] == "float"] == [rep["float"]["accuracy"]]
+    r = CliRunner().invoke(main, ["generate", str(run), "not red big", "--json"])
+    assert r.exit_code == 0, r.output
+    assert [d["label"] for d in json.loads(r.output)[0]["tags"]] == ["O", "NEG", "POS"]
+
+
 def test_tflite_artifacts_through_the_runtime(g2p_run):
     """`export --format tflite` wires edgernn.export.tflite.tokens into the token export: the float pair generates
     what the float model generates, and its manifest records the graphs' fixed source length."""

@@ -61,10 +61,10 @@ def export_tokens_cli(run_dir: Path, formats, precisions, out_dir, as_json: bool
     from edgernn.tokens.run import load_token_run
 
     precs = [p for p in precisions if p in ("float", "int8")]
-    if load_token_run(run_dir).config.kind == "classify":
+    if load_token_run(run_dir).config.kind in ("classify", "tag"):
         from edgernn.tokens.classifier import export_classifier
 
-        supported, what = ("onnx",), "token classifiers"
+        supported, what = ("onnx",), "token classifiers and taggers"
         written = export_classifier(run_dir, precs, out_dir) if "onnx" in formats else []
     else:
         supported, what = TOKEN_FORMATS, "token models"
@@ -85,7 +85,7 @@ def parity_tokens_cli(run_dir: Path, as_json: bool, quiet: bool) -> None:
     from edgernn.tokens.parity import format_token_parity, token_parity
     from edgernn.tokens.run import load_token_run
 
-    if load_token_run(run_dir).config.kind == "classify":
+    if load_token_run(run_dir).config.kind in ("classify", "tag"):
         from edgernn.tokens.classifier import classifier_parity, format_classifier_parity
 
         r = classifier_parity(run_dir)
@@ -127,7 +127,7 @@ def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max
     vocabulary, the decoder step is driven token by token (greedy, beam search or seeded top-k sampling).
     A next-token model (words) runs lm-PRECISION.FORMAT (edgernn.runtimes.token_lm): each TEXT is a prompt, fed
     through the step, then continued until <eos>; it prints the completion and the five likeliest next tokens
-    ('' as TEXT: generate from nothing). A token classifier prints each TEXT's label.
+    ('' as TEXT: generate from nothing). A token classifier prints each TEXT's label, a tagger each token's.
     """
     from edgernn.runtimes.token_session import load_classifier, load_seq2seq
 
@@ -143,6 +143,15 @@ def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max
         else:
             for r in rows:
                 click.echo(f"{r['text']}\t{r['label']}\t{r['probability']:.3f}")
+        return
+    if (arts / f"tagger-{precision}.onnx").is_file():  # a token tagger: a label per token
+        tagger = load_classifier(arts, "onnx", precision, part="tagger")
+        rows = [{"text": text, "tags": [{"token": t, "label": lab} for t, lab in tagger.tag(text)]} for text in texts]
+        if as_json:
+            echo_json(rows)
+        else:
+            for r in rows:
+                click.echo(f"{r['text']}\t{' '.join(d['token'] + '/' + d['label'] for d in r['tags'])}")
         return
     from edgernn.runtimes.token_lm import LM_PART, load_lm
 

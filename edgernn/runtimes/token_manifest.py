@@ -5,7 +5,7 @@ turn text into ids, run the artifact and decode what it generates. Standard libr
 Beside every token artifact `X` (e.g. `decoder-float.onnx`) sits `X.json` (docs/tokens.md):
 
     {"schema": "edgernn.tokens/1", "artifact": "decoder-float.onnx", "format": "onnx", "runtime": "onnxruntime",
-     "precision": "float", "part": "decoder",               # encoder | decoder | encoder-decoder | classifier | lm
+     "precision": "float", "part": "decoder",               # encoder | decoder | encoder-decoder | classifier | tagger | lm
      "task": "seq2seq", "model": {...TokenModelConfig...},
      "vocab": {"tokenizer": "chars", "src": {...}, "tgt": {...}, "labels": [...]},
      "decoding": {"bos": 2, "eos": 3, "max_extra": 10, "method": "beam", "width": 4},
@@ -25,7 +25,8 @@ from edgernn.errors import ManifestError
 from edgernn.runtimes.manifest import FORMAT_RUNTIME, manifest_path, sha256_file
 
 TOKEN_SCHEMA = "edgernn.tokens/1"
-PARTS = ("encoder", "decoder", "encoder-decoder", "classifier", "lm")  # encoder-decoder: one C file; lm: next-token step
+# encoder-decoder: one C file holding both; lm: a next-token model's step
+PARTS = ("encoder", "decoder", "encoder-decoder", "classifier", "tagger", "lm")
 TOKEN_FIELDS = {"schema": str, "artifact": str, "format": str, "runtime": str, "precision": str, "part": str,
                 "task": str, "model": dict, "vocab": dict, "inputs": list, "outputs": list, "quantization": dict,
                 "source": dict, "sha256": str, "size_bytes": int}

@@ -120,7 +120,7 @@ class Seq2Seq:
 
 
 class TokenClassifier:
-    """An exported token classifier: text -> label."""
+    """An exported token classifier (text -> label) or tagger (a label per token)."""
 
     def __init__(self, path: Path, threads: int = 1):
         self.manifest = read_token_manifest(path)
@@ -137,9 +137,17 @@ class TokenClassifier:
         return self.src_vocab.encode(list(text_or_tokens))
 
     def logits(self, ids: list[int]) -> np.ndarray:
+        """[C] logits of a classifier, [S, C] of a tagger."""
         if not ids:
             raise ValueError("nothing to classify: the text has no tokens")
         return self.graph(np.asarray([ids], dtype=np.int64))[0][0]
+
+    def tag(self, text_or_tokens) -> list[tuple[str, str]]:
+        """A tagger's (token, label) per token of the text."""
+        toks = (tokenize(text_or_tokens.lower() if self.lower else text_or_tokens, self.tokenizer)
+                if isinstance(text_or_tokens, str) else list(text_or_tokens))
+        z = self.logits(self.src_vocab.encode(toks))
+        return [(t, self.labels[int(i)]) for t, i in zip(toks, np.argmax(z.reshape(len(toks), -1), axis=-1))]
 
     def classify(self, text_or_tokens) -> tuple[str, np.ndarray]:
         """(label, probabilities in label order)."""
@@ -149,8 +157,12 @@ class TokenClassifier:
         return self.labels[int(np.argmax(p))], p
 
 
-def load_classifier(artifacts: Path | str, fmt: str = "onnx", precision: str = "float", threads: int = 1):
-    path = Path(artifacts) / artifact_name("classifier", precision, fmt)
+def load_classifier(artifacts: Path | str, fmt: str = "onnx", precision: str = "float", threads: int = 1,
+                    part: str | None = None):
+    """A classifier, or a tagger (part "tagger"; found by itself when the directory has no classifier)."""
+    if part is None:
+        part = "tagger" if (Path(artifacts) / artifact_name("tagger", precision, fmt)).is_file() else "classifier"
+    path = Path(artifacts) / artifact_name(part, precision, fmt)
     if not path.is_file():
         raise ArtifactError(f"{path} is missing; export the run (`edgernn export RUN --format onnx`)")
     return TokenClassifier(path, threads)

@@ -52,7 +52,7 @@ def run_token_pipeline(out: Path, dataset: str, cells=("gru",), hidden: int | No
         from edgernn.tokens.run import load_token_run
 
         kind = load_token_run(run_dir).config.kind
-        if kind == "classify":  # ONNX export and parity with latency per text (edgernn.tokens.classifier)
+        if kind in ("classify", "tag"):  # ONNX export, parity, latency per text (edgernn.tokens.classifier)
             from edgernn.tokens.classifier import classifier_parity, export_classifier, format_classifier_parity
 
             if "export" in stages and "onnx" in formats:

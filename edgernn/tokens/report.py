@@ -80,7 +80,7 @@ def _run_section(run_dir: Path) -> tuple[list[str], dict]:
         lines.append(f"Float model: **accuracy {t['accuracy']:.2%}** on {m['dataset']['n_test']:,} held-out texts "
                      f"(baselines: {base}).")
     lines.append("")
-    if parity and parity.get("task") == "classify":
+    if parity and parity.get("task") in ("classify", "tag"):
         lines += [f"### Parity ({parity['texts']:,} held-out texts)", "",
                   "| artifact | accuracy | agreement with float | p50 us per text | size | verdict |",
                   "|---|---|---|---|---|---|"]
