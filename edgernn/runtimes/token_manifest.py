@@ -5,7 +5,7 @@ turn text into ids, run the artifact and decode what it generates. Standard libr
 Beside every token artifact `X` (e.g. `decoder-float.onnx`) sits `X.json` (docs/tokens.md):
 
     {"schema": "edgernn.tokens/1", "artifact": "decoder-float.onnx", "format": "onnx", "runtime": "onnxruntime",
-     "precision": "float", "part": "decoder",               # encoder | decoder | encoder-decoder | classifier | tagger | lm
+     "precision": "float", "part": "decoder",  # encoder | decoder | encoder-decoder | classifier | tagger | lm
      "task": "seq2seq", "model": {...TokenModelConfig...},
      "vocab": {"tokenizer": "chars", "src": {...}, "tgt": {...}, "labels": [...]},
      "decoding": {"bos": 2, "eos": 3, "max_extra": 10, "method": "beam", "width": 4},
