@@ -19,9 +19,9 @@ from edgernn.cli.options import echo_json, handle_errors
 
 # `edgernn train` options a token model reads (the rest are for sensor / audio data); when one is not given on the
 # command line the token default (TokenTrainConfig) applies, not the sensor one
-TOKEN_TRAIN_OPTIONS = ("dataset", "cell", "hidden", "bidirectional", "dropout", "epochs", "batch_size", "lr", "clip",
-                       "patience", "seed", "threads", "embed", "attention", "beam", "limit", "tokenizer", "max_len",
-                       "max_vocab")
+TOKEN_TRAIN_OPTIONS = ("dataset", "cell", "hidden", "layers", "bidirectional", "dropout", "epochs", "batch_size", "lr",
+                       "clip", "patience", "seed", "threads", "embed", "attention", "beam", "limit", "tokenizer",
+                       "max_len", "max_vocab")
 
 
 def train_tokens_cli(ctx: click.Context, out: Path, force: bool, as_json: bool, quiet: bool, kw: dict) -> None:

@@ -47,7 +47,7 @@ def _wrapper(torch, model):
             if model.cfg.kind == "tag":
                 return self.m.head(out)
             h = state[0] if lstm else state
-            return self.m.head(torch.cat(list(h), dim=-1))
+            return self.m.head(torch.cat(list(h[-model.cfg.directions:]), dim=-1))  # the last layer's finals
 
     return Classifier().eval()
 

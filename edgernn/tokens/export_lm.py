@@ -34,7 +34,7 @@ GENERATE_EXTRA = 10  # generation stops after the longest training text + this m
 
 
 def step_wrapper(torch, model):
-    """The torch step in the artifacts' shape: (token [1], h [1, Hd] (, c)) -> (logits [1, V], h (, c))."""
+    """The torch step in the artifacts' shape: (token [1], h [layers, Hd] (, c)) -> (logits [1, V], h (, c))."""
     lstm = model.cfg.cell == "lstm"
 
     class LMStep(torch.nn.Module):
@@ -42,11 +42,11 @@ def step_wrapper(torch, model):
             super().__init__()
             self.m = model
 
-        def forward(self, token, *state):
+        def forward(self, token, *state):  # state [layers, Hd] each; the recurrence wants [layers, 1, Hd]
             emb = self.m.tgt_embed(token)[:, None, :]
-            st = (state[0][None], state[1][None]) if lstm else state[0][None]
+            st = (state[0][:, None], state[1][:, None]) if lstm else state[0][:, None]
             out, new = self.m.decoder(emb, st)
-            new = [new[0][0], new[1][0]] if lstm else [new[0]]
+            new = [new[0][:, 0], new[1][:, 0]] if lstm else [new[:, 0]]
             return (self.m.out(out[:, 0]), *new)
 
     return LMStep().eval()
@@ -55,10 +55,11 @@ def step_wrapper(torch, model):
 def lm_io(cfg, fmt: str = "onnx") -> tuple[list, list]:
     ids = "int32" if fmt == "tflite" else "int64"
     states = ["h", "c"] if cfg.cell == "lstm" else ["h"]
+    shape = [cfg.layers, cfg.dec_hidden]  # one row per stacked layer ([1, Hd] for one layer)
     ins = [{"name": "token", "dtype": ids, "shape": [1], "role": "x"}] + \
-          [{"name": s, "dtype": "float32", "shape": [1, cfg.dec_hidden], "role": "state"} for s in states]
+          [{"name": s, "dtype": "float32", "shape": shape, "role": "state"} for s in states]
     outs = [{"name": "logits", "dtype": "float32", "shape": [1, cfg.tgt_vocab], "role": "y"}] + \
-           [{"name": f"{s}_out", "dtype": "float32", "shape": [1, cfg.dec_hidden], "role": "state"} for s in states]
+           [{"name": f"{s}_out", "dtype": "float32", "shape": shape, "role": "state"} for s in states]
     return ins, outs
 
 
@@ -75,14 +76,14 @@ def compare_with_torch(torch, model, engine, sequences: list[list[int]]) -> tupl
     n_state = 2 if model.cfg.cell == "lstm" else 1
     worst, scale = 0.0, 1.0
     for seq in sequences:
-        ref = [torch.zeros(1, model.cfg.dec_hidden) for _ in range(n_state)]
+        ref = [torch.zeros(model.cfg.layers, model.cfg.dec_hidden) for _ in range(n_state)]
         state = engine.zero_state()
         for t in seq:
             with torch.no_grad():
                 logits, *ref = wrap(torch.tensor([t]), *ref)
             got, state = engine.step(t, state)
             pairs = [(logits.numpy()[0], np.asarray(got).reshape(-1))] + \
-                    [(r.numpy()[0], s) for r, s in zip(ref, engine.state_arrays(state)[:n_state])]
+                    [(r.numpy().reshape(-1), s) for r, s in zip(ref, engine.state_arrays(state)[:n_state])]
             for a, b in pairs:
                 if a.shape != b.shape or not np.isfinite(b).all():
                     raise ExportError(f"the exported step gives shape {list(b.shape)} (torch {list(a.shape)}) or "
@@ -96,7 +97,7 @@ def _build_onnx(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     cfg = model.cfg
     path = tmp / "lm.onnx"
     ins, outs = lm_io(cfg)
-    args = (torch.tensor([BOS]),) + tuple(torch.zeros(1, cfg.dec_hidden) for _ in ins[1:])
+    args = (torch.tensor([BOS]),) + tuple(torch.zeros(cfg.layers, cfg.dec_hidden) for _ in ins[1:])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -215,6 +216,9 @@ def export_lm(run_dir: Path | str, formats=("onnx",), precisions=("float", "int8
         for precision in precisions:
             tmp = Path(tempfile.mkdtemp(prefix="edgernn-lm-"))
             try:
+                if model.cfg.layers > 1 and fmt in ("c", "tflite"):
+                    raise ConfigError(f"{fmt} export of stacked next-token models ({model.cfg.layers} layers) is not "
+                                      "built yet: export onnx/ort, or train with --layers 1")
                 built = BUILDERS[fmt](torch, model, run, tmp, precision)
                 path = built["paths"][LM_PART]
                 fields = _fields(run, fmt, precision, built)

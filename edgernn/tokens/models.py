@@ -41,6 +41,7 @@ class TokenModelConfig:
     num_outputs: int = 0  # classify / tag: classes
     embed: int = 32  # embedding width; small vocabularies (characters) need little
     hidden: int = 48  # encoder hidden per direction; the decoder's is 2x when bidirectional
+    layers: int = 1  # stacked encoder layers (next-token: stacked layers of its one recurrence)
     bidirectional: bool = True  # the encoder reads the whole input before the decoder starts: the future is there
     attention: bool = True  # dot-product attention over the encoder outputs (seq2seq)
     dropout: float = 0.0
@@ -50,7 +51,7 @@ class TokenModelConfig:
             raise ConfigError(f"unknown token model {self.kind!r}; choose one of: {', '.join(TOKEN_KINDS)}")
         if self.cell not in TOKEN_CELLS:
             raise ConfigError(f"token models use {' or '.join(TOKEN_CELLS)}, not {self.cell!r}")
-        for name in ("src_vocab", "embed", "hidden"):
+        for name in ("src_vocab", "embed", "hidden", "layers"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.kind == "next-token":  # one direction, no encoder to attend to; predicts its own vocabulary
@@ -88,13 +89,16 @@ def build_token_model(cfg: TokenModelConfig):
             super().__init__()
             self.cfg = cfg
             self.drop = nn.Dropout(cfg.dropout)
+            between = cfg.dropout if cfg.layers > 1 else 0.0  # dropout between stacked layers
             if cfg.kind != "next-token":
                 self.src_embed = nn.Embedding(cfg.src_vocab, cfg.embed, padding_idx=0)
-                self.encoder = rnn_cls(cfg.embed, cfg.hidden, batch_first=True, bidirectional=cfg.bidirectional)
+                self.encoder = rnn_cls(cfg.embed, cfg.hidden, num_layers=cfg.layers, batch_first=True,
+                                       bidirectional=cfg.bidirectional, dropout=between)
             if cfg.kind in ("seq2seq", "next-token"):
                 hd = cfg.dec_hidden
                 self.tgt_embed = nn.Embedding(cfg.tgt_vocab, cfg.embed, padding_idx=0)
-                self.decoder = rnn_cls(cfg.embed, hd, batch_first=True)
+                self.decoder = rnn_cls(cfg.embed, hd, num_layers=cfg.layers if cfg.kind == "next-token" else 1,
+                                       batch_first=True, dropout=between if cfg.kind == "next-token" else 0.0)
                 self.out = nn.Linear(hd * (2 if cfg.attention else 1), cfg.tgt_vocab)
             else:
                 self.head = nn.Linear(cfg.dec_hidden, cfg.num_outputs)
@@ -102,20 +106,20 @@ def build_token_model(cfg: TokenModelConfig):
         # ---- encoder
         def encode(self, src, src_len):
             """src [B, S] right-padded ids, src_len [B] -> outputs [B, S, Hd] (zero past each length) and the
-            final state(s) [1, B, Hd] (fwd final ++ bwd final per direction)."""
+            final state(s) [1, B, Hd] of the last layer (fwd final ++ bwd final per direction)."""
             emb = self.drop(self.src_embed(src))
             packed = nn.utils.rnn.pack_padded_sequence(emb, src_len.cpu().clamp(min=1), batch_first=True,
                                                        enforce_sorted=False)
             out, state = self.encoder(packed)
             out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
             states = state if cfg.cell == "lstm" else (state,)
-            # [directions, B, H] -> [1, B, directions*H]
-            merged = tuple(torch.cat(list(s), dim=-1).unsqueeze(0) for s in states)
+            # [layers * directions, B, H] -> the last layer's [1, B, directions*H]
+            merged = tuple(torch.cat(list(s[-cfg.directions:]), dim=-1).unsqueeze(0) for s in states)
             return out, merged
 
         def init_state(self, batch: int):
-            """The first state of a next-token model: zeros (h, and c for an LSTM), [1, B, Hd] each."""
-            z = torch.zeros(1, batch, cfg.dec_hidden)
+            """The first state of a next-token model: zeros (h, and c for an LSTM), [layers, B, Hd] each."""
+            z = torch.zeros(cfg.layers, batch, cfg.dec_hidden)
             return (z, z.clone()) if cfg.cell == "lstm" else (z,)
 
         def forward(self, src, src_len=None, tgt_in=None):
