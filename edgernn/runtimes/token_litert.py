@@ -15,6 +15,12 @@ The graphs are built by edgernn.export.tflite.token_worker with these signature 
 serving_default_src:0 / PartitionedCall:N (outputs in no useful order), so tensors are found by signature key,
 else by that input naming; a graph that drops an input it does not use (the decoder without attention reads
 no enc or mask) is simply not fed it. Integer I/O tensors are (de)quantized with the interpreter's parameters.
+
+A next-token model is one graph, `lm-PREC.tflite` (edgernn.export.tflite.token_lm): token [1] int32, h (c) ->
+logits [1, V], h_out (c_out), from a zero first state shaped as the manifest's state inputs:
+
+    eng = LiteRTLMEngine(path, manifest)     # the edgernn.runtimes.token_lm engine API
+    logits, state = eng.step(token, eng.zero_state())
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ ENCODER_IN = ("src", "mask")
 ENCODER_OUT = ("enc", "h", "c")
 DECODER_IN = ("token", "h", "c", "enc", "mask")
 DECODER_OUT = ("logits", "h_out", "c_out")
+LM_IN = ("token", "h", "c")
 
 
 class _Graph:
@@ -151,3 +158,33 @@ class LiteRTSeq2SeqEngine:
 
     def state_arrays(self, state) -> list[np.ndarray]:
         return [np.asarray(s, np.float32).reshape(-1) for s in state[:-2]]
+
+
+class LiteRTLMEngine:
+    """A next-token step graph (the edgernn.runtimes.token_lm engine API): state = (h,) or (h, c)."""
+
+    runtime_name = "litert"
+
+    def __init__(self, path, manifest: dict, threads: int = 1, content: bytes | None = None):
+        from edgernn.runtimes.token_manifest import zero_state
+
+        self.graph = _Graph(path, LM_IN, DECODER_OUT, ("token", "h", "logits", "h_out"), threads, content)
+        self.first = zero_state(manifest)
+        graph = [f"{n} {list(self.graph.inputs[n][3])}" for n in ("h", "c") if n in self.graph.inputs]
+        listed = [f"{n} {list(s.shape)}" for n, s in zip(("h", "c"), self.first)]
+        if graph != listed or ("c" in self.graph.inputs) != ("c_out" in self.graph.outputs):
+            raise ArtifactError(f"the TFLite step's state inputs ({', '.join(graph)}) are not its manifest's "
+                                f"({', '.join(listed)}); re-export the run")
+        self.runtime_package, self.runtime_version = self.graph.runtime_package, self.graph.runtime_version
+
+    def zero_state(self):
+        return self.first
+
+    def step(self, token: int, state):
+        feeds = {"token": np.asarray([int(token)], np.int32), **dict(zip(("h", "c"), state))}
+        out = self.graph(feeds)
+        new = (out["h_out"], out["c_out"]) if "c_out" in out else (out["h_out"],)
+        return out["logits"].reshape(-1).astype(np.float32, copy=False), new
+
+    def state_arrays(self, state) -> list[np.ndarray]:
+        return [np.asarray(s, np.float32).reshape(-1) for s in state]

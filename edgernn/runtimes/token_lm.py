@@ -28,6 +28,7 @@ from edgernn.runtimes.token_manifest import read_token_manifest, zero_state
 from edgernn.runtimes.vocab import BOS, EOS, Vocab, tokenize
 
 LM_PART = "lm"  # artifact file names: lm-float.onnx, lm-int8.tflite, lm-float.h
+GENERATE_EXTRA = 10  # generation stops after the longest training text + this many tokens (if <eos> never comes)
 
 
 class OrtLMEngine:

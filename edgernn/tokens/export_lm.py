@@ -24,13 +24,11 @@ import numpy as np
 
 from edgernn.errors import ConfigError, ExportError, require
 from edgernn.runtimes.manifest import FORMAT_RUNTIME
-from edgernn.runtimes.token_lm import LM_PART, lm_artifact
+from edgernn.runtimes.token_lm import GENERATE_EXTRA, LM_PART, lm_artifact
 from edgernn.runtimes.token_manifest import TOKEN_SCHEMA
 from edgernn.runtimes.vocab import BOS, EOS
 from edgernn.tokens.publish import OPSET, TOKEN_FORMATS, TOLERANCE, publish
 from edgernn.tokens.run import TokenRun, load_token_run
-
-GENERATE_EXTRA = 10  # generation stops after the longest training text + this many tokens (if <eos> never comes)
 
 
 def step_wrapper(torch, model):
@@ -153,7 +151,7 @@ def _build_c(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
 def _build_tflite(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     from edgernn.export.tflite.token_lm import build_lm_tflite
 
-    return build_lm_tflite(model, run, tmp, precision)
+    return build_lm_tflite(model, run, tmp, precision, checks=check_sequences(run))
 
 
 BUILDERS = {"onnx": _build_onnx, "ort": _build_ort, "c": _build_c, "tflite": _build_tflite}

@@ -79,18 +79,21 @@ def _tables(s: TokenCSpec) -> str:
         out.append(f"static const {p}_lin {p}_{name} = {{{ws}, {sc}, {p}_{name}_b, {w.shape[1]}, {w.shape[0]}}};\n")
 
     w = s.w
-    emb("src_emb", w["src_embed.weight"])
+    lm = s.cfg.kind == "next-token"  # a language model (edgernn.export.c.token_lm): no source side, no encoder
+    if not lm:
+        emb("src_emb", w["src_embed.weight"])
     emb("tgt_emb", w["tgt_embed.weight"])
     for d, sfx in ((0, ""), (1, "_reverse")):
-        if d and not s.cfg.bidirectional:
+        if lm or (d and not s.cfg.bidirectional):
             continue
         lin(f"enc{d}_i", w[f"encoder.weight_ih_l0{sfx}"], w[f"encoder.bias_ih_l0{sfx}"])
         lin(f"enc{d}_h", w[f"encoder.weight_hh_l0{sfx}"], w[f"encoder.bias_hh_l0{sfx}"])
     lin("dec_i", w["decoder.weight_ih_l0"], w["decoder.bias_ih_l0"])
     lin("dec_h", w["decoder.weight_hh_l0"], w["decoder.bias_hh_l0"])
     lin("out", w["out.weight"], w["out.bias"])
-    strings = ",\n    ".join(c_string(t) for t in s.src_tokens)
-    out.append(f"static const char *const {p}_src_names[{len(s.src_tokens)}] = {{\n    {strings}\n}};\n")
+    if not lm:
+        strings = ",\n    ".join(c_string(t) for t in s.src_tokens)
+        out.append(f"static const char *const {p}_src_names[{len(s.src_tokens)}] = {{\n    {strings}\n}};\n")
     strings = ",\n    ".join(c_string(t) for t in s.tgt_tokens)
     out.append(f"static const char *const {p}_tgt_names[{len(s.tgt_tokens)}] = {{\n    {strings}\n}};\n")
     return "\n".join(out)

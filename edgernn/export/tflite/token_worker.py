@@ -13,6 +13,8 @@ The graphs are plain TF ops in tf.functions with fixed input signatures (no Kera
 max_src steps; their signature keys are the tensor names edgernn.runtimes.token_litert looks for. For int8 the
 candidates are converted in order, each decoded greedily on the calibration sources through the LiteRT engine and
 compared with the float TF graph's greedy outputs; the first that agrees on >= AGREEMENT_MIN of them is kept.
+build_step (the decoder step, also without a context), select_recipe and main serve the next-token worker too
+(token_lm_worker.py).
 """
 
 from __future__ import annotations
@@ -44,12 +46,11 @@ CALIB_STEPS_MAX = 1000  # decoder samples for int8 calibration (evenly picked fr
 # ---------------------------------------------------------------- graphs
 
 
-def build_functions(tf, cfg: dict, w: dict, max_src: int):
-    """(encoder, decoder) tf.functions with fixed input signatures, from the torch weights. Every unrolled step is
-    kept to few ops (each op and tensor costs ~100 bytes of flatbuffer, ~200 quantized): the input products of
-    all steps in one FULLY_CONNECTED, one sigmoid over the GRU's r|z (the LSTM's rows reordered to i, f, o | g)."""
-    lstm, S, H, Hd = cfg["cell"] == "lstm", int(max_src), int(cfg["hidden"]), int(cfg["dec_hidden"])
-    const = lambda name: tf.constant(np.asarray(w[name], np.float32))  # noqa: E731
+def _recurrence(tf, cfg: dict, w: dict) -> tuple:
+    """(gates, cell, split_gru): the GRU/LSTM pieces of the graphs. Every unrolled step is kept to few ops (each op
+    and tensor costs ~100 bytes of flatbuffer, ~200 quantized): the input products of all steps in one
+    FULLY_CONNECTED, one sigmoid over the GRU's r|z (the LSTM's rows reordered to i, f, o | g)."""
+    lstm = cfg["cell"] == "lstm"
 
     def gates(prefix: str, sfx: str = "") -> tuple:
         """(W_ih^T, b_ih + b_hh, W_hh^T, b_hn) of one torch GRU/LSTM direction. The recurrent product has no bias:
@@ -89,6 +90,14 @@ def build_functions(tf, cfg: dict, w: dict, max_src: int):
     def split_gru(gi, n_h: int):
         return tf.split(gi, [2 * n_h, n_h], axis=-1) if not lstm else gi
 
+    return gates, cell, split_gru
+
+
+def build_functions(tf, cfg: dict, w: dict, max_src: int):
+    """(encoder, decoder) tf.functions with fixed input signatures, from the torch weights (_recurrence)."""
+    lstm, S, H = cfg["cell"] == "lstm", int(max_src), int(cfg["hidden"])
+    const = lambda name: tf.constant(np.asarray(w[name], np.float32))  # noqa: E731
+    gates, cell, split_gru = _recurrence(tf, cfg, w)
     src_emb = const("src_embed.weight")
     dirs = [gates("encoder", sfx) for sfx in ("", "_reverse")[: 2 if cfg["bidirectional"] else 1]]
     enc_sig = [tf.TensorSpec([1, S], tf.int32, name="src"), tf.TensorSpec([1, S], tf.float32, name="mask")]
@@ -126,13 +135,27 @@ def build_functions(tf, cfg: dict, w: dict, max_src: int):
             res["c"] = tf.concat([f[1] for f in finals], axis=-1)
         return res
 
+    return encoder, build_step(tf, cfg, w, S)
+
+
+def build_step(tf, cfg: dict, w: dict, max_src: int | None = None):
+    """The decoder step as a tf.function with a fixed input signature: token [1] int32, h [1, Hd] (, c) and, with
+    max_src, the encoder outputs enc [1, S, Hd] and mask [1, S] -> logits [1, V], h_out (, c_out). Without
+    max_src (a next-token model: no encoder, no attention) the step reads the token and the state only."""
+    lstm, Hd = cfg["cell"] == "lstm", int(cfg["dec_hidden"])
+    S = int(max_src) if max_src is not None else None
+    if S is None and cfg["attention"]:
+        raise ValueError("a decoder step with attention needs max_src (the encoder outputs it attends to)")
+    const = lambda name: tf.constant(np.asarray(w[name], np.float32))  # noqa: E731
+    gates, cell, split_gru = _recurrence(tf, cfg, w)
     tgt_emb = const("tgt_embed.weight")
     dwih, dbih, dwhh, dbhn = gates("decoder")
     wout, bout = tf.constant(np.ascontiguousarray(np.asarray(w["out.weight"], np.float32).T)), const("out.bias")
     dec_sig = [tf.TensorSpec([1], tf.int32, name="token"), tf.TensorSpec([1, Hd], tf.float32, name="h")]
     if lstm:
         dec_sig.append(tf.TensorSpec([1, Hd], tf.float32, name="c"))
-    dec_sig += [tf.TensorSpec([1, S, Hd], tf.float32, name="enc"), tf.TensorSpec([1, S], tf.float32, name="mask")]
+    if S is not None:
+        dec_sig += [tf.TensorSpec([1, S, Hd], tf.float32, name="enc"), tf.TensorSpec([1, S], tf.float32, name="mask")]
 
     def step(token, h, c, enc, mask):
         x = tf.gather(tgt_emb, token)  # [1, E]
@@ -151,11 +174,13 @@ def build_functions(tf, cfg: dict, w: dict, max_src: int):
             res["c_out"] = c2
         return res
 
+    if S is None:
+        if lstm:
+            return tf.function(lambda token, h, c: step(token, h, c, None, None), input_signature=dec_sig)
+        return tf.function(lambda token, h: step(token, h, None, None, None), input_signature=dec_sig)
     if lstm:
-        decoder = tf.function(lambda token, h, c, enc, mask: step(token, h, c, enc, mask), input_signature=dec_sig)
-    else:
-        decoder = tf.function(lambda token, h, enc, mask: step(token, h, None, enc, mask), input_signature=dec_sig)
-    return encoder, decoder
+        return tf.function(lambda token, h, c, enc, mask: step(token, h, c, enc, mask), input_signature=dec_sig)
+    return tf.function(lambda token, h, enc, mask: step(token, h, None, enc, mask), input_signature=dec_sig)
 
 
 # ---------------------------------------------------------------- the float TF graph as the int8 reference
@@ -314,6 +339,55 @@ def op_summary(recs: list) -> dict:
 # ---------------------------------------------------------------- main
 
 
+def select_recipe(tf, candidates: list, fns: dict, samples: dict, out_dir: str, agreement) -> tuple:
+    """(selection, kept): convert the graphs `fns` (part -> tf.function, the one with the head last; samples: part
+    -> representative dicts) with each recipe in turn to out_dir/PART-RECIPE.tflite and keep the first that is
+    float or whose agreement(paths) -> (share, why if rejected, extra entry fields) reaches AGREEMENT_MIN.
+    selection: per candidate tried, its recipe, accepted, sizes, compute, compute_shares, ops, agreement or why;
+    kept: (recipe, paths) or None."""
+    selection, kept = [], None
+    for recipe in candidates:
+        entry = {"recipe": recipe}
+        selection.append(entry)
+        t1 = time.perf_counter()
+        paths = {p: os.path.join(out_dir, f"{p}-{recipe}.tflite") for p in fns}
+        try:
+            fbs = {p: convert(tf, fn, recipe, samples[p]) for p, fn in fns.items()}
+        except Exception as exc:
+            lines = [ln for ln in str(exc).splitlines() if ln.strip() and "error:" in ln] or \
+                    [ln for ln in str(exc).splitlines() if ln.strip()]
+            entry.update(accepted=False, why=f"the converter failed: {(lines[0] if lines else type(exc).__name__)}"
+                         [:300])
+            continue
+        entry["convert_seconds"] = round(time.perf_counter() - t1, 2)
+        for part, fb in fbs.items():
+            with open(paths[part], "wb") as f:
+                f.write(fb)
+        recs = {p: _op_records(fb) for p, fb in fbs.items()}  # also: the graphs load without XNNPACK
+        *context, head = recs.values()
+        labels, shares = compute_labels([r for rs in context for r in rs], head)
+        entry.update(sizes={p: len(fb) for p, fb in fbs.items()}, compute=labels, compute_shares=shares,
+                     ops={p: op_summary(r) for p, r in recs.items()})
+        if recipe == "float":
+            entry["accepted"] = True
+        else:
+            agree, why, extra = agreement(paths)
+            entry.update(agreement=round(agree, 4), **extra, accepted=agree >= AGREEMENT_MIN)
+            if not entry["accepted"]:
+                entry["why"] = why
+        if entry["accepted"]:
+            kept = (recipe, paths)
+            break
+    return selection, kept
+
+
+def selection_error(selection: list, precision: str, kept_what: str) -> str:
+    """The error of a selection that kept no candidate: the float conversion's, or every int8 candidate's."""
+    if precision == "float":
+        return selection[0]["why"]
+    return f"no int8 recipe kept {kept_what}: " + "; ".join(f"{e['recipe']}: {e.get('why', '?')}" for e in selection)
+
+
 def _engine(paths: dict, max_src: int):
     from edgernn.runtimes.token_litert import LiteRTSeq2SeqEngine
 
@@ -344,46 +418,18 @@ def build(spec: dict, report: dict) -> None:
     enc_samples = [dict(zip(("src", "mask"), padded(ids, max_src))) for ids in calib + filled(calib, max_src)]
     dec_samples = _samples(steps)
     candidates = ["float"] if spec["precision"] == "float" else list(spec["recipes"])
-    selection, kept = [], None
-    for recipe in candidates:
-        entry = {"recipe": recipe}
-        selection.append(entry)
-        t1 = time.perf_counter()
-        paths = {p: os.path.join(spec["dir"], f"{p}-{recipe}.tflite") for p in ("encoder", "decoder")}
-        try:
-            fbs = {"encoder": convert(tf, encoder, recipe, enc_samples),
-                   "decoder": convert(tf, decoder, recipe, dec_samples)}
-        except Exception as exc:
-            lines = [ln for ln in str(exc).splitlines() if ln.strip() and "error:" in ln] or \
-                    [ln for ln in str(exc).splitlines() if ln.strip()]
-            entry.update(accepted=False, why=f"the converter failed: {(lines[0] if lines else type(exc).__name__)}"
-                         [:300])
-            continue
-        entry["convert_seconds"] = round(time.perf_counter() - t1, 2)
-        for part, fb in fbs.items():
-            with open(paths[part], "wb") as f:
-                f.write(fb)
-        recs = {p: _op_records(fb) for p, fb in fbs.items()}  # also: the graphs load without XNNPACK
-        labels, shares = compute_labels(recs["encoder"], recs["decoder"])
-        entry.update(sizes={p: len(fb) for p, fb in fbs.items()}, compute=labels, compute_shares=shares,
-                     ops={p: op_summary(r) for p, r in recs.items()})
-        if recipe == "float":
-            entry["accepted"] = True
-        else:
-            hyps = greedy_all(_engine(paths, max_src), calib)
-            agree = float(np.mean([a == b for a, b in zip(hyps, ref_hyps)]))
-            entry.update(agreement=round(agree, 4), accepted=agree >= AGREEMENT_MIN)
-            if not entry["accepted"]:
-                entry["why"] = (f"greedy outputs identical to the float graph's on {agree:.1%} of {len(calib)} "
-                                f"calibration sources (< {AGREEMENT_MIN:.0%})")
-        if entry["accepted"]:
-            kept = (recipe, paths)
-            break
+
+    def agreement(paths: dict) -> tuple:
+        hyps = greedy_all(_engine(paths, max_src), calib)
+        agree = float(np.mean([a == b for a, b in zip(hyps, ref_hyps)]))
+        return agree, (f"greedy outputs identical to the float graph's on {agree:.1%} of {len(calib)} calibration "
+                       f"sources (< {AGREEMENT_MIN:.0%})"), {}
+
+    selection, kept = select_recipe(tf, candidates, {"encoder": encoder, "decoder": decoder},
+                                    {"encoder": enc_samples, "decoder": dec_samples}, spec["dir"], agreement)
     report["selection"] = selection
     if kept is None:
-        report["error"] = (selection[0]["why"] if spec["precision"] == "float" else
-                           "no int8 recipe kept the float graph's greedy outputs: " + "; ".join(
-                               f"{e['recipe']}: {e.get('why', '?')}" for e in selection))
+        report["error"] = selection_error(selection, spec["precision"], "the float graph's greedy outputs")
         return
     recipe, paths = kept
     engine = _engine(paths, max_src)
@@ -401,12 +447,13 @@ def build(spec: dict, report: dict) -> None:
                   **{k: selection[-1][k] for k in ("compute", "compute_shares", "sizes", "ops")})
 
 
-def main(spec_path: str) -> int:
+def main(spec_path: str, build_fn=build) -> int:
+    """Run build_fn(spec, report) and write the report (the token workers' common entry point)."""
     with open(spec_path) as f:
         spec = json.load(f)
     report = {"ok": False}
     try:
-        build(spec, report)
+        build_fn(spec, report)
     except Exception as exc:
         lines = [ln for ln in str(exc).splitlines() if ln.strip()]
         report["error"] = f"{type(exc).__name__}: {lines[-1] if lines else ''}"[:600]

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,7 @@ FLOAT_TOL = 1e-4  # max |diff| of the float graphs vs the float64 reference (enc
 ATTENTION_PAD = 20.0
 CHECK_SOURCES = 24  # sources the kept graphs are compared with the float64 reference on (shortest, longest, spread)
 CHECK_STEPS = 6  # decoder steps per source in that comparison
+WORKER = "edgernn.export.tflite.token_worker"  # the child process's module (python -m)
 
 # ---------------------------------------------------------------- the float64 reference
 
@@ -157,7 +159,7 @@ def _validate(cfg: dict, weights: dict, max_src: int, calib: list, precision: st
     return sources
 
 
-def _worker(spec_path: Path, tmp: Path, timeout: float, what: str) -> dict:
+def _worker(spec_path: Path, tmp: Path, timeout: float, what: str, module: str = WORKER) -> dict:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp)}
     root = str(Path(__file__).resolve().parents[3])  # the directory that holds edgernn/
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -165,7 +167,7 @@ def _worker(spec_path: Path, tmp: Path, timeout: float, what: str) -> dict:
     from edgernn.interrupts import die_with_parent
 
     try:
-        proc = subprocess.run([sys.executable, "-m", "edgernn.export.tflite.token_worker", str(spec_path)],
+        proc = subprocess.run([sys.executable, "-m", module, str(spec_path)],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=str(tmp),
                               preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired:
@@ -190,6 +192,21 @@ def _worker(spec_path: Path, tmp: Path, timeout: float, what: str) -> dict:
     return report
 
 
+@contextmanager
+def worker_run(spec: dict, weights: dict, timeout: float, what: str, module: str = WORKER):
+    """Run a token worker (python -m module SPEC.json) on spec + weights (the torch state_dict as numpy) in a
+    scratch directory, stopped after `timeout` seconds; yields its report (its graphs are in that directory, which
+    is removed on leaving the block). Raises ExportError (one line) when the worker fails, crashes or hangs."""
+    tmp = Path(tempfile.mkdtemp(prefix="edgernn-tokens-tflite-"))
+    try:
+        np.savez(tmp / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in weights.items()})
+        spec = {**spec, "weights": str(tmp / "weights.npz"), "dir": str(tmp), "report": str(tmp / "report.json")}
+        (tmp / "spec.json").write_text(json.dumps(spec))
+        yield _worker(tmp / "spec.json", tmp, float(timeout), what, module)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def export_token_tflite(cfg, weights: dict, max_src: int, calib: list, out_dir: Path, precision: str,
                         timeout: float = 600, recipes: tuple = INT8_RECIPES) -> dict:
     """Write out_dir/encoder-PREC.tflite and out_dir/decoder-PREC.tflite and return {"paths", "compute", "recipe",
@@ -206,13 +223,8 @@ def export_token_tflite(cfg, weights: dict, max_src: int, calib: list, out_dir: 
     what = f"{cfg['cell']} encoder-decoder ({precision})"
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="edgernn-tokens-tflite-"))
-    try:
-        np.savez(tmp / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in weights.items()})
-        spec = {"cfg": cfg, "weights": str(tmp / "weights.npz"), "max_src": int(max_src), "calib": sources,
-                "precision": precision, "recipes": list(recipes), "dir": str(tmp), "report": str(tmp / "report.json")}
-        (tmp / "spec.json").write_text(json.dumps(spec))
-        report = _worker(tmp / "spec.json", tmp, float(timeout), what)
+    spec = {"cfg": cfg, "max_src": int(max_src), "calib": sources, "precision": precision, "recipes": list(recipes)}
+    with worker_run(spec, weights, timeout, what) as report:
         if precision == "float" and not report["max_diff"] <= FLOAT_TOL:
             raise ExportError(f"the float TFLite {what} differs from the model by {report['max_diff']:.2e} > "
                               f"{FLOAT_TOL:.0e}; nothing was written - this is an exporter bug, please report it")
@@ -230,5 +242,3 @@ def export_token_tflite(cfg, weights: dict, max_src: int, calib: list, out_dir: 
             raise
         return {"paths": paths, "recipe": report["recipe"], "max_diff": report["max_diff"], "max_src": int(max_src),
                 **{k: report[k] for k in ("compute", "compute_shares", "selection", "sizes", "ops", "tensorflow")}}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
