@@ -119,7 +119,7 @@ def build_token_model(cfg: TokenModelConfig):
 
         def init_state(self, batch: int):
             """The first state of a next-token model: zeros (h, and c for an LSTM), [layers, B, Hd] each."""
-            z = torch.zeros(cfg.layers, batch, cfg.dec_hidden)
+            z = torch.zeros(cfg.layers, batch, cfg.dec_hidden, dtype=self.out.weight.dtype)
             return (z, z.clone()) if cfg.cell == "lstm" else (z,)
 
         def forward(self, src, src_len=None, tgt_in=None):

@@ -30,7 +30,7 @@ import numpy as np
 from edgernn.errors import ConfigError
 from edgernn.runtimes.files import atomic_write_json
 from edgernn.runtimes.token_session import load_seq2seq
-from edgernn.tokens.gates import TokenGates, artifact_soak, reference_soak
+from edgernn.tokens.gates import TokenGates, artifact_soak, float32_noise, float_soak_bound, reference_soak
 from edgernn.tokens.metrics import error_rates
 from edgernn.tokens.reference import decode_all, torch_decoder
 from edgernn.tokens.run import load_token_run
@@ -88,9 +88,11 @@ def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress:
     per_f, wer_f = error_rates(ref_hyps, refs)
     ids = soak_source(run)
     soak_tokens, soak_ref = reference_soak(*torch_decoder(model, ids), gates.soak_tokens)
+    noise = float32_noise(model, lambda m: torch_decoder(m, ids), soak_tokens, soak_ref)
     out = {"kind": "tokens", "task": "seq2seq", "run": run.path.name, "gates": asdict(gates),
            "decoding": {"method": method, "width": width}, "sources": n,
-           "float": {"per": per_f, "wer": wer_f, "seconds": round(time.perf_counter() - t0, 1)},
+           "float": {"per": per_f, "wer": wer_f, "soak_float32_noise": noise,
+                     "soak_tol": float_soak_bound(gates, noise), "seconds": round(time.perf_counter() - t0, 1)},
            "artifacts": []}
     for fmt, precision in pairs:
         t1 = time.perf_counter()
@@ -110,8 +112,10 @@ def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress:
         if precision == "float":
             if agree < gates.float_min_agreement:
                 reasons.append(f"agreement with float {agree:.4f} < {gates.float_min_agreement}")
-            if soak["max_diff"] > gates.float_soak_tol:
-                reasons.append(f"soak max|diff| {soak['max_diff']:.2e} > {gates.float_soak_tol:.0e}")
+            if soak["max_diff"] > out["float"]["soak_tol"]:
+                reasons.append(f"soak max|diff| {soak['max_diff']:.2e} > {out['float']['soak_tol']:.1e} (the larger "
+                               f"of {gates.float_soak_tol:.0e} and {gates.soak_noise_factor:g} x the model's own "
+                               f"float32 noise {noise:.1e})")
             if soak["agreement"] < 0.999:
                 reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < 0.999")
         else:
