@@ -130,13 +130,13 @@ def test_parity_passes_and_its_gate_can_fail(lm_run):
     strict = token_parity(d, TokenGates(soak_tokens=500, max_perplexity_increase=-0.5), write=False)
     assert not strict["passed"] and all("perplexity" in " ".join(a["reasons"]) for a in strict["artifacts"]
                                         if a["precision"] == "int8")
-    # float artifacts are held to the larger of float_soak_tol and 4 x the model's own float32 noise (float64 vs
+    # float artifacts are held to the larger of float_soak_tol and 10 x the model's own float32 noise (float64 vs
     # float32 torch over the same soak tokens): with both at zero, their tiny rounding differences fail
     assert 0 < r["float"]["soak_float32_noise"] < 1e-3 and r["float"]["soak_tol"] == 1e-3
     exact = token_parity(d, TokenGates(soak_tokens=500, float_soak_tol=0.0, soak_noise_factor=0.0), write=False)
     assert all("soak max|diff|" in " ".join(a["reasons"]) for a in exact["artifacts"] if a["precision"] == "float")
     noisy = token_parity(d, TokenGates(soak_tokens=500, float_soak_tol=0.0), write=False)
-    assert noisy["float"]["soak_tol"] == pytest.approx(4 * noisy["float"]["soak_float32_noise"])
+    assert noisy["float"]["soak_tol"] == pytest.approx(10 * noisy["float"]["soak_float32_noise"])
 
 
 def test_cli_generate_bench_and_report(lm_run, tmp_path):

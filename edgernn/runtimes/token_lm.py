@@ -3,10 +3,10 @@ Running an exported next-token (language) model on a device: word completion and
 token at a time through the step artifact. Standard library + numpy + one runtime: device apps embed this file.
 
     lm = load_lm("runs/words/gru/artifacts", fmt="onnx", precision="float")   # lm-float.onnx + its manifest
-    lm.complete("edg")                        # 'edge': greedy until <eos> (or beam / top-k, as generate says)
-    lm.generate("edg", method="top-k", top_k=5, seed=1)   # the continuation's tokens: ['e', 's']
-    lm.next_tokens("edg", k=3)                # [('e', 0.61), ('i', 0.12), ...]: what a keyboard suggests
-    lm.score("edge")                          # (summed -log p of e d g e <eos>, 5): perplexity over many words
+    lm.complete("edg")                        # 'edgers': greedy until <eos> (or beam / top-k, as generate says)
+    lm.generate("edg", method="top-k", top_k=5, seed=1)   # the continuation's tokens
+    lm.next_tokens("th", k=3)                 # [('e', 0.31), ('o', 0.18), ('i', 0.14)]: what a keyboard suggests
+    lm.score("edge")                          # (11.89, 5): summed -log p of e d g e <eos>, and the count
     token, state = lm.prime(lm.ids("edg"))    # the loop yourself: state after <bos> e d, next input g
     logits, state = lm.step(token, state)
 

@@ -20,7 +20,9 @@ from edgernn.runtimes.vocab import BOS, EOS
 class TokenGates:
     float_min_agreement: float = 0.995
     float_soak_tol: float = 1e-3  # or soak_noise_factor x the model's own float32 noise over the soak, if larger
-    soak_noise_factor: float = 4.0
+    # two float32 implementations differ by more than float32 does from float64 (each strays on its own, in its own
+    # summation order): on the words model ONNX 1.4x, C 0.7x, TFLite 4.5x that noise; a broken step is off by O(1)
+    soak_noise_factor: float = 10.0
     max_per_increase: float = 0.005  # int8: +0.5 points of phoneme error rate over float (the goal)
     max_wer_increase: float = 0.02
     min_soak_agreement: float = 0.95
