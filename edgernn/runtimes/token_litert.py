@@ -188,3 +188,33 @@ class LiteRTLMEngine:
 
     def state_arrays(self, state) -> list[np.ndarray]:
         return [np.asarray(s, np.float32).reshape(-1) for s in state]
+
+
+class LiteRTClassifierEngine:
+    """A token classifier or tagger graph (edgernn.export.tflite.token_classifier): src [1, max_src] int32 +
+    mask -> logits [1, C] (tagger [1, max_src, C]); logits(ids) gives [C] or [n, C] like the ONNX classifier."""
+
+    runtime_name = "litert"
+
+    def __init__(self, path, manifest: dict, threads: int = 1, content: bytes | None = None):
+        info = manifest.get("tflite") or {}
+        if "max_src" not in info:
+            raise ArtifactError("the TFLite token manifest lacks tflite.max_src (the fixed text length); re-export")
+        self.max_src, self.tag = int(info["max_src"]), manifest.get("task") == "tag"
+        self.graph = _Graph(path, ENCODER_IN, ("logits",), ("src", "mask", "logits"), threads, content)
+        if self.graph.inputs["src"][3] != (1, self.max_src):
+            raise ArtifactError(f"the TFLite graph takes texts of shape {list(self.graph.inputs['src'][3])}, its "
+                                f"manifest says max_src {self.max_src}; re-export the run")
+        self.runtime_package, self.runtime_version = self.graph.runtime_package, self.graph.runtime_version
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        n = len(ids)
+        if not 1 <= n <= self.max_src:
+            raise ValueError(f"the TFLite graph holds texts of 1..{self.max_src} tokens, got {n} (re-export with "
+                             "longer texts in the data)")
+        src = np.zeros((1, self.max_src), np.int32)
+        src[0, :n] = ids
+        mask = np.zeros((1, self.max_src), np.float32)
+        mask[0, :n] = 1.0
+        z = np.asarray(self.graph({"src": src, "mask": mask})["logits"], np.float32)
+        return z[0, :n] if self.tag else z.reshape(-1)

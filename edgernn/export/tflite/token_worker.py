@@ -95,6 +95,12 @@ def _recurrence(tf, cfg: dict, w: dict) -> tuple:
 
 def build_functions(tf, cfg: dict, w: dict, max_src: int):
     """(encoder, decoder) tf.functions with fixed input signatures, from the torch weights (_recurrence)."""
+    return build_encoder(tf, cfg, w, max_src), build_step(tf, cfg, w, max_src)
+
+
+def build_encoder(tf, cfg: dict, w: dict, max_src: int):
+    """The encoder as a tf.function: src [1, S] int32 (right-padded), mask [1, S] -> enc [1, S, Hd] (zero past the
+    source), h [1, Hd] (, c): the final states, fwd ++ bwd (what a classifier's head reads)."""
     lstm, S, H = cfg["cell"] == "lstm", int(max_src), int(cfg["hidden"])
     const = lambda name: tf.constant(np.asarray(w[name], np.float32))  # noqa: E731
     gates, cell, split_gru = _recurrence(tf, cfg, w)
@@ -135,7 +141,7 @@ def build_functions(tf, cfg: dict, w: dict, max_src: int):
             res["c"] = tf.concat([f[1] for f in finals], axis=-1)
         return res
 
-    return encoder, build_step(tf, cfg, w, S)
+    return encoder
 
 
 def build_step(tf, cfg: dict, w: dict, max_src: int | None = None):
@@ -339,10 +345,11 @@ def op_summary(recs: list) -> dict:
 # ---------------------------------------------------------------- main
 
 
-def select_recipe(tf, candidates: list, fns: dict, samples: dict, out_dir: str, agreement) -> tuple:
+def select_recipe(tf, candidates: list, fns: dict, samples: dict, out_dir: str, agreement,
+                  agreement_min: float = AGREEMENT_MIN) -> tuple:
     """(selection, kept): convert the graphs `fns` (part -> tf.function, the one with the head last; samples: part
     -> representative dicts) with each recipe in turn to out_dir/PART-RECIPE.tflite and keep the first that is
-    float or whose agreement(paths) -> (share, why if rejected, extra entry fields) reaches AGREEMENT_MIN.
+    float or whose agreement(paths) -> (share, why if rejected, extra entry fields) reaches agreement_min.
     selection: per candidate tried, its recipe, accepted, sizes, compute, compute_shares, ops, agreement or why;
     kept: (recipe, paths) or None."""
     selection, kept = [], None
@@ -372,7 +379,7 @@ def select_recipe(tf, candidates: list, fns: dict, samples: dict, out_dir: str, 
             entry["accepted"] = True
         else:
             agree, why, extra = agreement(paths)
-            entry.update(agreement=round(agree, 4), **extra, accepted=agree >= AGREEMENT_MIN)
+            entry.update(agreement=round(agree, 4), **extra, accepted=agree >= agreement_min)
             if not entry["accepted"]:
                 entry["why"] = why
         if entry["accepted"]:
