@@ -36,6 +36,21 @@ def mcu_target(target, host, emulate) -> bool:
     return True
 
 
+TOKEN_TARGETS = "token runs run on this machine or an emulated microcontroller (--target cortex-m4 --emulate) so far"
+
+
+def token_mcu_cli(run_dir, target, host, emulate, as_json, quiet, show: str) -> dict:
+    """A token run on an emulated microcontroller (edgernn.tokens.mcu); any other target is refused in one line."""
+    if not mcu_target(target, host, emulate):
+        raise click.UsageError(f"{TOKEN_TARGETS}, not on {target}")
+    from edgernn.tokens.mcu import format_token_mcu, token_mcu_run
+
+    report = token_mcu_run(run_dir, target, progress=not quiet)
+    click.echo(json.dumps(report, indent=2) if as_json else format_token_mcu(report, show))
+    if not as_json:
+        click.echo(f"\nwrote {Path(run_dir) / ('mcu-' + report['target'] + '.json')}")
+    return report
+
 
 @click.command("parity")
 @click.argument("run_dir", type=click.Path(path_type=Path))
@@ -105,6 +120,12 @@ def parity_cmd(run_dir, artifacts, explain_artifact, threads, target, host, emul
         from edgernn.cli.tokens import parity_tokens_cli
 
         return parity_tokens_cli(run_dir, as_json, quiet)
+    if is_token_run(run_dir) and target and not explain_artifact:
+        report = token_mcu_cli(run_dir, target, host, emulate, as_json, quiet, "gate")
+        if not report["passed"]:
+            raise ParityError(f"MCU gate failed for {len(report['failed'])} artifact(s): {', '.join(report['failed'])}"
+                              f" (see {Path(run_dir) / ('mcu-' + report['target'] + '.json')})")
+        return
     if explain_artifact:
         from edgernn.explain import explain, format_explain
 
@@ -203,8 +224,11 @@ def bench_cmd(run_dir, target, host, runtimes, artifacts, threads, runs, warmup,
     from edgernn.tokens.run import is_token_run
 
     if is_token_run(run_dir):
-        if target != "desktop" or host or emulate:
-            raise click.UsageError("token runs are benchmarked on this machine so far (no --target/--host/--emulate)")
+        if target != "desktop":
+            token_mcu_cli(run_dir, target, host, emulate, as_json, quiet, "cost")
+            return
+        if host or emulate:
+            raise click.UsageError(f"{TOKEN_TARGETS} (no --host/--emulate without a microcontroller --target)")
         from edgernn.tokens.bench import format_token_bench, token_bench
 
         report = token_bench(run_dir, steps=max(runs * 10, 200), warmup=max(warmup * 10, 20), progress=not quiet)

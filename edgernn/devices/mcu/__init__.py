@@ -6,6 +6,7 @@ edgernn.mcu_parity and edgernn.mcu_bench.
 
     cores.py     the emulated cores (QEMU board, memory map, compiler flags) and the tool check
     firmware.py  start-up code, linker script, the harness around one artifact; the host twin
+    token_firmware.py  the harness around a token C library (edgernn.tokens.mcu: encoder-decoders, next-token)
     emulator.py  one job through qemu (time limit, faults) or through the host twin
     session.py   McuSession: predict() / stream_outputs() on the MCU, compared with the host each call
 """

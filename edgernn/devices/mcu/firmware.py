@@ -19,7 +19,8 @@ and measures the model's stack by painting the stack below the call and finding 
 written. Its last stdout line is `EDGERNN {json}`. A fault prints `EDGERNN-FAULT ...` and exits 70.
 Both builds use -std=c99 -O2 -ffp-contract=off: no fused multiply-add on either side, so float
 arithmetic is the same IEEE operations in the same order and an int8 artifact's outputs must be
-bit-identical on both.
+bit-identical on both. Token models have their own main() (edgernn.devices.mcu.token_firmware) around the
+same TIMING and CALIBRATE code, built by build(..., harness=...).
 """
 
 from __future__ import annotations
@@ -110,6 +111,73 @@ SECTIONS {{
 """
 
 
+# shared by every harness (edgernn.devices.mcu.token_firmware too): the SysTick clock, the stack pointer, stack
+# painting; needs EDGERNN_PAINT / EDGERNN_PATTERN defined before it
+TIMING = r"""#if defined(__arm__)
+extern volatile uint32_t edgernn_systick_wraps;
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018)
+static uint64_t edgernn_now(void)
+{
+    uint32_t w, v;
+    do {
+        w = edgernn_systick_wraps;
+        v = SYST_CVR;
+    } while (w != edgernn_systick_wraps);
+    return (uint64_t)w * 0x1000000u + (0xFFFFFFu - v);
+}
+static uint32_t edgernn_sp(void)
+{
+    uint32_t sp;
+    __asm__ volatile("mov %0, sp" : "=r"(sp));
+    return sp;
+}
+/* the stack from sp - EDGERNN_PAINT up to sp - 64 gets a pattern; after the call, the lowest word changed
+   is the deepest the call reached (this function's own frame lies above sp - 64) */
+static void edgernn_paint(uint32_t sp)
+{
+    volatile uint32_t *w = (volatile uint32_t *)(sp - EDGERNN_PAINT);
+    while ((uint32_t)w < sp - 64u)
+        *w++ = EDGERNN_PATTERN;
+}
+static uint32_t edgernn_depth(uint32_t sp)
+{
+    volatile uint32_t *w = (volatile uint32_t *)(sp - EDGERNN_PAINT);
+    while ((uint32_t)w < sp - 64u && *w == EDGERNN_PATTERN)
+        w++;
+    return sp - (uint32_t)w;
+}
+#else
+static uint64_t edgernn_now(void) { return 0; }
+static uint32_t edgernn_sp(void) { return 0; }
+static void edgernn_paint(uint32_t sp) { (void)sp; }
+static uint32_t edgernn_depth(uint32_t sp) { (void)sp; return 0; }
+#endif
+"""
+
+# main()'s SysTick start and calibration; needs `uint64_t t0, t1, cal; volatile uint32_t loops = 100000u;`
+CALIBRATE = r"""#if defined(__arm__)
+    SYST_RVR = 0xFFFFFFu;
+    SYST_CVR = 0;
+    SYST_CSR = 7u; /* processor clock, wrap interrupt, enabled */
+    while (SYST_CVR == 0) { }
+    { /* instructions per SysTick tick: 2 x loops instructions (subs + bne) */
+        uint32_t k = loops;
+        t0 = edgernn_now();
+        __asm__ volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(k));
+        cal = edgernn_now() - t0;
+    }
+    t0 = edgernn_now();
+    t1 = edgernn_now();
+    printf("EDGERNN-CAL %lu %lu %lu\n", (unsigned long)(2u * loops), (unsigned long)cal, (unsigned long)(t1 - t0));
+#else
+    (void)cal;
+    (void)loops;
+#endif
+"""
+
+
 def harness_source(manifest: dict) -> str:
     """main(): the job file in, outputs out, instruction count and stack of the model calls on stdout."""
     c = manifest["c"]
@@ -135,48 +203,7 @@ static float edgernn_in[(EDGERNN_MAX_T > EDGERNN_CHUNK ? EDGERNN_MAX_T : EDGERNN
 static int32_t edgernn_resets[EDGERNN_CHUNK];
 static float edgernn_out[(EDGERNN_MAX_T > EDGERNN_CHUNK ? EDGERNN_MAX_T : EDGERNN_CHUNK) * {P}_OUTPUTS];
 
-#if defined(__arm__)
-extern volatile uint32_t edgernn_systick_wraps;
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018)
-static uint64_t edgernn_now(void)
-{{
-    uint32_t w, v;
-    do {{
-        w = edgernn_systick_wraps;
-        v = SYST_CVR;
-    }} while (w != edgernn_systick_wraps);
-    return (uint64_t)w * 0x1000000u + (0xFFFFFFu - v);
-}}
-static uint32_t edgernn_sp(void)
-{{
-    uint32_t sp;
-    __asm__ volatile("mov %0, sp" : "=r"(sp));
-    return sp;
-}}
-/* the stack from sp - EDGERNN_PAINT up to sp - 64 gets a pattern; after the call, the lowest word changed
-   is the deepest the call reached (this function's own frame lies above sp - 64) */
-static void edgernn_paint(uint32_t sp)
-{{
-    volatile uint32_t *w = (volatile uint32_t *)(sp - EDGERNN_PAINT);
-    while ((uint32_t)w < sp - 64u)
-        *w++ = EDGERNN_PATTERN;
-}}
-static uint32_t edgernn_depth(uint32_t sp)
-{{
-    volatile uint32_t *w = (volatile uint32_t *)(sp - EDGERNN_PAINT);
-    while ((uint32_t)w < sp - 64u && *w == EDGERNN_PATTERN)
-        w++;
-    return sp - (uint32_t)w;
-}}
-#else
-static uint64_t edgernn_now(void) {{ return 0; }}
-static uint32_t edgernn_sp(void) {{ return 0; }}
-static void edgernn_paint(uint32_t sp) {{ (void)sp; }}
-static uint32_t edgernn_depth(uint32_t sp) {{ (void)sp; return 0; }}
-#endif
-
+{TIMING}
 static uint64_t edgernn_ticks, edgernn_min = (uint64_t)-1, edgernn_max;
 static uint32_t edgernn_stack;
 
@@ -208,25 +235,7 @@ int main(void)
     fo = fopen("out.bin", "wb");
     if (!fi || !fo || fread(head, 4, 3, fi) != 3 || head[0] != {MAGIC}L)
         return edgernn_fail("cannot read the job file");
-#if defined(__arm__)
-    SYST_RVR = 0xFFFFFFu;
-    SYST_CVR = 0;
-    SYST_CSR = 7u; /* processor clock, wrap interrupt, enabled */
-    while (SYST_CVR == 0) {{ }}
-    {{ /* instructions per SysTick tick: 2 x loops instructions (subs + bne) */
-        uint32_t k = loops;
-        t0 = edgernn_now();
-        __asm__ volatile("1: subs %0, %0, #1\\n bne 1b" : "+r"(k));
-        cal = edgernn_now() - t0;
-    }}
-    t0 = edgernn_now();
-    t1 = edgernn_now();
-    printf("EDGERNN-CAL %lu %lu %lu\\n", (unsigned long)(2u * loops), (unsigned long)cal, (unsigned long)(t1 - t0));
-#else
-    (void)cal;
-    (void)loops;
-#endif
-    depth = 0;
+{CALIBRATE}    depth = 0;
     n = head[2];
 {state_reset}    if (head[1] == {OP_WINDOWS}) {{
         while (done < n) {{
@@ -323,13 +332,15 @@ def model_sizes(sections: dict) -> dict:
     return {"code": pick(".text"), "const": pick(".rodata"), "data": pick(".data"), "bss": pick(".bss")}
 
 
-def build(header: Path, manifest: dict, core: Core, work: Path) -> Firmware:
-    """Build the firmware (cached in `work` by the artifact's sha256, the core and this module's source)."""
+def build(header: Path, manifest: dict, core: Core, work: Path, harness: str | None = None) -> Firmware:
+    """Build the firmware (cached in `work` by the artifact's sha256, the core, the harness and this module's source);
+    harness: another main() than harness_source(manifest)'s (token models: edgernn.devices.mcu.token_firmware)."""
     tools = check_tools()
     from edgernn.runtimes.c_backend import find_compiler
 
+    harness = harness_source(manifest) if harness is None else harness
     key = hashlib.sha256("\n".join([manifest["sha256"], core.name, " ".join(core.flags), STARTUP,
-                                    harness_source(manifest), Path(__file__).read_text()]).encode()).hexdigest()[:16]
+                                    harness, Path(__file__).read_text()]).encode()).hexdigest()[:16]
     out = Path(work) / f"{Path(header).stem}-{core.name}-{key}"
     elf, host = out / "firmware.elf", out / "host"
     if elf.is_file() and host.is_file() and (out / "sizes.txt").is_file():
@@ -341,7 +352,7 @@ def build(header: Path, manifest: dict, core: Core, work: Path) -> Firmware:
     part.mkdir(parents=True)
     try:
         shutil.copyfile(header, part / "model.h")
-        (part / "harness.c").write_text(harness_source(manifest))
+        (part / "harness.c").write_text(harness)
         (part / "startup.c").write_text(STARTUP)
         (part / "link.ld").write_text(LINKER.format(machine=core.machine, core=core.name, f0=core.flash[0],
                                                     fl=core.flash[1], r0=core.ram[0], rl=core.ram[1]))
