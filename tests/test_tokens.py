@@ -277,16 +277,21 @@ def test_token_classifier_end_to_end(tmp_path):
     m = json.loads(r.output)
     base = {b["name"]: b["accuracy"] for b in m["test"]["baselines"]}
     assert m["test"]["accuracy"] > max(base.values()) or m["test"]["accuracy"] == 1.0, (m["test"], base)
-    r = CliRunner().invoke(main, ["export", str(run), "--format", "onnx,c", "-q"])
-    assert r.exit_code == 0 and "skipped  c" in r.output, r.output
+    r = CliRunner().invoke(main, ["export", str(run), "--format", "onnx,ort,tflite,c", "-q"])
+    assert r.exit_code == 0 and "skipped" not in r.output, r.output
+    for name in ("classifier-int8.onnx", "classifier-int8.ort", "classifier-int8.tflite", "classifier-int8.h"):
+        assert name in r.output, r.output
     r = CliRunner().invoke(main, ["parity", str(run), "--json", "-q"])
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert {a["precision"] for a in rep["artifacts"]} == {"float", "int8"} and rep["passed"]
-    assert [a["agreement"] for a in rep["artifacts"] if a["precision"] == "float"] == [1.0]
-    r = CliRunner().invoke(main, ["generate", str(run), "abcab", "xyzzy"])
-    assert r.exit_code == 0 and r.output.splitlines()[0].split("\t")[1] == "low", r.output
-    assert r.output.splitlines()[1].split("\t")[1] == "high"
+    assert [a["agreement"] for a in rep["artifacts"] if a["precision"] == "float"] == [1.0] * 4
+    tfl = json.loads((run / "artifacts" / "classifier-int8.tflite.json").read_text())
+    assert tfl["quantization"]["recipe"] in ("full-int8", "int16x8", "dynamic") and tfl["tflite"]["selection"]
+    for fmt in ("onnx", "tflite", "c"):
+        r = CliRunner().invoke(main, ["generate", str(run), "abcab", "xyzzy", "--format", fmt, "--precision", "int8"])
+        assert r.exit_code == 0 and r.output.splitlines()[0].split("\t")[1] == "low", r.output
+        assert r.output.splitlines()[1].split("\t")[1] == "high"
 
 
 def test_token_tagger_end_to_end(tmp_path):

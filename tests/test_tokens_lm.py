@@ -200,3 +200,23 @@ def test_stacked_layers_train_and_export_to_onnx(tmp_path, dataset, cell):
     if dataset == "words":
         lm = load_lm(d / "artifacts")
         assert lm.engine.zero_state()[0].shape == (2, 8) and lm.complete("th").startswith("th")
+
+
+def test_runs_from_before_layers_keep_their_model_identity(lm_run):
+    """`layers` joined the model config later: a one-layer run's model_sha256 is still what edgernn computed before
+    (weights + the config without `layers` + vocabularies), so artifacts exported before are not refused as stale;
+    a stacked run's identity includes its layers."""
+    import hashlib
+    from dataclasses import replace
+
+    from edgernn.tokens.run import load_token_run
+
+    d, _ = lm_run
+    run = load_token_run(d)
+    before = run.config.to_dict()
+    del before["layers"]
+    h = hashlib.sha256((d / "model.pt").read_bytes())
+    h.update(json.dumps(before, sort_keys=True).encode())
+    h.update((d / "vocab.json").read_bytes())
+    assert run.model_sha256() == h.hexdigest()
+    assert replace(run, config=replace(run.config, layers=2)).model_sha256() != h.hexdigest()

@@ -62,10 +62,11 @@ def export_tokens_cli(run_dir: Path, formats, precisions, out_dir, as_json: bool
 
     precs = [p for p in precisions if p in ("float", "int8")]
     if load_token_run(run_dir).config.kind in ("classify", "tag"):
-        from edgernn.tokens.classifier import export_classifier
+        from edgernn.tokens.classifier import CLASSIFIER_FORMATS, export_classifier
 
-        supported, what = ("onnx",), "token classifiers and taggers"
-        written = export_classifier(run_dir, precs, out_dir) if "onnx" in formats else []
+        supported, what = CLASSIFIER_FORMATS, "token classifiers and taggers"
+        fmts = [f for f in formats if f in supported]
+        written = export_classifier(run_dir, precs, out_dir, fmts) if fmts else []
     else:
         supported, what = TOKEN_FORMATS, "token models"
         fmts = [f for f in formats if f in supported]
@@ -132,8 +133,9 @@ def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max
     from edgernn.runtimes.token_session import load_classifier, load_seq2seq
 
     arts = Path(run_dir) / "artifacts"
-    if (arts / f"classifier-{precision}.onnx").is_file():  # a token classifier: the label per text
-        clf = load_classifier(arts, "onnx", precision)
+
+    if any(arts.glob("classifier-*.json")):  # a token classifier: the label per text
+        clf = load_classifier(arts, fmt, precision, part="classifier")
         rows = []
         for text in texts:
             label, p = clf.classify(text)
@@ -144,8 +146,8 @@ def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max
             for r in rows:
                 click.echo(f"{r['text']}\t{r['label']}\t{r['probability']:.3f}")
         return
-    if (arts / f"tagger-{precision}.onnx").is_file():  # a token tagger: a label per token
-        tagger = load_classifier(arts, "onnx", precision, part="tagger")
+    if any(arts.glob("tagger-*.json")):  # a token tagger: a label per token
+        tagger = load_classifier(arts, fmt, precision, part="tagger")
         rows = [{"text": text, "tags": [{"token": t, "label": lab} for t, lab in tagger.tag(text)]} for text in texts]
         if as_json:
             echo_json(rows)

@@ -15,6 +15,9 @@ edgernn.runtimes.c_backend does for every C artifact) and called through ctypes.
     token, state = lm.prime(ids)              # <bos> + the prompt but its last id, in C
     lm.greedy(ids, max_out)                   # prime + the whole greedy loop in C
     lm.bench_step(reps=200, inner=200)        # ns per step, timed inside C
+
+    clf = CClassifierEngine(path, manifest)   # a classifier / tagger (`classifier-PREC.h`, `tagger-PREC.h`)
+    clf.logits(ids)                           # [C] of a classifier, [S, C] of a tagger
 """
 
 from __future__ import annotations
@@ -92,6 +95,17 @@ def lm_wrapper(manifest: dict) -> str:
         f"void edgernn_lm_softmax(const float *logits, float *probs) {{ {p}_softmax(logits, probs); }}",
         ""] + _bench(P, "int edgernn_lm_bench_step(const void *first, int reps, int inner, double *ns_out)",
                      f"{p}_state", f"{P}_VOCAB", f"{p}_step(&st, token, logits, &st)"))
+
+
+def classifier_wrapper(manifest: dict) -> str:
+    """The entry points of a classifier / tagger header (edgernn.export.c.token_classifier)."""
+    p = manifest["c"]["prefix"]
+    fn = f"{p}_tag" if manifest["part"] == "tagger" else f"{p}_classify"
+    return "\n".join(_preamble(manifest) + [
+        f"int edgernn_cls_classes(void) {{ return {p.upper()}_CLASSES; }}",
+        f"int edgernn_cls_max_src(void) {{ return {p.upper()}_MAX_SRC; }}",
+        f"int edgernn_cls_logits(const int32_t *src, int n, float *logits) {{ return {fn}(src, n, logits); }}",
+        f"void edgernn_cls_softmax(const float *logits, float *probs) {{ {p}_softmax(logits, probs); }}", ""])
 
 
 class _CTokenEngine:
@@ -252,3 +266,47 @@ class CLMEngine(_CTokenEngine):
     def bench_step(self, reps: int = 200, inner: int = 200) -> np.ndarray:
         """ns per step from the zero state, timed inside C (one value per block of `inner` steps)."""
         return self._time(self.lib.edgernn_lm_bench_step, (self.zero_state(),), reps, inner)
+
+
+class CClassifierEngine(_CTokenEngine):
+    """A classifier or tagger header (`classifier-PREC.h`, `tagger-PREC.h`): the ids of one text in, the logits out."""
+
+    what = "classifier"
+
+    def __init__(self, path, manifest: dict):
+        lib = self._open(path, manifest, classifier_wrapper(manifest), (),
+                         {"edgernn_cls_logits": [I32P, ctypes.c_int, FP], "edgernn_cls_softmax": [FP, FP]})
+        lib.edgernn_cls_softmax.restype = None
+        self.tagger = manifest["part"] == "tagger"
+        self.what = "tagger" if self.tagger else "classifier"
+        self.classes, self.max_src = lib.edgernn_cls_classes(), lib.edgernn_cls_max_src()
+        self.vocab = int(manifest["model"]["src_vocab"])
+        if self.classes != int(manifest["model"]["num_outputs"]):
+            raise ArtifactError(f"{path} has {self.classes} classes, its manifest says "
+                                f"{manifest['model']['num_outputs']}; re-export the run")
+
+    def logits(self, ids) -> np.ndarray:
+        """[C] logits of a classifier, [S, C] of a tagger, computed by the C library."""
+        ids = list(ids)
+        if not 1 <= len(ids) <= self.max_src:
+            raise ValueError(f"the C {self.what} takes texts of 1..{self.max_src} tokens, got {len(ids)} (define a "
+                             "larger MAX_SRC, or re-export)")
+        try:
+            src = np.ascontiguousarray(ids, dtype=np.int32)
+        except OverflowError as exc:
+            raise ValueError(f"token ids {ids} do not fit the C {self.what}'s int32") from exc
+        out = np.empty((len(ids), self.classes) if self.tagger else self.classes, np.float32)
+        rc = self.lib.edgernn_cls_logits(src.ctypes.data_as(I32P), len(ids), out.ctypes.data_as(FP))
+        if rc:
+            raise ValueError(f"the C {self.what} refused the text (code {rc}: "
+                             f"{'a token id outside its vocabulary of ' + str(self.vocab) if rc == -2 else 'length'})")
+        return out
+
+    def probs(self, logits) -> np.ndarray:
+        """The C library's softmax of one row of logits."""
+        x = np.ascontiguousarray(logits, dtype=np.float32).reshape(-1)
+        if x.size != self.classes:
+            raise ValueError(f"{x.size} logits for {self.classes} classes")
+        out = np.empty_like(x)
+        self.lib.edgernn_cls_softmax(x.ctypes.data_as(FP), out.ctypes.data_as(FP))
+        return out

@@ -119,12 +119,26 @@ class Seq2Seq:
         return self.tgt_vocab.decode(self.generate_ids(self.source_ids(text_or_tokens), **kw))
 
 
+class _OrtClassifier(_OrtGraph):
+    def logits(self, ids: list[int]) -> np.ndarray:
+        return self(np.asarray([ids], dtype=np.int64))[0][0]
+
+
 class TokenClassifier:
-    """An exported token classifier (text -> label) or tagger (a label per token)."""
+    """An exported token classifier (text -> label) or tagger (a label per token): ONNX / ORT, TFLite or C."""
 
     def __init__(self, path: Path, threads: int = 1):
         self.manifest = read_token_manifest(path)
-        self.graph = _OrtGraph(Path(path), self.manifest, threads)
+        if self.manifest["format"] == "c":
+            from edgernn.runtimes.token_c import CClassifierEngine
+
+            self.engine = CClassifierEngine(Path(path), self.manifest)
+        elif self.manifest["format"] == "tflite":
+            from edgernn.runtimes.token_litert import LiteRTClassifierEngine
+
+            self.engine = LiteRTClassifierEngine(Path(path), self.manifest, threads)
+        else:
+            self.engine = _OrtClassifier(Path(path), self.manifest, threads)
         voc = self.manifest["vocab"]
         self.tokenizer, self.lower = voc["tokenizer"], bool(voc.get("lower"))
         self.src_vocab = Vocab.from_dict(voc["src"])
@@ -140,7 +154,7 @@ class TokenClassifier:
         """[C] logits of a classifier, [S, C] of a tagger."""
         if not ids:
             raise ValueError("nothing to classify: the text has no tokens")
-        return self.graph(np.asarray([ids], dtype=np.int64))[0][0]
+        return self.engine.logits(list(ids))
 
     def tag(self, text_or_tokens) -> list[tuple[str, str]]:
         """A tagger's (token, label) per token of the text."""
@@ -164,7 +178,7 @@ def load_classifier(artifacts: Path | str, fmt: str = "onnx", precision: str = "
         part = "tagger" if (Path(artifacts) / artifact_name("tagger", precision, fmt)).is_file() else "classifier"
     path = Path(artifacts) / artifact_name(part, precision, fmt)
     if not path.is_file():
-        raise ArtifactError(f"{path} is missing; export the run (`edgernn export RUN --format onnx`)")
+        raise ArtifactError(f"{path} is missing; export the run (`edgernn export RUN --format {fmt}`)")
     return TokenClassifier(path, threads)
 
 

@@ -52,12 +52,18 @@ def run_token_pipeline(out: Path, dataset: str, cells=("gru",), hidden: int | No
         from edgernn.tokens.run import load_token_run
 
         kind = load_token_run(run_dir).config.kind
-        if kind in ("classify", "tag"):  # ONNX export, parity, latency per text (edgernn.tokens.classifier)
-            from edgernn.tokens.classifier import classifier_parity, export_classifier, format_classifier_parity
+        if kind in ("classify", "tag"):  # ONNX / C export, parity, latency per text (edgernn.tokens.classifier)
+            from edgernn.tokens.classifier import (
+                CLASSIFIER_FORMATS,
+                classifier_parity,
+                export_classifier,
+                format_classifier_parity,
+            )
 
-            if "export" in stages and "onnx" in formats:
-                echo(f"== {cell}: export onnx x float, int8")
-                export_classifier(run_dir)
+            cfmts = tuple(f for f in formats if f in CLASSIFIER_FORMATS)
+            if "export" in stages and cfmts:
+                echo(f"== {cell}: export {', '.join(cfmts)} x float, int8")
+                export_classifier(run_dir, formats=cfmts)
             if "parity" in stages:
                 echo(f"== {cell}: parity")
                 rep = classifier_parity(run_dir)

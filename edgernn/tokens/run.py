@@ -64,7 +64,10 @@ class TokenRun:
     def model_sha256(self) -> str:
         """Identity of the model an artifact came from: its weights, config and vocabularies."""
         h = hashlib.sha256((self.path / "model.pt").read_bytes())
-        h.update(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        cfg = self.config.to_dict()
+        if cfg.get("layers") == 1:  # added later with this default: runs and artifacts from before keep their identity
+            cfg.pop("layers")
+        h.update(json.dumps(cfg, sort_keys=True).encode())
         h.update((self.path / "vocab.json").read_bytes())
         return h.hexdigest()
 

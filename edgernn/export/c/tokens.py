@@ -80,16 +80,19 @@ def _tables(s: TokenCSpec) -> str:
 
     w = s.w
     lm = s.cfg.kind == "next-token"  # a language model (edgernn.export.c.token_lm): no source side, no encoder
+    dec = s.cfg.kind in ("seq2seq", "next-token")  # classify/tag (token_classifier): head as out.*, labels as tgt
     if not lm:
         emb("src_emb", w["src_embed.weight"])
-    emb("tgt_emb", w["tgt_embed.weight"])
+    if dec:
+        emb("tgt_emb", w["tgt_embed.weight"])
     for d, sfx in ((0, ""), (1, "_reverse")):
         if lm or (d and not s.cfg.bidirectional):
             continue
         lin(f"enc{d}_i", w[f"encoder.weight_ih_l0{sfx}"], w[f"encoder.bias_ih_l0{sfx}"])
         lin(f"enc{d}_h", w[f"encoder.weight_hh_l0{sfx}"], w[f"encoder.bias_hh_l0{sfx}"])
-    lin("dec_i", w["decoder.weight_ih_l0"], w["decoder.bias_ih_l0"])
-    lin("dec_h", w["decoder.weight_hh_l0"], w["decoder.bias_hh_l0"])
+    if dec:
+        lin("dec_i", w["decoder.weight_ih_l0"], w["decoder.bias_ih_l0"])
+        lin("dec_h", w["decoder.weight_hh_l0"], w["decoder.bias_hh_l0"])
     lin("out", w["out.weight"], w["out.bias"])
     if not lm:
         strings = ",\n    ".join(c_string(t) for t in s.src_tokens)

@@ -1,0 +1,224 @@
+"""
+C99 source for a token classifier (text -> label) or tagger (a label per token), `--format c` of a classify / tag
+run: one header-only library, float or int8 weights, built from the pieces of the encoder-decoder's generator
+(edgernn.export.c.tokens: arithmetic, weight tables, cells) - the encoder without a decoder, and the head.
+
+    #define NAMES_FLOAT_IMPLEMENTATION            // in ONE .c file of the app
+    #include "classifier-float.h"
+    int32_t src[] = {...};                         // ids of the text (at most NAMES_FLOAT_MAX_SRC)
+    float logits[NAMES_FLOAT_CLASSES];
+    if (names_float_classify(src, n, logits) == 0)         // 0, -1 (length) or -2 (an id out of range)
+        puts(names_float_label(argmax(logits)));
+    names_float_softmax(logits, logits);                    // probabilities, no libm
+
+    float tags[TAGS_FLOAT_MAX_SRC][TAGS_FLOAT_CLASSES];     // a tagger: logits per token
+    tags_float_tag(src, n, &tags[0][0]);
+
+No heap, no mutable global, no libm. A classifier keeps only the state on the stack; a bidirectional tagger also
+keeps the backward direction's outputs, MAX_SRC x HIDDEN floats on the stack (define {P}_MAX_SRC before including
+to shrink it). build_classifier_c(model, run, tmp, precision) writes it, checks it compiles cleanly
+(-Wall -Wextra -Werror -pedantic) on every installed compiler and measures its Cortex-M4 flash/RAM;
+edgernn.tokens.classifier compares it with torch through edgernn.runtimes.token_c.CClassifierEngine before it is
+published.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgernn.errors import ConfigError, ExportError
+from edgernn.export.c.token_lm import c_prefix
+from edgernn.export.c.tokens import TokenCSpec, _arithmetic, _cells, _tables
+
+
+def _public_impl(s: TokenCSpec) -> str:
+    p, P = s.prefix, s.prefix.upper()
+    bi, tag = s.cfg.bidirectional, s.cfg.kind == "tag"
+    common = f"""static int {p}_check(const int32_t *src, int n)
+{{
+    int t;
+    if (n < 1 || n > {P}_MAX_SRC)
+        return -1;
+    for (t = 0; t < n; t++)
+        if (src[t] < 0 || src[t] >= {P}_VOCAB)
+            return -2;
+    return 0;
+}}
+
+/* one encoder step of one direction: token id into its state (h, c), in place */
+static void {p}_advance(const {p}_lin *Wi, const {p}_lin *Wh, int32_t id, float *h, float *c)
+{{
+    float x[{P}_EMBED];
+    {P}_SRC_EMBED(id, x);
+    {p}_cell(Wi, Wh, x, h, c, {P}_HIDDEN, h, c);
+}}
+
+"""
+    start = f"""    float feat[{P}_HD], c[{P}_HD];  /* [forward ++ backward] state: the head's input */
+    int t, k, rc = {p}_check(src, n);
+    if (rc)
+        return rc;
+    for (k = 0; k < {P}_HD; k++) {{
+        feat[k] = 0.0f;
+        c[k] = 0.0f;
+    }}
+"""
+    if not tag:
+        bwd = f"""    for (t = n - 1; t >= 0; t--)  /* the backward direction: from the last token to the first */
+        {p}_advance(&{p}_enc1_i, &{p}_enc1_h, src[t], feat + {P}_HIDDEN, c + {P}_HIDDEN);
+""" if bi else ""
+        body = f"""int {p}_classify(const int32_t *src, int n, float *logits)
+{{
+{start}    for (t = 0; t < n; t++)
+        {p}_advance(&{p}_enc0_i, &{p}_enc0_h, src[t], feat, c);
+{bwd}    {p}_linear(&{p}_out, feat, logits);  /* the final states -> logits [{P}_CLASSES] */
+    return 0;
+}}
+"""
+    else:
+        decl = f"""    float bwd[{P}_MAX_SRC * {P}_HIDDEN];  /* the backward direction's outputs, on the stack */
+""" if bi else ""
+        bwd = f"""    for (t = n - 1; t >= 0; t--) {{  /* the backward direction first, its outputs kept */
+        {p}_advance(&{p}_enc1_i, &{p}_enc1_h, src[t], feat + {P}_HIDDEN, c + {P}_HIDDEN);
+        for (k = 0; k < {P}_HIDDEN; k++)
+            bwd[(long)t * {P}_HIDDEN + k] = feat[{P}_HIDDEN + k];
+    }}
+""" if bi else ""
+        join = f"""        for (k = 0; k < {P}_HIDDEN; k++)
+            feat[{P}_HIDDEN + k] = bwd[(long)t * {P}_HIDDEN + k];
+""" if bi else ""
+        body = f"""int {p}_tag(const int32_t *src, int n, float *logits)
+{{
+{decl}{start}{bwd}    for (t = 0; t < n; t++) {{  /* the forward direction, the head on every output */
+        {p}_advance(&{p}_enc0_i, &{p}_enc0_h, src[t], feat, c);
+{join}        {p}_linear(&{p}_out, feat, logits + (long)t * {P}_CLASSES);
+    }}
+    return 0;
+}}
+"""
+    return common + body + f"""
+void {p}_softmax(const float *logits, float *probs)
+{{
+    float m = logits[0], sum = 0.0f;
+    int k;
+    for (k = 1; k < {P}_CLASSES; k++)
+        m = logits[k] > m ? logits[k] : m;
+    for (k = 0; k < {P}_CLASSES; k++) {{
+        probs[k] = {p}_exp_neg(logits[k] - m);
+        sum += probs[k];
+    }}
+    for (k = 0; k < {P}_CLASSES; k++)
+        probs[k] /= sum;
+}}
+
+const char *{p}_label(int id) {{ return id >= 0 && id < {P}_CLASSES ? {p}_tgt_names[id] : 0; }}
+const char *{p}_token(int id) {{ return id >= 0 && id < {P}_VOCAB ? {p}_src_names[id] : 0; }}
+"""
+
+
+def generate_classifier_c(s: TokenCSpec) -> str:
+    """The header of a classifier / tagger (s.cfg.kind "classify" / "tag"); s.w holds the head as out.*, s.tgt_tokens
+    the labels."""
+    p, P = s.prefix, s.prefix.upper()
+    cfg = s.cfg
+    tag = cfg.kind == "tag"
+    fn = f"{p}_tag" if tag else f"{p}_classify"
+    macs = cfg.directions * s.G * cfg.hidden * (cfg.embed + cfg.hidden)
+    head = cfg.num_outputs * cfg.dec_hidden
+    what = "tagger (a label per token)" if tag else "classifier (a label per text)"
+    out = f"logits [n][{P}_CLASSES]" if tag else f"logits [{P}_CLASSES]"
+    stack = (f"{P}_MAX_SRC x {P}_HIDDEN floats (the backward outputs) + the state" if tag and cfg.bidirectional
+             else "the state only (no buffer sized by the text)")
+    calls = [(f"{fn}(src, n, logits)", f"ids [n] -> {out}: 0, -1 (n < 1 or > MAX_SRC), -2 (an id)"),
+             (f"{p}_softmax(logits, probs)", "one row's probabilities (probs may be logits)"),
+             (f"{p}_label(id)", "the label's name (0 out of range)"),
+             (f"{p}_token(id)", "the token's text (0 out of range)")]
+    width = max(len(c) for c, _ in calls) + 2
+    usage = "\n".join(f" *   {c.ljust(width)}{d}" for c, d in calls)
+    header = f"""/* {p}: a token {what}: {cfg.cell}, hidden {cfg.hidden} x{cfg.directions}, {cfg.num_outputs} labels,
+ * {s.precision} weights; generated by edgernn. {s.note}
+ * About {macs:,} multiply-adds per token + {head:,} per {'token' if tag else 'text'} (the head). No heap, no libm.
+ * Stack: {stack}.
+ * Use: #define {P}_IMPLEMENTATION in ONE .c file before including this header.
+{usage}
+ */
+#ifndef {P}_H
+#define {P}_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+#define {P}_VOCAB {cfg.src_vocab}
+#define {P}_CLASSES {cfg.num_outputs}
+#define {P}_EMBED {cfg.embed}
+#define {P}_HIDDEN {cfg.hidden}
+#define {P}_HD {cfg.dec_hidden}  /* the head's input: forward ++ backward state */
+#ifndef {P}_MAX_SRC
+#define {P}_MAX_SRC {s.max_src}  /* longest text, in tokens: define it before including to change it */
+#endif
+
+int {fn}(const int32_t *src, int n, float *logits);
+void {p}_softmax(const float *logits, float *probs);
+const char *{p}_label(int id);
+const char *{p}_token(int id);
+
+#ifdef __cplusplus
+}}
+#endif
+#endif /* {P}_H */
+
+#if defined({P}_IMPLEMENTATION) && !defined({P}_IMPLEMENTED)
+#define {P}_IMPLEMENTED
+#ifdef __cplusplus
+#define {P}_RESTRICT __restrict
+#else
+#define {P}_RESTRICT restrict
+#endif
+
+"""
+    cells = "".join(ln for ln in _cells(s).splitlines(True) if "_TGT_EMBED(" not in ln)  # no target side here
+    return (header + _arithmetic(s) + "\n" + _tables(s) + "\n" + cells + "\n" + _public_impl(s)
+            + f"#endif /* {P}_IMPLEMENTATION */\n")
+
+
+def build_classifier_c(model, run, tmp: Path, precision: str) -> dict:
+    """classifier.h / tagger.h in tmp, compiled cleanly on every installed compiler (else ExportError, nothing
+    written), with its compute/recipe and the manifest's "c" block (prefix, max_src, compiler, compile_checks,
+    targets)."""
+    from edgernn.devices.compilers import compile_checks, target_sizes
+    from edgernn.runtimes.c_backend import compiler_id, find_compiler
+
+    cfg = model.cfg
+    if cfg.kind not in ("classify", "tag"):
+        raise ExportError(f"build_classifier_c exports classifiers and taggers, not {cfg.kind}; no file written")
+    if cfg.layers > 1:
+        raise ConfigError(f"C export of stacked encoders ({cfg.layers} layers) is not built yet: export onnx, or "
+                          "train with --layers 1")
+    part = "tagger" if cfg.kind == "tag" else "classifier"
+    prefix = c_prefix(run.path.name, precision)
+    weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    weights["out.weight"], weights["out.bias"] = weights.pop("head.weight"), weights.pop("head.bias")
+    max_src = max(int(run.dataset.get("max_src_len") or 0), max(len(s) for s in run.data()["src_test"]))
+    spec = TokenCSpec(prefix, precision, cfg, weights, run.src_vocab.tokens, list(run.labels), max_src=max_src,
+                      sha_note=f"Model sha256 {run.model_sha256()[:16]}.")
+    path = tmp / f"{part}.h"
+    path.write_text(generate_classifier_c(spec))
+    checks = compile_checks(path, prefix)
+    unclean = {k: v["error"] for k, v in checks.items() if "clean" in v and not v["clean"]}
+    if unclean:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"the generated {part} C does not compile cleanly with {', '.join(unclean)} "
+                          f"({next(iter(unclean.values()))}); no file written - please report this")
+    c_info = {"prefix": prefix, "max_src": max_src, "compiler": compiler_id(find_compiler()),
+              "compile_checks": checks, "targets": target_sizes(path, prefix)}
+    if precision == "float":
+        compute, recipe = {"embedding": "float", "recurrent": "float", "head": "float"}, "float"
+    else:
+        compute = {"embedding": "weights-int8", "recurrent": "weights-int8", "head": "weights-int8"}
+        recipe = "weights-int8 (per-row scales, float arithmetic)"
+    return {"paths": {part: path}, "compute": compute, "recipe": recipe, "c": c_info}
