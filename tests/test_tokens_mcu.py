@@ -130,6 +130,10 @@ def test_gate_passes_counts_are_stable_and_costs_written(token_runs):
         assert saved["passed"] and "ESTIMATE" in saved["estimate_note"] and saved["cpi_assumption"] == 1.0
         text = format_token_mcu(r)
         assert "bit-exact" in text and "PASS" in text and "ESTIMATE" in text
+        from edgernn.tokens.report import token_report
+
+        md, _ = token_report([token_runs[name]], token_runs[name] / "report")  # the report shows the MCU table
+        assert "### Emulated Cortex-M4" in md and f"| {r['artifacts'][0]['artifact']} | pass | bit-exact |" in md
 
 
 def _corrupt(monkeypatch, how):

@@ -145,10 +145,34 @@ def _run_section(run_dir: Path) -> tuple[list[str], dict]:
                          f"{b[f'word_beam{w}']['p50_us']:.0f} | {f'{flash / 1024:.0f} KB' if flash else '-'} |")
         lines += ["", "Step, word: through the Python runtime (edgernn.runtimes.token_session); C step: the library's "
                       "step timed inside C, what an app calling it pays.", ""]
+    lines += _mcu_lines(run_dir)
     decisions = decide(parity_rows, bench)
     if decisions:
         lines += ["### Ship", ""] + [f"- **{d['target']}: {d['artifact']}** - {d['why']}" for d in decisions] + [""]
     return lines, {"run": str(run_dir), "metrics": m, "parity": parity_rows, "bench": bench, "decisions": decisions}
+
+
+def _mcu_lines(run_dir: Path) -> list[str]:
+    """The emulated microcontroller runs of the C libraries (edgernn.tokens.mcu), one table per core."""
+    lines = []
+    for path in sorted(run_dir.glob("mcu-*-emulated.json")):
+        r = _load(path)
+        if not r or not r.get("artifacts"):
+            continue
+        board = r.get("board")
+        name = board.get("cpu") or board.get("name") if isinstance(board, dict) else (board or r.get("target", "?"))
+        lines += [f"### Emulated {name} ({r['words']} held-out words; instructions "
+                  "counted by qemu, NOT board timings)", "",
+                  "| artifact | gate | vs host build | instructions per step (p50) | per word (p50) | stack | flash | "
+                  "RAM |", "|---|---|---|---|---|---|---|---|"]
+        for a in r["artifacts"]:
+            c, fp = a["costs"], a["footprint"]
+            lines.append(f"| {a['artifact']} | {'pass' if a['passed'] else 'FAIL'} | "
+                         f"{'bit-exact' if a['vs_host_build'].get('bit_exact') else 'differs'} | "
+                         f"{c['step']['p50']:,} | {c['word']['p50']:,} | {fp['stack_bytes']:,} B | "
+                         f"{fp['flash_bytes'] / 1024:.0f} KB | {fp['ram_bytes'] / 1024:.1f} KB |")
+        lines += ["", f"{r.get('word_note', '')}", ""]
+    return lines
 
 
 def token_report(run_dirs: list, out_dir: Path | str) -> tuple[str, dict]:
