@@ -58,7 +58,8 @@ def datasets_cmd(as_json):
         click.echo(f"{t['name']:<20} {t['task']:<9} {t['n_train']:>6} {t['n_test']:>5} {t['src_vocab']:>5}  "
                    f"{t['description']}")
     click.echo("Your own data: --dataset path/to/data.npz (X [N,T,C], y [N]) or .csv (see docs/data.md); text: a "
-               ".csv/.tsv/.jsonl with text,label / text,tags / source,target columns (docs/tokens.md).")
+               ".csv/.tsv/.jsonl with text,label / text,tags / source,target / text (next-token) columns "
+               "(docs/tokens.md).")
 
 
 # ----------------------------------------------------------------------------- train
@@ -69,7 +70,8 @@ def train_options(fn):
 
     opts = [
         click.option("--dataset", "-d", default="basic-motions", show_default=True,
-                     help="Bundled dataset name (see `edgernn datasets`) or a .npz/.csv file path."),
+                     help="Bundled dataset name (see `edgernn datasets`: sensor, audio and token sets such as g2p, "
+                          "names, words) or a .npz/.csv file, a folder of audio clips, or a .csv/.tsv/.jsonl of text."),
         click.option("--cell", type=click.Choice(CELLS), default="gru", show_default=True,
                      help="Recurrent cell."),
         click.option("--hidden", type=click.IntRange(1, 4096), default=32, show_default=True,
