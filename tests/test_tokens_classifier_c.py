@@ -183,5 +183,5 @@ def test_unidirectional_cells_and_stacked_refusal(tmp_path):
     assert path.name == "tagger-float.h" and [t for t, _ in tagger.tag("not red big")] == ["not", "red", "big"]
     deep = _train(tmp_path / "deep", data, layers=2, epochs=1)
     with pytest.raises(ConfigError, match="2 layers") as err:
-        export_classifier(deep, ("float",), formats=("onnx", "c"))
+        export_classifier(deep, ("float",), formats=("onnx", "tflite"))
     assert "\n" not in str(err.value) and not (deep / "artifacts").exists()

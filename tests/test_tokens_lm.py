@@ -169,7 +169,8 @@ def test_text_only_file_trains_a_next_token_model(tmp_path):
 @pytest.mark.parametrize("dataset,cell", [("words", "lstm"), ("g2p", "gru"), ("labels.jsonl", "gru")])
 def test_stacked_layers_train_and_export_to_onnx(tmp_path, dataset, cell):
     """Two stacked layers: the ONNX artifacts are checked against torch at export (float: max|diff| <= 1e-4), run
-    through the runtime like one-layer ones; C and TFLite refuse in one line instead of exporting a wrong model."""
+    through the runtime like one-layer ones; TFLite refuses in one line instead of exporting a wrong model (C: see
+    tests/test_tokens_stacked_c.py)."""
     if dataset.endswith(".jsonl"):
         rng = np.random.default_rng(0)
         rows = [{"text": "".join(rng.choice(list("abcxyz"), 5)), "label": str(rng.choice(["p", "q"]))}
@@ -193,7 +194,7 @@ def test_stacked_layers_train_and_export_to_onnx(tmp_path, dataset, cell):
     else:
         written = export_tokens(d, ("onnx",), ("float",))
         with pytest.raises(ConfigError, match="not built yet"):
-            export_tokens(d, ("c",), ("float",))
+            export_tokens(d, ("tflite",), ("float",))
     for p in written:
         m = json.loads(p.with_name(p.name + ".json").read_text())
         assert m["model"]["layers"] == 2 and m["checked"]["max_diff_vs_torch"] < 1e-4

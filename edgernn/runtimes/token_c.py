@@ -142,7 +142,8 @@ class _CTokenEngine:
         return fn(*lead, out.ctypes.data_as(I32P), int(max_out)), out
 
     def _halves(self, buf) -> list[np.ndarray]:
-        """A state struct {float h[Hd]; float c[Hd];} as [h, c] float arrays."""
+        """A state struct {float h[Hd]; float c[Hd];} as [h, c] float arrays; a stacked next-token model's
+        {float h[L][Hd]; float c[L][Hd];} gives each flattened over the layers, torch's [layers, Hd] order."""
         hd = self.st_size // 8
         arr = np.frombuffer(buf.raw, dtype=np.float32)
         return [arr[:hd], arr[hd:2 * hd]]

@@ -78,12 +78,15 @@ def _io(cfg, part: str) -> tuple[list, list, dict]:
                [{"name": s, "dtype": "float32", "shape": [1, hd], "role": "state"} for s in states]
         dyn = {"src": {1: "S"}, "enc": {1: "S"}}
     else:
+        # without attention the step never reads the encoder outputs: the exporter drops that input, and so does
+        # the manifest (the runtime feeds the inputs the manifest lists)
+        context = ([{"name": "enc", "dtype": "float32", "shape": [1, "S", hd], "role": "context"}]
+                   if cfg.attention else [])
         ins = [{"name": "token", "dtype": "int64", "shape": [1], "role": "x"}] + \
-              [{"name": s, "dtype": "float32", "shape": [1, hd], "role": "state"} for s in states] + \
-              [{"name": "enc", "dtype": "float32", "shape": [1, "S", hd], "role": "context"}]
+              [{"name": s, "dtype": "float32", "shape": [1, hd], "role": "state"} for s in states] + context
         outs = [{"name": "logits", "dtype": "float32", "shape": [1, cfg.tgt_vocab], "role": "y"}] + \
                [{"name": f"{s}_out", "dtype": "float32", "shape": [1, hd], "role": "state"} for s in states]
-        dyn = {"enc": {1: "S"}}
+        dyn = {"enc": {1: "S"}} if cfg.attention else {}
     return ins, outs, dyn
 
 
@@ -117,7 +120,8 @@ def _graph_outputs(enc_sess, dec_sess, cfg, ids: list[int], steps: int = 4) -> l
     names = ["h", "c"] if cfg.cell == "lstm" else ["h"]
     token = np.array([2], np.int64)
     for _ in range(steps):
-        logits, *state = dec_sess.run(None, {"token": token, **dict(zip(names, state)), "enc": enc})
+        feeds = {"token": token, **dict(zip(names, state)), "enc": enc}
+        logits, *state = dec_sess.run(None, {i.name: feeds[i.name] for i in dec_sess.get_inputs()})
         res += [logits] + state
         token = logits.argmax(-1).astype(np.int64)
     return res
@@ -203,7 +207,8 @@ def _export_c(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     if unclean:
         raise ExportError(f"the generated C does not compile cleanly with {', '.join(unclean)} "
                           f"({next(iter(unclean.values()))}); no file written - please report this")
-    c_info = {"prefix": prefix, "max_src": max_src, "compiler": compiler_id(find_compiler()),
+    work = max_src * cfg.dec_hidden * 4 if cfg.layers > 1 else 0  # a stacked encoder's buffer, in the context
+    c_info = {"prefix": prefix, "max_src": max_src, "work_bytes": work, "compiler": compiler_id(find_compiler()),
               "compile_checks": checks, "targets": target_sizes(path, prefix)}
     engine = CSeq2SeqEngine(path, {"sha256": sha256_file(path), "c": c_info, "model": cfg.to_dict()})
     worst, scale = 0.0, 1.0
@@ -346,9 +351,9 @@ def export_tokens(run_dir: Path | str, formats=("onnx",), precisions=("float", "
     out.mkdir(parents=True, exist_ok=True)
     model = run.load_model()
     written = []
-    if model.cfg.layers > 1 and set(formats) & {"c", "tflite"}:
-        raise ConfigError(f"C and TFLite export of stacked encoders ({model.cfg.layers} layers) is not built yet: "
-                          "export onnx/ort, or train with --layers 1")
+    if model.cfg.layers > 1 and "tflite" in formats:
+        raise ConfigError(f"TFLite export of stacked encoders ({model.cfg.layers} layers) is not built yet: "
+                          "export onnx/ort/c, or train with --layers 1")
     for fmt in formats:
         for precision in precisions:
             tmp = Path(tempfile.mkdtemp(prefix="edgernn-tokens-"))

@@ -208,15 +208,15 @@ def export_lm(run_dir: Path | str, formats=("onnx",), precisions=("float", "int8
     out = Path(out_dir) if out_dir else run.artifacts_dir
     out.mkdir(parents=True, exist_ok=True)
     model = run.load_model()
+    if model.cfg.layers > 1 and "tflite" in formats:  # before anything is written
+        raise ConfigError(f"TFLite export of stacked next-token models ({model.cfg.layers} layers) is not built yet: "
+                          "export onnx/ort/c, or train with --layers 1")
     sequences = check_sequences(run)
     written = []
     for fmt in formats:
         for precision in precisions:
             tmp = Path(tempfile.mkdtemp(prefix="edgernn-lm-"))
             try:
-                if model.cfg.layers > 1 and fmt in ("c", "tflite"):
-                    raise ConfigError(f"{fmt} export of stacked next-token models ({model.cfg.layers} layers) is not "
-                                      "built yet: export onnx/ort, or train with --layers 1")
                 built = BUILDERS[fmt](torch, model, run, tmp, precision)
                 path = built["paths"][LM_PART]
                 fields = _fields(run, fmt, precision, built)

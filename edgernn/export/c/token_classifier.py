@@ -16,7 +16,8 @@ run: one header-only library, float or int8 weights, built from the pieces of th
 
 No heap, no mutable global, no libm. A classifier keeps only the state on the stack; a bidirectional tagger also
 keeps the backward direction's outputs, MAX_SRC x HIDDEN floats on the stack (define {P}_MAX_SRC before including
-to shrink it). build_classifier_c(model, run, tmp, precision) writes it, checks it compiles cleanly
+to shrink it). A stacked encoder (layers > 1, edgernn.export.c.token_encoder) keeps the layers' outputs on the
+stack: 1 (a two-layer classifier) or 2 buffers of MAX_SRC x HD floats (the manifest's c.work_bytes). build_classifier_c(model, run, tmp, precision) writes it, checks it compiles cleanly
 (-Wall -Wextra -Werror -pedantic) on every installed compiler and measures its Cortex-M4 flash/RAM;
 edgernn.tokens.classifier compares it with torch through edgernn.runtimes.token_c.CClassifierEngine before it is
 published.
@@ -28,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgernn.errors import ConfigError, ExportError
+from edgernn.errors import ExportError
+from edgernn.export.c.token_encoder import layer_fn, stacked_classify, work_buffers
 from edgernn.export.c.token_lm import c_prefix
 from edgernn.export.c.tokens import TokenCSpec, _arithmetic, _cells, _tables
 
@@ -47,7 +49,10 @@ def _public_impl(s: TokenCSpec) -> str:
     return 0;
 }}
 
-/* one encoder step of one direction: token id into its state (h, c), in place */
+"""
+    if s.cfg.layers > 1:  # the stacked encoder (edgernn.export.c.token_encoder): no per-token advance
+        return common + layer_fn(s) + stacked_classify(s) + _tail(s)
+    common += f"""/* one encoder step of one direction: token id into its state (h, c), in place */
 static void {p}_advance(const {p}_lin *Wi, const {p}_lin *Wh, int32_t id, float *h, float *c)
 {{
     float x[{P}_EMBED];
@@ -98,7 +103,12 @@ static void {p}_advance(const {p}_lin *Wi, const {p}_lin *Wh, int32_t id, float 
     return 0;
 }}
 """
-    return common + body + f"""
+    return common + body + _tail(s)
+
+
+def _tail(s: TokenCSpec) -> str:
+    p, P = s.prefix, s.prefix.upper()
+    return f"""
 void {p}_softmax(const float *logits, float *probs)
 {{
     float m = logits[0], sum = 0.0f;
@@ -131,6 +141,11 @@ def generate_classifier_c(s: TokenCSpec) -> str:
     out = f"logits [n][{P}_CLASSES]" if tag else f"logits [{P}_CLASSES]"
     stack = (f"{P}_MAX_SRC x {P}_HIDDEN floats (the backward outputs) + the state" if tag and cfg.bidirectional
              else "the state only (no buffer sized by the text)")
+    if cfg.layers > 1:
+        nbuf = work_buffers(cfg)
+        macs += (cfg.layers - 1) * cfg.directions * s.G * cfg.hidden * (cfg.dec_hidden + cfg.hidden)
+        stack = (f"{nbuf} x {P}_MAX_SRC x {P}_HD floats ({nbuf * s.max_src * cfg.dec_hidden * 4:,} bytes: the outputs "
+                 f"of the {cfg.layers} stacked layers) + the state")
     calls = [(f"{fn}(src, n, logits)", f"ids [n] -> {out}: 0, -1 (n < 1 or > MAX_SRC), -2 (an id)"),
              (f"{p}_softmax(logits, probs)", "one row's probabilities (probs may be logits)"),
              (f"{p}_label(id)", "the label's name (0 out of range)"),
@@ -196,10 +211,8 @@ def build_classifier_c(model, run, tmp: Path, precision: str) -> dict:
     cfg = model.cfg
     if cfg.kind not in ("classify", "tag"):
         raise ExportError(f"build_classifier_c exports classifiers and taggers, not {cfg.kind}; no file written")
-    if cfg.layers > 1:
-        raise ConfigError(f"C export of stacked encoders ({cfg.layers} layers) is not built yet: export onnx, or "
-                          "train with --layers 1")
     part = "tagger" if cfg.kind == "tag" else "classifier"
+    tag_bi = cfg.kind == "tag" and cfg.bidirectional  # one layer: the backward outputs on the stack
     prefix = c_prefix(run.path.name, precision)
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     weights["out.weight"], weights["out.bias"] = weights.pop("head.weight"), weights.pop("head.bias")
@@ -214,7 +227,8 @@ def build_classifier_c(model, run, tmp: Path, precision: str) -> dict:
         path.unlink(missing_ok=True)
         raise ExportError(f"the generated {part} C does not compile cleanly with {', '.join(unclean)} "
                           f"({next(iter(unclean.values()))}); no file written - please report this")
-    c_info = {"prefix": prefix, "max_src": max_src, "compiler": compiler_id(find_compiler()),
+    work = (work_buffers(cfg) * cfg.dec_hidden if cfg.layers > 1 else cfg.hidden if tag_bi else 0) * max_src * 4
+    c_info = {"prefix": prefix, "max_src": max_src, "work_bytes": work, "compiler": compiler_id(find_compiler()),
               "compile_checks": checks, "targets": target_sizes(path, prefix)}
     if precision == "float":
         compute, recipe = {"embedding": "float", "recurrent": "float", "head": "float"}, "float"
