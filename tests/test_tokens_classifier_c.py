@@ -161,12 +161,11 @@ def test_bad_ids_and_lengths_raise(runs):
             assert not out.any()
 
 
-def test_unidirectional_cells_and_stacked_refusal(tmp_path):
+def test_unidirectional_cells_and_stacked_export(tmp_path):
     """A unidirectional LSTM classifier and GRU tagger export to C float (checked against torch inside the export),
-    and a stacked (layers=2) model is refused for C in one line."""
+    and a stacked (layers=2) model exports to ONNX and TFLite, each checked against torch inside the export."""
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from edgernn.errors import ConfigError
     from edgernn.runtimes.token_session import load_classifier
     from edgernn.tokens.classifier import export_classifier
 
@@ -182,6 +181,10 @@ def test_unidirectional_cells_and_stacked_refusal(tmp_path):
     tagger = load_classifier(tags / "artifacts", "c")
     assert path.name == "tagger-float.h" and [t for t, _ in tagger.tag("not red big")] == ["not", "red", "big"]
     deep = _train(tmp_path / "deep", data, layers=2, epochs=1)
-    with pytest.raises(ConfigError, match="2 layers") as err:
-        export_classifier(deep, ("float",), formats=("onnx", "tflite"))
-    assert "\n" not in str(err.value) and not (deep / "artifacts").exists()
+    written = export_classifier(deep, ("float",), formats=("onnx", "tflite"))
+    assert [p.name for p in written] == ["classifier-float.onnx", "classifier-float.tflite"]
+    for p in written:
+        m = json.loads(p.with_name(p.name + ".json").read_text())
+        assert m["model"]["layers"] == 2 and m["checked"]["max_diff_vs_torch"] < 1e-4, (p.name, m["checked"])
+    tfl, onnx = (load_classifier(deep / "artifacts", f) for f in ("tflite", "onnx"))
+    assert tfl.classify("abc")[0] == onnx.classify("abc")[0]

@@ -17,7 +17,8 @@ else by that input naming; a graph that drops an input it does not use (the deco
 no enc or mask) is simply not fed it. Integer I/O tensors are (de)quantized with the interpreter's parameters.
 
 A next-token model is one graph, `lm-PREC.tflite` (edgernn.export.tflite.token_lm): token [1] int32, h (c) ->
-logits [1, V], h_out (c_out), from a zero first state shaped as the manifest's state inputs:
+logits [1, V], h_out (c_out), h and c [layers, Hd] (one row per stacked layer), from a zero first state shaped as
+the manifest's state inputs:
 
     eng = LiteRTLMEngine(path, manifest)     # the edgernn.runtimes.token_lm engine API
     logits, state = eng.step(token, eng.zero_state())

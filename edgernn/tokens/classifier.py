@@ -160,9 +160,6 @@ def export_classifier(run_dir, precisions=("float", "int8"), out_dir=None, forma
     if bad:
         raise ConfigError(f"token classifiers and taggers export to {', '.join(CLASSIFIER_FORMATS)}, not "
                           f"{', '.join(bad)}")
-    if run.config.layers > 1 and "tflite" in formats:
-        raise ConfigError(f"TFLite export of stacked encoders ({run.config.layers} layers) is not built yet: "
-                          "export onnx/ort/c, or train with --layers 1")
     if {"onnx", "ort"} & set(formats):
         require("onnxruntime", "onnx")
     part = part_of(run.config.kind)

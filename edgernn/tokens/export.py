@@ -351,9 +351,6 @@ def export_tokens(run_dir: Path | str, formats=("onnx",), precisions=("float", "
     out.mkdir(parents=True, exist_ok=True)
     model = run.load_model()
     written = []
-    if model.cfg.layers > 1 and "tflite" in formats:
-        raise ConfigError(f"TFLite export of stacked encoders ({model.cfg.layers} layers) is not built yet: "
-                          "export onnx/ort/c, or train with --layers 1")
     for fmt in formats:
         for precision in precisions:
             tmp = Path(tempfile.mkdtemp(prefix="edgernn-tokens-"))

@@ -208,9 +208,6 @@ def export_lm(run_dir: Path | str, formats=("onnx",), precisions=("float", "int8
     out = Path(out_dir) if out_dir else run.artifacts_dir
     out.mkdir(parents=True, exist_ok=True)
     model = run.load_model()
-    if model.cfg.layers > 1 and "tflite" in formats:  # before anything is written
-        raise ConfigError(f"TFLite export of stacked next-token models ({model.cfg.layers} layers) is not built yet: "
-                          "export onnx/ort/c, or train with --layers 1")
     sequences = check_sequences(run)
     written = []
     for fmt in formats:

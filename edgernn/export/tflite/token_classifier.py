@@ -7,7 +7,7 @@ meaningless) out, by signature key - run by edgernn.runtimes.token_litert.LiteRT
     built["paths"]["classifier"]          # tmp/classifier.tflite (a tagger: "tagger")
     built["recipe"], built["compute"], built["tflite"]
 
-The encoder is the encoder-decoder's (token_worker.build_encoder: unrolled over max_src, the longest text of the
+The encoder is the encoder-decoder's (token_graphs.build_encoder: unrolled over max_src, the longest text of the
 data; a padded step leaves the state as it was) with the classifier's head on its final states or on every output.
 TensorFlow runs in a child process (token_classifier_worker.py, via tokens.worker_run), killed after `timeout`
 seconds; a failure is an ExportError of one line and leaves no file. int8 tries full-int8, int16x8 and dynamic in
@@ -33,15 +33,12 @@ def build_classifier_tflite(model, run, tmp: Path, precision: str, agreement_min
                             timeout: float = 600, recipes: tuple = INT8_RECIPES) -> dict:
     """Write tmp/PART.tflite (PART classifier or tagger) and return {"paths": {PART: it}, "compute", "recipe",
     "tflite": {"max_src", "selection", "compute_shares", "calibration", "agreement_min", "tensorflow"}}.
-    model: the run's TokenModel (kind classify or tag, one layer); run: its TokenRun (calibration and test texts)."""
+    model: the run's TokenModel (kind classify or tag, any layers); run: its TokenRun (calibration and test texts)."""
     cfg = _cfg_dict(model.cfg)
     if cfg["kind"] not in ("classify", "tag"):
         raise ConfigError(f"build_classifier_tflite exports classifiers and taggers, not a {cfg['kind']} model")
     if precision not in ("float", "int8"):
         raise ConfigError(f"token TFLite precisions are float and int8, not {precision!r}")
-    if int(cfg.get("layers", 1)) > 1:
-        raise ConfigError(f"TFLite export of stacked token encoders ({cfg['layers']} layers) is not built yet: "
-                          "export onnx, or train with --layers 1")
     bad = [r for r in recipes if r not in INT8_RECIPES]
     if bad or not recipes:
         raise ConfigError(f"the token TFLite int8 recipes are {', '.join(INT8_RECIPES)}, not {bad or 'none'}")

@@ -8,7 +8,7 @@ its timeout).
 SPEC.json: cfg (TokenModelConfig dict with dec_hidden), weights (.npz of the torch state_dict), max_src, calib (the
 run's calibration texts as id lists), precision, recipes, agreement_min, dir and report.
 
-The graph: token_worker.build_encoder (the encoder unrolled over max_src, padded steps masked) and the head - on
+The graph: token_graphs.build_encoder (the encoder unrolled over max_src, padded steps masked) and the head - on
 the final states (classify: logits [1, C]) or on every encoder output (tag: logits [1, max_src, C], rows past the
 text meaningless). Signature keys src, mask -> logits. int8 candidates are calibrated on the encoder inputs of the
 calibration texts (and texts run together to fill every position) and chosen by token_worker.select_recipe: the
@@ -26,8 +26,8 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
 
+from edgernn.export.tflite.token_graphs import build_encoder  # noqa: E402
 from edgernn.export.tflite.token_worker import (  # noqa: E402
-    build_encoder,
     filled,
     main,
     padded,

@@ -1,5 +1,5 @@
 """
-TFLite (LiteRT) export of a next-token (language) model: one graph, the step - token [1] int32, h [1, Hd] (, c)
+TFLite (LiteRT) export of a next-token (language) model: one graph, the step - token [1] int32, h [layers, Hd] (, c)
 in; logits [1, V], h_out (, c_out) out, addressed by signature key - run from a zero first state by
 edgernn.runtimes.token_litert.LiteRTLMEngine.
 
@@ -10,7 +10,7 @@ edgernn.runtimes.token_litert.LiteRTLMEngine.
 TensorFlow runs in a child process (token_lm_worker.py, started by edgernn.export.tflite.tokens.worker_run like the
 encoder-decoder's worker), killed after `timeout` seconds; any failure is an ExportError of one line and leaves
 no file (the graph is built in a scratch directory and copied to tmp only once it is good). The step is the
-encoder-decoder's decoder step without a context (token_worker.build_step).
+encoder-decoder's decoder step without a context (token_graphs.build_step), stacked as the model is.
 
 precision "float": one conversion, checked against a float64 numpy rendering of the model on the held-out
 sequences within FLOAT_TOL x the largest logit. precision "int8": the candidates full-int8 (int8 activations,

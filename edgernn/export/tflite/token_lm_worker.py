@@ -9,10 +9,11 @@ SPEC.json: cfg (TokenModelConfig dict with dec_hidden), weights (.npz of the tor
 check (teacher-forced input sequences <bos> t1 .. tn as id lists: the run's calibration texts, held-out texts),
 precision (float | int8), recipes (the int8 candidates in order), dir and report (this worker's JSON answer).
 
-The step is edgernn.export.tflite.token_worker.build_step without encoder outputs (signature keys token, h (, c)
--> logits, h_out (, c_out)); the candidates are converted and chosen by token_worker.select_recipe: each runs
-teacher-forced through the LiteRT engine on the calibration sequences, carrying its own state, and its top-1 next
-token is compared with the float TF graph's at every step; the first that agrees on >= AGREEMENT_MIN is kept.
+The step is edgernn.export.tflite.token_graphs.build_step without encoder outputs (signature keys token, h (, c)
+[layers, Hd] -> logits, h_out (, c_out)); the candidates are converted and chosen by token_worker.select_recipe:
+each runs teacher-forced through the LiteRT engine on the calibration sequences, carrying its own state, and its
+top-1 next token is compared with the float TF graph's at every step; the first that agrees on >= AGREEMENT_MIN is
+kept.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
 import numpy as np  # noqa: E402
 
+from edgernn.export.tflite.token_graphs import build_step  # noqa: E402
 from edgernn.export.tflite.token_worker import (  # noqa: E402
     _samples,
-    build_step,
     main,
     select_recipe,
     selection_error,
@@ -40,12 +41,17 @@ def _states(cfg: dict) -> tuple:
     return ("h", "c") if cfg["cell"] == "lstm" else ("h",)
 
 
+def _shape(cfg: dict) -> list[int]:
+    """A state's shape: one row per stacked layer (edgernn.tokens.export_lm.lm_io)."""
+    return [int(cfg.get("layers", 1) or 1), int(cfg["dec_hidden"])]
+
+
 class _TFStep:
     """The float tf.function with the engine API of edgernn.runtimes.token_lm (state = (h,) or (h, c))."""
 
     def __init__(self, fn, cfg: dict):
         self.fn, self.names = fn, _states(cfg)
-        self.first = tuple(np.zeros((1, int(cfg["dec_hidden"])), np.float32) for _ in self.names)
+        self.first = tuple(np.zeros(_shape(cfg), np.float32) for _ in self.names)
 
     def zero_state(self):
         return self.first
@@ -70,22 +76,28 @@ def teacher_forced(engine, sequences: list, record: list | None = None) -> np.nd
 
 
 def reference_steps(cfg: dict, w: dict, seq: list[int]) -> list:
-    """The model on one teacher-forced sequence in float64 numpy: per step logits [V], h (, c) [Hd]."""
+    """The model on one teacher-forced sequence in float64 numpy: per step logits [V], h (, c) [layers * Hd] (the
+    layers' rows one after the other, as the engines' state_arrays give them)."""
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
-    p = [w[f"decoder.{k}_l0"] for k in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")]
-    h = c = np.zeros(int(cfg["dec_hidden"]))
+    n_layers, hd = _shape(cfg)
+    ps = [[w[f"decoder.{k}_l{layer}"] for k in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")]
+          for layer in range(n_layers)]
+    hs, cs = [np.zeros(hd) for _ in ps], [np.zeros(hd) for _ in ps]
     res = []
     for t in seq:
-        h, c = _cell(cfg["cell"], w["tgt_embed.weight"][t], h, c, *p)
-        res += [w["out.weight"] @ h + w["out.bias"], h] + ([c] if cfg["cell"] == "lstm" else [])
+        x = w["tgt_embed.weight"][t]
+        for layer, p in enumerate(ps):  # layer l's output is layer l + 1's input
+            hs[layer], cs[layer] = _cell(cfg["cell"], x, hs[layer], cs[layer], *p)
+            x = hs[layer]
+        res += [w["out.weight"] @ x + w["out.bias"], np.concatenate(hs)]
+        res += [np.concatenate(cs)] if cfg["cell"] == "lstm" else []
     return res
 
 
 def _engine(path: str, cfg: dict):
     from edgernn.runtimes.token_litert import LiteRTLMEngine
 
-    hd = int(cfg["dec_hidden"])
-    return LiteRTLMEngine(path, {"inputs": [{"name": n, "shape": [1, hd], "role": "state"} for n in _states(cfg)]})
+    return LiteRTLMEngine(path, {"inputs": [{"name": n, "shape": _shape(cfg), "role": "state"} for n in _states(cfg)]})
 
 
 def build(spec: dict, report: dict) -> None:

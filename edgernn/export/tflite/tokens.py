@@ -81,22 +81,24 @@ def _cell(cell: str, x, h, c, wih, bih, whh, bhh):
 
 
 def reference_outputs(cfg: dict, w: dict, ids: list[int], steps: int = CHECK_STEPS) -> tuple[list, list]:
-    """The model on one unpadded source in float64 numpy: ([enc [n, Hd], h, (c), then per decoder step logits,
-    h, (c)], the tokens fed to those steps: <bos>, then its own greedy argmaxes)."""
+    """The model on one unpadded source in float64 numpy: ([enc [n, Hd], h, (c) (the last encoder layer's), then
+    per decoder step logits, h, (c)], the tokens fed to those steps: <bos>, then its own greedy argmaxes)."""
     w = {k: np.asarray(v, np.float64) for k, v in w.items()}
     lstm, H, n = cfg["cell"] == "lstm", int(cfg["hidden"]), len(ids)
-    emb = w["src_embed.weight"][ids]
-    outs, hs, cs = [], [], []
-    for d, sfx in enumerate(("", "_reverse")[: 2 if cfg["bidirectional"] else 1]):
-        p = [w[f"encoder.{k}_l0{sfx}"] for k in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")]
-        h, c, seq = np.zeros(H), np.zeros(H), [None] * n
-        for t in (range(n) if d == 0 else range(n - 1, -1, -1)):
-            h, c = _cell(cfg["cell"], emb[t], h, c, *p)
-            seq[t] = h
-        outs.append(np.stack(seq))
-        hs.append(h)
-        cs.append(c)
-    enc, h, c = np.concatenate(outs, axis=1), np.concatenate(hs), np.concatenate(cs)
+    x = w["src_embed.weight"][ids]
+    for layer in range(int(cfg.get("layers", 1) or 1)):  # stacked: layer l reads layer l - 1's outputs
+        outs, hs, cs = [], [], []
+        for d, sfx in enumerate(("", "_reverse")[: 2 if cfg["bidirectional"] else 1]):
+            p = [w[f"encoder.{k}_l{layer}{sfx}"] for k in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")]
+            h, c, seq = np.zeros(H), np.zeros(H), [None] * n
+            for t in (range(n) if d == 0 else range(n - 1, -1, -1)):
+                h, c = _cell(cfg["cell"], x[t], h, c, *p)
+                seq[t] = h
+            outs.append(np.stack(seq))
+            hs.append(h)
+            cs.append(c)
+        x = np.concatenate(outs, axis=1)
+    enc, h, c = x, np.concatenate(hs), np.concatenate(cs)
     res = [enc, h] + ([c] if lstm else [])
     p = [w[f"decoder.{k}_l0"] for k in ("weight_ih", "bias_ih", "weight_hh", "bias_hh")]
     token, tokens = BOS, []
