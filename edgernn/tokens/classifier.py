@@ -107,21 +107,10 @@ def _build_c(torch, model, run, part: str, tmp: Path, precision: str, checks: li
 
 def _build_ort(torch, model, run, part: str, tmp: Path, precision: str, checks: list) -> dict:
     """The ONNX graph converted to the ORT format (mobile and minimal onnxruntime builds), basic optimizations."""
-    import onnxruntime as ort
-
-    from edgernn.tokens.publish import ort_session
+    from edgernn.tokens.publish import ort_session, to_ort
 
     built = _build_onnx(torch, model, run, part, tmp, precision, checks)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.optimized_model_filepath = str(tmp / f"{part}.ort")
-    so.add_session_config_entry("session.save_model_format", "ORT")
-    try:
-        ort.InferenceSession(str(built["path"]), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ExportError(f"onnxruntime could not convert the {part} to the ORT format: "
-                          f"{str(exc).splitlines()[0]}; no file written") from exc
+    to_ort(built["path"], tmp / f"{part}.ort", part)
     sess = ort_session(tmp / f"{part}.ort")
     return {**built, "path": tmp / f"{part}.ort",
             "logits": lambda ids: sess.run(None, {"src": np.asarray([ids], np.int64)})[0][0]}

@@ -27,7 +27,7 @@ from edgernn.errors import ConfigError, ExportError, require
 from edgernn.runtimes.manifest import FORMAT_RUNTIME, sha256_file
 from edgernn.runtimes.token_manifest import TOKEN_SCHEMA
 from edgernn.runtimes.token_session import artifact_name
-from edgernn.tokens.publish import OPSET, TOKEN_FORMATS, TOLERANCE, ort_session, publish
+from edgernn.tokens.publish import OPSET, TOKEN_FORMATS, TOLERANCE, ort_session, publish, to_ort
 from edgernn.tokens.run import TokenRun, load_token_run
 
 DECODING_EXTRA = 10  # generated outputs may be this many tokens longer than the source (then generation stops)
@@ -185,31 +185,19 @@ def _export_onnx(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict
 
 def _export_c(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     """One header with the encoder, the decoder step and the greedy loop; compiled and checked against torch."""
-    import re
-
-    from edgernn.export.c.tokens import TokenCSpec, generate_token_c
-    from edgernn.runtimes.c_backend import compiler_id, find_compiler
+    from edgernn.export.c.tokens import TokenCSpec, c_prefix, c_quantization, generate_token_c, write_checked
     from edgernn.runtimes.token_c import CSeq2SeqEngine
 
     cfg = model.cfg
-    name = re.sub(r"[^0-9a-zA-Z_]", "_", run.path.name).strip("_").lower() or "model"
-    prefix = f"{'m_' if name[0].isdigit() else ''}{name}_{precision}"
+    prefix = c_prefix(run.path.name, precision)
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     max_src = max(int(run.dataset.get("max_src_len") or 0), max(len(s) for s in run.data()["src_test"]))
     spec = TokenCSpec(prefix, precision, cfg, weights, run.src_vocab.tokens, run.tgt_vocab.tokens, max_src=max_src,
                       sha_note=f"Model sha256 {run.model_sha256()[:16]}.")
     path = tmp / "seq2seq.h"
-    path.write_text(generate_token_c(spec))
-    from edgernn.devices.compilers import compile_checks, target_sizes
-
-    checks = compile_checks(path, prefix)
-    unclean = {k: v["error"] for k, v in checks.items() if "clean" in v and not v["clean"]}
-    if unclean:
-        raise ExportError(f"the generated C does not compile cleanly with {', '.join(unclean)} "
-                          f"({next(iter(unclean.values()))}); no file written - please report this")
+    checked = write_checked(path, generate_token_c(spec), prefix, "encoder-decoder")
     work = max_src * cfg.dec_hidden * 4 if cfg.layers > 1 else 0  # a stacked encoder's buffer, in the context
-    c_info = {"prefix": prefix, "max_src": max_src, "work_bytes": work, "compiler": compiler_id(find_compiler()),
-              "compile_checks": checks, "targets": target_sizes(path, prefix)}
+    c_info = {"prefix": prefix, "max_src": max_src, "work_bytes": work, **checked}
     engine = CSeq2SeqEngine(path, {"sha256": sha256_file(path), "c": c_info, "model": cfg.to_dict()})
     worst, scale = 0.0, 1.0
     for src in _examples(run):
@@ -226,32 +214,15 @@ def _export_c(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     tol = TOLERANCE * scale if precision == "float" else np.inf
     if worst > tol:
         raise ExportError(f"the C encoder-decoder differs from torch by {worst:.2e} > {tol:.1e}; no file written")
-    compute = ({"embedding": "float", "recurrent": "float", "head": "float"} if precision == "float" else
-               {"embedding": "weights-int8", "recurrent": "weights-int8", "head": "weights-int8"})
-    return {"paths": {"encoder-decoder": path}, "compute": compute,
-            "recipe": "float" if precision == "float" else "weights-int8 (per-row scales, float arithmetic)",
-            "max_diff": worst, "c": c_info}
+    compute, recipe = c_quantization(precision)
+    return {"paths": {"encoder-decoder": path}, "compute": compute, "recipe": recipe, "max_diff": worst, "c": c_info}
 
 
 def _export_ort(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     """The ONNX pair converted to the ORT format (what mobile and minimal onnxruntime builds load), with basic
     (provider-independent) optimizations only, and checked against torch like the .onnx pair."""
-    import onnxruntime as ort
-
     built = _export_onnx(torch, model, run, tmp, precision)
-    paths = {}
-    for part, src in built["paths"].items():
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        so.optimized_model_filepath = str(tmp / f"{part}.ort")
-        so.add_session_config_entry("session.save_model_format", "ORT")
-        try:
-            ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ExportError(f"onnxruntime could not convert the {part} to the ORT format: "
-                              f"{str(exc).splitlines()[0]}; no file written") from exc
-        paths[part] = tmp / f"{part}.ort"
+    paths = {part: to_ort(src, tmp / f"{part}.ort", part) for part, src in built["paths"].items()}
     sessions = {part: ort_session(p) for part, p in paths.items()}
     worst = 0.0
     for src in _examples(run):

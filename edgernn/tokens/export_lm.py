@@ -126,20 +126,10 @@ def _build_onnx(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
 
 def _build_ort(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:
     """The ONNX step converted to the ORT format (mobile and minimal onnxruntime builds), basic optimizations."""
-    import onnxruntime as ort
+    from edgernn.tokens.publish import to_ort
 
     built = _build_onnx(torch, model, run, tmp, precision)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    so.optimized_model_filepath = str(tmp / "lm.ort")
-    so.add_session_config_entry("session.save_model_format", "ORT")
-    try:
-        ort.InferenceSession(str(built["paths"][LM_PART]), so, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise ExportError(f"onnxruntime could not convert the step to the ORT format: {str(exc).splitlines()[0]}; "
-                          "no file written") from exc
-    return {**built, "paths": {LM_PART: tmp / "lm.ort"}}
+    return {**built, "paths": {LM_PART: to_ort(built["paths"][LM_PART], tmp / "lm.ort", "step")}}
 
 
 def _build_c(torch, model, run: TokenRun, tmp: Path, precision: str) -> dict:

@@ -78,3 +78,27 @@ def float32_noise(model, make_step, tokens: list[int], ref: np.ndarray) -> float
 
 def float_soak_bound(gates: TokenGates, noise: float) -> float:
     return max(gates.float_soak_tol, gates.soak_noise_factor * noise)
+
+
+def soak_summary(got: np.ndarray, ref: np.ndarray) -> dict:
+    """An artifact's soak against the float model's: top-1 agreement and max |logit diff| (overall, last 1,000)."""
+    return {"tokens": len(ref), "agreement": float(np.mean(got.argmax(1) == ref.argmax(1))),
+            "max_diff": float(np.abs(got - ref).max()),
+            "max_diff_last_1000": float(np.abs(got[-1000:] - ref[-1000:]).max())}
+
+
+def soak_reasons(precision: str, soak: dict, gates: TokenGates, noise: float) -> list[str]:
+    """Why a soak fails its gate: float within float_soak_bound and >= 99.9% top-1 agreement; int8 >=
+    min_soak_agreement."""
+    reasons = []
+    if precision == "float":
+        tol = float_soak_bound(gates, noise)
+        if soak["max_diff"] > tol:
+            reasons.append(f"soak max|diff| {soak['max_diff']:.2e} > {tol:.1e} (the larger of "
+                           f"{gates.float_soak_tol:.0e} and {gates.soak_noise_factor:g} x the model's own float32 "
+                           f"noise {noise:.1e})")
+        if soak["agreement"] < 0.999:
+            reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < 0.999")
+    elif soak["agreement"] < gates.min_soak_agreement:
+        reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < {gates.min_soak_agreement}")
+    return reasons

@@ -32,7 +32,15 @@ from edgernn.runtimes.generate import log_softmax
 from edgernn.runtimes.manifest import FORMAT_EXT
 from edgernn.runtimes.token_lm import LM_PART, lm_artifact, load_lm
 from edgernn.runtimes.vocab import BOS, EOS
-from edgernn.tokens.gates import TokenGates, artifact_soak, float32_noise, float_soak_bound, reference_soak
+from edgernn.tokens.gates import (
+    TokenGates,
+    artifact_soak,
+    float32_noise,
+    float_soak_bound,
+    reference_soak,
+    soak_reasons,
+    soak_summary,
+)
 from edgernn.tokens.metrics import lm_scores
 from edgernn.tokens.reference import torch_lm_step
 from edgernn.tokens.run import load_token_run
@@ -108,28 +116,19 @@ def lm_parity(run_dir: Path | str, gates: TokenGates | None = None, progress: bo
         scores = _score(got, targets)
         agree = float(np.mean(got.argmax(1) == ref.argmax(1)))
         soak_got = artifact_soak(lm.step, zero, soak_tokens)
-        soak = {"tokens": len(soak_tokens), "agreement": float(np.mean(soak_got.argmax(1) == soak_ref.argmax(1))),
-                "max_diff": float(np.abs(soak_got - soak_ref).max()),
-                "max_diff_last_1000": float(np.abs(soak_got[-1000:] - soak_ref[-1000:]).max())}
+        soak = soak_summary(soak_got, soak_ref)
         reasons = []
         fp = float_scores["perplexity"]
         if precision == "float":
             if agree < gates.float_min_agreement:
                 reasons.append(f"top-1 agreement with float {agree:.4f} < {gates.float_min_agreement}")
-            if soak["max_diff"] > out["float"]["soak_tol"]:
-                reasons.append(f"soak max|diff| {soak['max_diff']:.2e} > {out['float']['soak_tol']:.1e} (the larger "
-                               f"of {gates.float_soak_tol:.0e} and {gates.soak_noise_factor:g} x the model's own "
-                               f"float32 noise {noise:.1e})")
-            if soak["agreement"] < 0.999:
-                reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < 0.999")
         else:
             if scores["perplexity"] > fp * (1 + gates.max_perplexity_increase):
                 reasons.append(f"perplexity {scores['perplexity']:.3f} > float {fp:.3f} x "
                                f"{1 + gates.max_perplexity_increase:g}")
             if agree < gates.min_top1_agreement:
                 reasons.append(f"top-1 agreement with float {agree:.4f} < {gates.min_top1_agreement}")
-            if soak["agreement"] < gates.min_soak_agreement:
-                reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < {gates.min_soak_agreement}")
+        reasons += soak_reasons(precision, soak, gates, noise)
         path = lm_artifact(run.artifacts_dir, fmt, precision)
         c = lm.manifest.get("c", {})
         out["artifacts"].append({

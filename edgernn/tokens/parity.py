@@ -30,7 +30,15 @@ import numpy as np
 from edgernn.errors import ConfigError
 from edgernn.runtimes.files import atomic_write_json
 from edgernn.runtimes.token_session import load_seq2seq
-from edgernn.tokens.gates import TokenGates, artifact_soak, float32_noise, float_soak_bound, reference_soak
+from edgernn.tokens.gates import (
+    TokenGates,
+    artifact_soak,
+    float32_noise,
+    float_soak_bound,
+    reference_soak,
+    soak_reasons,
+    soak_summary,
+)
 from edgernn.tokens.metrics import error_rates
 from edgernn.tokens.reference import decode_all, torch_decoder
 from edgernn.tokens.run import load_token_run
@@ -105,26 +113,17 @@ def token_parity(run_dir: Path | str, gates: TokenGates | None = None, progress:
         per, wer = error_rates(hyps, refs)
         agree = float(np.mean([h == r for h, r in zip(hyps, ref_hyps)]))
         got = artifact_soak(sess.step, sess.encode(ids), soak_tokens)
-        soak = {"tokens": len(soak_tokens), "agreement": float(np.mean(got.argmax(1) == soak_ref.argmax(1))),
-                "max_diff": float(np.abs(got - soak_ref).max()),
-                "max_diff_last_1000": float(np.abs(got[-1000:] - soak_ref[-1000:]).max())}
+        soak = soak_summary(got, soak_ref)
         reasons = []
         if precision == "float":
             if agree < gates.float_min_agreement:
                 reasons.append(f"agreement with float {agree:.4f} < {gates.float_min_agreement}")
-            if soak["max_diff"] > out["float"]["soak_tol"]:
-                reasons.append(f"soak max|diff| {soak['max_diff']:.2e} > {out['float']['soak_tol']:.1e} (the larger "
-                               f"of {gates.float_soak_tol:.0e} and {gates.soak_noise_factor:g} x the model's own "
-                               f"float32 noise {noise:.1e})")
-            if soak["agreement"] < 0.999:
-                reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < 0.999")
         else:
             if per > per_f + gates.max_per_increase:
                 reasons.append(f"PER {per:.4f} > float {per_f:.4f} + {gates.max_per_increase}")
             if wer > wer_f + gates.max_wer_increase:
                 reasons.append(f"WER {wer:.4f} > float {wer_f:.4f} + {gates.max_wer_increase}")
-            if soak["agreement"] < gates.min_soak_agreement:
-                reasons.append(f"soak top-1 agreement {soak['agreement']:.4f} < {gates.min_soak_agreement}")
+        reasons += soak_reasons(precision, soak, gates, noise)
         out["artifacts"].append({
             "format": fmt, "precision": precision,
             "files": [p.name for p in artifact_files(run.artifacts_dir, fmt, precision)],

@@ -4,6 +4,7 @@ left behind on failure; and the constants every token export shares (formats, ON
 
     publish(tmp / "decoder.onnx", out / "decoder-float.onnx", fields)   # + decoder-float.onnx.json
     sess = ort_session(path)                                            # how exports check their ONNX graphs
+    to_ort(tmp / "decoder.onnx", tmp / "decoder.ort", "decoder")        # the ORT format of a graph
 """
 
 from __future__ import annotations
@@ -29,6 +30,24 @@ def ort_session(path: Path):
     so.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
+
+
+def to_ort(src: Path, dst: Path, what: str) -> Path:
+    """An ONNX graph converted to the ORT format (what mobile and minimal onnxruntime builds load) with basic,
+    provider-independent optimizations only; ExportError of one line if onnxruntime refuses."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(dst)
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    try:
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ExportError(f"onnxruntime could not convert the {what} to the ORT format: {str(exc).splitlines()[0]}; "
+                          "no file written") from exc
+    return Path(dst)
 
 
 def publish(src: Path, artifact: Path, fields: dict) -> None:

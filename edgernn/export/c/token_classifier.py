@@ -31,8 +31,16 @@ import numpy as np
 
 from edgernn.errors import ExportError
 from edgernn.export.c.token_encoder import layer_fn, stacked_classify, work_buffers
-from edgernn.export.c.token_lm import c_prefix
-from edgernn.export.c.tokens import TokenCSpec, _arithmetic, _cells, _tables
+from edgernn.export.c.tokens import (
+    TokenCSpec,
+    _arithmetic,
+    _cells,
+    _tables,
+    c_prefix,
+    c_quantization,
+    softmax_c,
+    write_checked,
+)
 
 
 def _public_impl(s: TokenCSpec) -> str:
@@ -108,21 +116,9 @@ static void {p}_advance(const {p}_lin *Wi, const {p}_lin *Wh, int32_t id, float 
 
 def _tail(s: TokenCSpec) -> str:
     p, P = s.prefix, s.prefix.upper()
+    softmax = softmax_c(p, f"{P}_CLASSES")
     return f"""
-void {p}_softmax(const float *logits, float *probs)
-{{
-    float m = logits[0], sum = 0.0f;
-    int k;
-    for (k = 1; k < {P}_CLASSES; k++)
-        m = logits[k] > m ? logits[k] : m;
-    for (k = 0; k < {P}_CLASSES; k++) {{
-        probs[k] = {p}_exp_neg(logits[k] - m);
-        sum += probs[k];
-    }}
-    for (k = 0; k < {P}_CLASSES; k++)
-        probs[k] /= sum;
-}}
-
+{softmax}
 const char *{p}_label(int id) {{ return id >= 0 && id < {P}_CLASSES ? {p}_tgt_names[id] : 0; }}
 const char *{p}_token(int id) {{ return id >= 0 && id < {P}_VOCAB ? {p}_src_names[id] : 0; }}
 """
@@ -205,9 +201,6 @@ def build_classifier_c(model, run, tmp: Path, precision: str) -> dict:
     """classifier.h / tagger.h in tmp, compiled cleanly on every installed compiler (else ExportError, nothing
     written), with its compute/recipe and the manifest's "c" block (prefix, max_src, compiler, compile_checks,
     targets)."""
-    from edgernn.devices.compilers import compile_checks, target_sizes
-    from edgernn.runtimes.c_backend import compiler_id, find_compiler
-
     cfg = model.cfg
     if cfg.kind not in ("classify", "tag"):
         raise ExportError(f"build_classifier_c exports classifiers and taggers, not {cfg.kind}; no file written")
@@ -220,19 +213,8 @@ def build_classifier_c(model, run, tmp: Path, precision: str) -> dict:
     spec = TokenCSpec(prefix, precision, cfg, weights, run.src_vocab.tokens, list(run.labels), max_src=max_src,
                       sha_note=f"Model sha256 {run.model_sha256()[:16]}.")
     path = tmp / f"{part}.h"
-    path.write_text(generate_classifier_c(spec))
-    checks = compile_checks(path, prefix)
-    unclean = {k: v["error"] for k, v in checks.items() if "clean" in v and not v["clean"]}
-    if unclean:
-        path.unlink(missing_ok=True)
-        raise ExportError(f"the generated {part} C does not compile cleanly with {', '.join(unclean)} "
-                          f"({next(iter(unclean.values()))}); no file written - please report this")
+    checked = write_checked(path, generate_classifier_c(spec), prefix, part)
     work = (work_buffers(cfg) * cfg.dec_hidden if cfg.layers > 1 else cfg.hidden if tag_bi else 0) * max_src * 4
-    c_info = {"prefix": prefix, "max_src": max_src, "work_bytes": work, "compiler": compiler_id(find_compiler()),
-              "compile_checks": checks, "targets": target_sizes(path, prefix)}
-    if precision == "float":
-        compute, recipe = {"embedding": "float", "recurrent": "float", "head": "float"}, "float"
-    else:
-        compute = {"embedding": "weights-int8", "recurrent": "weights-int8", "head": "weights-int8"}
-        recipe = "weights-int8 (per-row scales, float arithmetic)"
+    c_info = {"prefix": prefix, "max_src": max_src, "work_bytes": work, **checked}
+    compute, recipe = c_quantization(precision)
     return {"paths": {part: path}, "compute": compute, "recipe": recipe, "c": c_info}

@@ -18,14 +18,22 @@ through edgernn.runtimes.token_c.CLMEngine before it is published.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from edgernn.errors import ExportError
 from edgernn.export.c.token_encoder import dec_name
-from edgernn.export.c.tokens import TokenCSpec, _arithmetic, _cells, _tables
+from edgernn.export.c.tokens import (
+    TokenCSpec,
+    _arithmetic,
+    _cells,
+    _tables,
+    c_prefix,
+    c_quantization,
+    softmax_c,
+    write_checked,
+)
 
 
 def _stacked(s: TokenCSpec) -> tuple[str, str, str]:
@@ -52,6 +60,7 @@ def _stacked(s: TokenCSpec) -> tuple[str, str, str]:
 def _public_impl(s: TokenCSpec) -> str:
     p, P = s.prefix, s.prefix.upper()
     cells, top, zero = _stacked(s)
+    softmax = softmax_c(p, f"{P}_VOCAB")
     return f"""/* the recurrence alone (priming needs no logits): out may be in */
 static void {p}_advance(const {p}_state *in, int32_t token, {p}_state *out)
 {{
@@ -107,20 +116,7 @@ int {p}_greedy(const {p}_state *st, int32_t token, int32_t *out, int max_out)
     return n;
 }}
 
-void {p}_softmax(const float *logits, float *probs)
-{{
-    float m = logits[0], sum = 0.0f;
-    int k;
-    for (k = 1; k < {P}_VOCAB; k++)
-        m = logits[k] > m ? logits[k] : m;
-    for (k = 0; k < {P}_VOCAB; k++) {{
-        probs[k] = {p}_exp_neg(logits[k] - m);
-        sum += probs[k];
-    }}
-    for (k = 0; k < {P}_VOCAB; k++)
-        probs[k] /= sum;
-}}
-
+{softmax}
 const char *{p}_token(int id) {{ return id >= 0 && id < {P}_VOCAB ? {p}_tgt_names[id] : 0; }}
 """
 
@@ -197,17 +193,9 @@ const char *{p}_token(int id);
             + f"#endif /* {P}_IMPLEMENTATION */\n")
 
 
-def c_prefix(run_name: str, precision: str) -> str:
-    """The C identifier prefix of a run's artifact, as the encoder-decoder export names it."""
-    name = re.sub(r"[^0-9a-zA-Z_]", "_", run_name).strip("_").lower() or "model"
-    return f"{'m_' if name[0].isdigit() else ''}{name}_{precision}"
-
-
 def build_lm_c(model, run, tmp: Path, precision: str) -> dict:
     """lm.h in tmp, compiled cleanly on every installed compiler (else ExportError, nothing written), with its
     compute/recipe and the manifest's "c" block (prefix, compiler, compile_checks, targets, max_len)."""
-    from edgernn.devices.compilers import compile_checks, target_sizes
-    from edgernn.runtimes.c_backend import compiler_id, find_compiler
     from edgernn.runtimes.token_lm import GENERATE_EXTRA
 
     cfg = model.cfg
@@ -220,18 +208,7 @@ def build_lm_c(model, run, tmp: Path, precision: str) -> dict:
     tokens = run.src_vocab.tokens
     spec = TokenCSpec(prefix, precision, cfg, weights, tokens, tokens, sha_note=f"Model sha256 {run.model_sha256()[:16]}.")
     path = tmp / "lm.h"
-    path.write_text(generate_lm_c(spec, max_len))
-    checks = compile_checks(path, prefix)
-    unclean = {k: v["error"] for k, v in checks.items() if "clean" in v and not v["clean"]}
-    if unclean:
-        path.unlink(missing_ok=True)
-        raise ExportError(f"the generated next-token C does not compile cleanly with {', '.join(unclean)} "
-                          f"({next(iter(unclean.values()))}); no file written - please report this")
-    c_info = {"prefix": prefix, "max_len": max_len, "compiler": compiler_id(find_compiler()),
-              "compile_checks": checks, "targets": target_sizes(path, prefix)}
-    if precision == "float":
-        compute, recipe = {"embedding": "float", "recurrent": "float", "head": "float"}, "float"
-    else:
-        compute = {"embedding": "weights-int8", "recurrent": "weights-int8", "head": "weights-int8"}
-        recipe = "weights-int8 (per-row scales, float arithmetic)"
+    c_info = {"prefix": prefix, "max_len": max_len, **write_checked(path, generate_lm_c(spec, max_len), prefix,
+                                                                   "next-token")}
+    compute, recipe = c_quantization(precision)
     return {"paths": {"lm": path}, "compute": compute, "recipe": recipe, "c": c_info}

@@ -21,6 +21,9 @@ polynomial (relative error < 2e-7): no libm, no <math.h>.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 
 from edgernn.export.c.kernels import TANH_CLAMP, TANH_P, TANH_Q
@@ -441,3 +444,55 @@ const char *{p}_tgt_token(int id);
 """
     return (header + _arithmetic(s) + "\n" + _tables(s) + "\n" + _cells(s) + "\n" + _public_impl(s) + beam_search(s)
             + f"#endif /* {P}_IMPLEMENTATION */\n")
+
+
+# ---------------------------------------------------------------- shared by every token C library
+
+
+def c_prefix(run_name: str, precision: str) -> str:
+    """The C identifier prefix of a run's token library: the run directory's name and the precision."""
+    name = re.sub(r"[^0-9a-zA-Z_]", "_", run_name).strip("_").lower() or "model"
+    return f"{'m_' if name[0].isdigit() else ''}{name}_{precision}"
+
+
+def c_quantization(precision: str) -> tuple[dict, str]:
+    """(compute, recipe) of a token C library: float, or int8 weight tables with float arithmetic."""
+    if precision == "float":
+        return {"embedding": "float", "recurrent": "float", "head": "float"}, "float"
+    return ({"embedding": "weights-int8", "recurrent": "weights-int8", "head": "weights-int8"},
+            "weights-int8 (per-row scales, float arithmetic)")
+
+
+def write_checked(path: Path, text: str, prefix: str, what: str) -> dict:
+    """Write a generated header and compile it on every installed compiler (edgernn.devices.compilers): the
+    manifest's {"compiler", "compile_checks", "targets"}; not clean anywhere -> ExportError, the file removed."""
+    from edgernn.devices.compilers import compile_checks, target_sizes
+    from edgernn.errors import ExportError
+    from edgernn.runtimes.c_backend import compiler_id, find_compiler
+
+    path.write_text(text)
+    checks = compile_checks(path, prefix)
+    unclean = {k: v["error"] for k, v in checks.items() if "clean" in v and not v["clean"]}
+    if unclean:
+        path.unlink(missing_ok=True)
+        raise ExportError(f"the generated {what} C does not compile cleanly with {', '.join(unclean)} "
+                          f"({next(iter(unclean.values()))}); no file written - please report this")
+    return {"compiler": compiler_id(find_compiler()), "compile_checks": checks, "targets": target_sizes(path, prefix)}
+
+
+def softmax_c(p: str, count: str) -> str:
+    """PREFIX_softmax over `count` logits (a C macro), without libm (the library's exp_neg)."""
+    return f"""void {p}_softmax(const float *logits, float *probs)
+{{
+    float m = logits[0], sum = 0.0f;
+    int k;
+    for (k = 1; k < {count}; k++)
+        m = logits[k] > m ? logits[k] : m;
+    for (k = 0; k < {count}; k++) {{
+        probs[k] = {p}_exp_neg(logits[k] - m);
+        sum += probs[k];
+    }}
+    for (k = 0; k < {count}; k++)
+        probs[k] /= sum;
+}}
+"""
