@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,44 +163,6 @@ def test_text_only_file_trains_a_next_token_model(tmp_path):
                                   "--hidden", "8", "--out", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
     assert "perplexity" in r.output and "bigram" in r.output
-
-
-@pytest.mark.parametrize("dataset,cell", [("words", "lstm"), ("g2p", "gru"), ("labels.jsonl", "gru")])
-def test_stacked_layers_train_and_export_to_onnx(tmp_path, dataset, cell):
-    """Two stacked layers: the ONNX artifacts are checked against torch at export (float: max|diff| <= 1e-4), run
-    through the runtime like one-layer ones; so are the TFLite ones (edgernn.export.tflite.token_graphs; C and int8:
-    see tests/test_tokens_stacked_c.py)."""
-    if dataset.endswith(".jsonl"):
-        rng = np.random.default_rng(0)
-        rows = [{"text": "".join(rng.choice(list("abcxyz"), 5)), "label": str(rng.choice(["p", "q"]))}
-                for _ in range(200)]
-        dataset = str(tmp_path / dataset)
-        Path(dataset).write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    from edgernn.tokens.export import export_tokens
-    from edgernn.tokens.run import load_token_run
-    from edgernn.tokens.train import TokenTrainConfig, train_tokens
-
-    d = tmp_path / "run"
-    train_tokens(TokenTrainConfig(dataset=dataset, cell=cell, layers=2, limit=600, epochs=1, hidden=8, embed=6,
-                                  val_max=50), d, progress=False)
-    run = load_token_run(d)
-    assert run.config.layers == 2
-    if run.config.kind == "classify":
-        from edgernn.tokens.classifier import export_classifier
-
-        written = export_classifier(d, ("float",), formats=("onnx", "tflite"))
-    else:
-        written = export_tokens(d, ("onnx", "tflite"), ("float",))
-    assert sorted({p.suffix for p in written}) == [".onnx", ".tflite"]
-    for p in written:
-        m = json.loads(p.with_name(p.name + ".json").read_text())
-        assert m["model"]["layers"] == 2 and m["checked"]["max_diff_vs_torch"] < 1e-4
-    if dataset == "words":
-        lm = load_lm(d / "artifacts")
-        assert lm.engine.zero_state()[0].shape == (2, 8) and lm.complete("th").startswith("th")
-        tfl = load_lm(d / "artifacts", "tflite", "float")
-        assert [s.shape for s in tfl.engine.zero_state()] == [(2, 8), (2, 8)]
-        assert tfl.complete("th") == lm.complete("th")
 
 
 def test_runs_from_before_layers_keep_their_model_identity(lm_run):
