@@ -40,8 +40,9 @@ def _input_step(manifest: dict, run) -> float:
     x = next((t for t in manifest["inputs"] if t.get("role") == "x"), manifest["inputs"][0])
     if x.get("quant"):
         return float(x["quant"]["scale"])
-    xn = run.normalize(run.data()["X_calib"])
-    return float(xn.max() - xn.min()) / 255.0
+    from edgernn.reference import int8_input_step
+
+    return int8_input_step(run)[0]
 
 
 def _padded_prefixes(window: np.ndarray, pad_value: float, points: int = 25):

@@ -22,14 +22,16 @@ An artifact fails when:
                          the same windows streamed from a reset, + 0.1% of the output range) or
                          (classify/tag) top-1 agreement with the float stepper < min_stream_agreement
                          (default 0.95). When that fails, the drift is measured again without the FRAGILE
-                         blocks, where the float model itself with int8-sized weight noise is grossly off
+                         blocks, where the float model itself with int8-sized weight noise or an int8-rounded
+                         input is grossly off
                          (StreamReference.fragile_blocks); there the error is held to max_stream_drift x
                          what that weight noise causes; agreement stays over the whole stream
   stress set (export)    edgernn.holdout: besides the gate above on HELD-OUT calibration windows, an int8 candidate
                          must agree with the float model on perturbed copies of the training windows
                          (amplitude x0.25/x0.5/x1.5 around the training mean, noise, a half-window roll),
                          with no gross error (> STRESS_GROSS of the output range) except where the float
-                         model itself is that fragile under int8-sized weight noise.
+                         model itself is that fragile under int8-sized weight noise or an int8-rounded input;
+                         the agreement leaves out the copies where that noise flips the float model's answer.
 Calibration never sees the held-out windows: run.data()["X_calib"] is split by calibration_split().
 """
 
@@ -45,7 +47,7 @@ import numpy as np
 from edgernn.data import real_steps
 from edgernn.errors import ArtifactError, ConfigError
 from edgernn.rundir import Run
-from edgernn.runtimes.manifest import compute_label, read_manifest
+from edgernn.runtimes.manifest import compute_label, integer_only, read_manifest
 from edgernn.soak import StreamReference, block_frames, find_horizon, long_stream, stream_through, stream_windows_for
 from edgernn.train import score_outputs
 
@@ -407,7 +409,8 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
            "mode": manifest["mode"], "runtime": manifest["runtime"], "size_bytes": manifest["size_bytes"],
            "sha256": manifest["sha256"], "recipe": q.get("recipe"), "compute": q["compute"],
            "compute_label": compute_label(q),
-           "int8_ops": q["int8_ops"], "float_ops": q["float_ops"], "seconds": round(secs, 3)}
+           "int8_ops": q["int8_ops"], "float_ops": q["float_ops"], "integer_only": integer_only(manifest),
+           "seconds": round(secs, 3)}
     row.update(compare(run, manifest, out, ref, ref_metrics, gates, y=y, lengths=lengths))
     if manifest["mode"] == "step":
         # step artifacts stream each window frame by frame: their outputs ARE stream-vs-full
@@ -427,7 +430,7 @@ def gate_artifact(run: Run, path: Path, X: np.ndarray, y: np.ndarray, lengths: n
                 # movement is rather than to the float limit or the error from a reset
                 fragile = None
                 if manifest["precision"] != "float":
-                    fragile = stream_ref.fragile_blocks(STRESS_GROSS, FRAGILE_DRAWS)
+                    fragile = stream_ref.fragile_blocks(STRESS_GROSS, FRAGILE_DRAWS, calibration_windows(run))
                 unstable = unstable_blocks(stream_ref, gates, manifest["precision"])
                 row["long_stream"] = long_stream_gate(*args, fragile=fragile, unstable=unstable)
             row["passed"] = row["passed"] and row["long_stream"]["passed"]

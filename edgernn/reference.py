@@ -169,6 +169,38 @@ def weight_noise_models(run, draws: int):
         yield model
 
 
+def int8_input_step(run, calib: np.ndarray | None = None) -> tuple[float, float]:
+    """(scale, low end) of the int8 grid a calibrated int8 input of this run has, in normalized units: TFLite's
+    min/max calibration over the raw windows `calib` (the export's: edgernn.gates.calibration_windows; default
+    all saved training windows), the range widened to hold 0, split in 255 steps."""
+    xn = run.normalize(run.data()["X_calib"] if calib is None else calib)
+    lo, hi = min(float(xn.min()), 0.0), max(float(xn.max()), 0.0)
+    scale = (hi - lo) / 255.0 or 1.0
+    return scale, lo
+
+
+def input_grid_copies(run, X: np.ndarray, draws: int, calib: np.ndarray | None = None):
+    """Yield `draws` copies of raw windows X whose normalized frames are ROUNDED to an int8 input grid (no
+    clipping): first the grid int8_input_step gives (what a full-int8 artifact's input quantization does),
+    then the same step with seeded random offsets. Where the float model moves grossly on such a copy, its
+    answer hangs on input differences below one int8 step: FRAGILE like under weight noise (measured on
+    basic-motions GRU h64, amplitude x0.25/x0.5 stress copies: the float model fed the full-int8 artifact's
+    rounded input was off by 7.2-7.7 of a 15.1 output range on the same 3 of 200 copies where the artifact
+    was, 0.07 elsewhere; a grid 2.5x finer or coarser moved other copies as far). Padding frames of a
+    --mask-padding run are left as they are (they mark where the window starts). X: [..., C] raw."""
+    scale, lo = int8_input_step(run, calib)
+    pre = run.preprocessing()
+    mean, std = (np.asarray(pre[k], np.float32) for k in ("mean", "std"))
+    xn = (np.asarray(X, np.float32) - mean) / std
+    keep = (np.all(X == run.pad_value, axis=-1, keepdims=True) if run.mask_padding
+            else np.zeros(X.shape[:-1] + (1,), bool))
+    rng = np.random.default_rng(0)
+    for k in range(draws):
+        offset = lo if k == 0 else lo + scale * rng.uniform()
+        q = np.round((xn - offset) / scale) * scale + offset
+        yield np.where(keep, X, q * std + mean).astype(np.float32)
+
+
 if __name__ == "__main__":  # the benchmark worker for the torch eager row: edgernn.runtimes.bench_worker + torch
     import sys
 

@@ -110,22 +110,29 @@ class StreamReference:
         self._fragile = {}  # (gross, draws) -> fragile_blocks()
         self._divergence = {}  # (draws, step) -> divergence()
 
-    def fragile_blocks(self, gross: float, draws: int) -> tuple[np.ndarray, np.ndarray]:
+    def fragile_blocks(self, gross: float, draws: int,
+                       calib: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """([blocks] bool, [blocks] float): the soak blocks where the float model ITSELF is off by more than
-        `gross` of the stream's output range once int8-sized noise is put on its weights (`draws` seeded
-        copies; the gate passes edgernn.gates.STRESS_GROSS and FRAGILE_DRAWS, as for its stress set), and per
-        block the largest mean |diff| those copies reach - the weight-noise floor. Measured on japanese-vowels
-        LSTM h64: the stream runs into one stretch (blocks 8 and 19 of 21, the same windows) where weight noise
-        alone moves the logits by up to 7.2 (range 14) and by 0.20 on average (0.006-0.05 elsewhere): every int8
-        weight store drifts there."""
+        `gross` of the stream's output range once int8-sized noise is put on its weights or its input frames are
+        rounded to an int8 grid (`draws` seeded copies of each; calib: the raw windows that set the grid, see
+        edgernn.reference.input_grid_copies; the gate passes edgernn.gates.STRESS_GROSS and FRAGILE_DRAWS, as for
+        its stress set), and per block the largest mean |diff| those copies reach - the noise floor. Measured on
+        japanese-vowels LSTM h64: the stream runs into one stretch (blocks 8 and 19 of 21, the same windows) where
+        weight noise alone moves the logits by up to 7.2 (range 14) and by 0.20 on average (0.006-0.05 elsewhere):
+        every int8 weight store drifts there."""
         if (gross, draws) not in self._fragile:
-            from edgernn.reference import weight_noise_models
+            from edgernn.reference import input_grid_copies, weight_noise_models
 
             blocks = soak_blocks(len(self.frames), self.T)
             limit = gross * float(self.ref.max() - self.ref.min())
             fragile, floor = np.zeros(len(blocks), bool), np.zeros(len(blocks))
-            for model in weight_noise_models(self.run, draws):
-                diff = np.abs(segmented_outputs(self.run, self.frames, self.segments, model) - self.ref)
+            outputs = [segmented_outputs(self.run, self.frames, self.segments, model)
+                       for model in weight_noise_models(self.run, draws)]
+            # and the frames rounded to int8 input grids (reference.input_grid_copies; calib sets the grid)
+            outputs += [segmented_outputs(self.run, frames, self.segments)
+                        for frames in input_grid_copies(self.run, self.frames, draws, calib)]
+            for out in outputs:
+                diff = np.abs(out - self.ref)
                 fragile |= np.array([diff[b].max() > limit for b in blocks])
                 floor = np.maximum(floor, [diff[b].mean() for b in blocks])
             self._fragile[gross, draws] = fragile, floor

@@ -19,7 +19,7 @@ import pytest
 
 from edgernn.errors import ConfigError, ExportError
 from edgernn.rundir import load_run
-from edgernn.runtimes.manifest import read_manifest
+from edgernn.runtimes.manifest import integer_only, read_manifest
 
 pytestmark = [pytest.mark.export, pytest.mark.slow]
 
@@ -265,7 +265,7 @@ def test_int8_sequence_agrees_and_is_fully_integer(exported, cell):
     really_int = all(outs and all(o in INT_TYPES + ("int32", "bool") for o in outs) for _, outs in computing)
     assert (q["compute"] == {"recurrent": "full-int8", "head": "full-int8"}) is really_int
     assert really_int, [t for t in computing if not all(o in INT_TYPES for o in t[1])]
-    assert q["float_ops"] == []
+    assert q["float_ops"] == [] and q["integer_only"] is True and integer_only(m)
     assert set(q["int8_ops"]) == {name for name, outs in computing if any(o in INT_TYPES for o in outs)}
     if cell == "lstm":
         assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in q["int8_ops"]
@@ -601,3 +601,33 @@ def test_gate_and_check_windows_are_bounded_in_frames_not_in_count():
     assert stress_base(29) == stress_base(100) == stress_base(200) == 200  # the bundled sets: unchanged
     assert stress_base(1460) == 27 and stress_base(100_000) == 20
     assert check_windows(100) == 64 and check_windows(1460) == 13 and check_windows(10**6) == 8
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_step_calibration_covers_states_of_a_stream_that_never_resets(make_run, cell):
+    """A step artifact's (frame, state) calibration pairs come from the windows streamed from a zero state and then
+    STREAM_PASSES - 1 more passes where window i goes on from window i-1's last state (the soak never resets):
+    with every pair kept, only the first pass's first frames have a zero state, and frame 0 of window 1 appears
+    with the state window 0 ended in."""
+    import torch
+
+    from edgernn.export.tflite.spec import STREAM_PASSES, _step_calibration
+    from edgernn.models import StepModel
+
+    run = load_run(make_run(cell=cell))
+    model = run.load_model()
+    X = run.normalize(run.data()["X_calib"][:3, :6]).astype(np.float32)
+    frames, states = _step_calibration(model, X, 10**6)
+    assert len(frames) == len(states) == 3 * 6 * STREAM_PASSES >= 2 * 3 * 6
+    zero = np.all(states == 0, axis=(1, 2))
+    assert zero.sum() == 3 and np.array_equal(np.sort(frames[zero], 0), np.sort(X[:, 0], 0))
+    step = StepModel(model)
+    with torch.no_grad():  # window 0 streamed from a zero state: its last state
+        h = torch.zeros(model.state_shape(batch=1))
+        c = torch.zeros_like(h) if cell == "lstm" else None
+        for t in range(X.shape[1]):
+            res = list(step(torch.from_numpy(X[:1, t]), h, *([c] if c is not None else [])))
+            h, c = res[1], (res[2] if c is not None else None)
+    end = (torch.cat([h, c]) if c is not None else h).permute(1, 0, 2).numpy()[0]  # [S, H]
+    at = np.flatnonzero(np.all(frames == X[1, 0], axis=1))
+    assert any(np.allclose(states[i], end, atol=1e-6) for i in at), "window 1 never went on from window 0"

@@ -26,7 +26,8 @@ ARTIFACTS = {
     "sequence-float.onnx": ("onnxruntime", "float", "float", {"gate": "max|diff| <= 0.0001"}, 50.0, 10240),
     "sequence-int8.onnx": ("onnxruntime", "int8", "recurrent float, head dynamic-int8", {}, 40.0, 8192),
     "sequence-float.ort": ("onnxruntime", "float", "float", {"gate": "max|diff| <= 0.0001"}, 42.0, 10650),
-    "sequence-int8.tflite": ("litert", "int8", "full-int8", {"accuracy": 0.8, "agreement": 0.8, "passed": False},
+    "sequence-int8.tflite": ("litert", "int8", "full-int8", {"accuracy": 0.8, "agreement": 0.8, "passed": False,
+                                                              "integer_only": True, "recipe": "full-int8"},
                              20.0, 5120),
     "sequence-float.tflite": ("litert", "float", "float", {"gate": "max|diff| <= 0.0001"}, 30.0, 10240),
     "step-int8.tflite": ("litert", "int8", "full-int8", {"accuracy": 0.8, "agreement": 0.8, "passed": False},
@@ -131,14 +132,19 @@ def test_recommends_fastest_passing_artifact_per_runtime_and_mode(run_dir, tmp_p
             "| p50 us/window | p99 us/window | peak RSS MB |") in lines
     assert ("| artifact | runtime | int8 | parity | accuracy | change vs float | agreement | size KB "
             "| p50 us/frame | p99 us/frame | stream p50 us/frame | peak RSS MB |") in lines
-    assert "| sequence-int8.tflite | litert | full-int8 | FAIL | 0.8000 | -0.1000 | 0.800 | 5.0 | 20.0 | 24.0 " \
-           "| 30.0 |" in lines
+    assert "| sequence-int8.tflite | litert | full-int8 (recipe full-int8, integer-only) | FAIL | 0.8000 | -0.1000 " \
+           "| 0.800 | 5.0 | 20.0 | 24.0 | 30.0 |" in lines
     assert "| sequence-int8.onnx | onnxruntime | recurrent float, head dynamic-int8 | PASS | 0.9000 | +0.0000 " \
            "| 1.000 | 8.0 | 40.0 | 48.0 | 30.0 |" in lines
     assert "| step-dynamic.tflite | litert | dynamic-int8 | no parity | - | - | - | 6.0 | 9.0 | 10.8 | 8.1 " \
            "| 30.0 |" in lines
     assert ("- parity: 5 of 8 artifacts pass their gate; failed: sequence-int8.tflite, step-int8.tflite, "
             "step-float.onnx") in lines
+    # per format, the quantized artifacts that compute in integers end to end (no parity row: not counted)
+    assert ("- integer-only (no float op on the inference path: what TFLite Micro and NPUs run): onnx 0 of 1 "
+            "quantized, tflite 1 of 2 quantized") in lines
+    assert any(x.startswith("| sequence-int8.tflite | litert | full-int8 (recipe full-int8, integer-only) |")
+               for x in lines)
     assert ("- PyTorch eager reference: p50 400.0 us/window, p99 480.0 us/window; the fastest passing "
             "full-sequence artifact, `sequence-float.tflite`, is 13.3x faster than PyTorch eager") in lines
 

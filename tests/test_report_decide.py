@@ -154,3 +154,31 @@ def test_a_model_below_its_baseline_gets_no_ship_decision():
     run["metrics"] = {"beats_baseline": False, "baseline_verdict": "test accuracy 0.250 vs 1-nearest-neighbour 0.575"}
     recs, note = recommend(run)
     assert recs == [] and "does not beat its baseline (test accuracy 0.250" in note
+
+
+def test_a_microcontroller_ships_no_quantized_artifact_with_float_activations():
+    """recommend_mcu: a passing int8 artifact that is not integer-only (parity row integer_only False: a dynamic-range
+    file) is neither the C choice nor a TFLite Micro alternative; an integer-only one and a float one are; rows from
+    before the field (no integer_only) keep counting."""
+    from edgernn.report.decide import recommend_mcu
+
+    def mcu_row(name, instructions):
+        return {"artifact": name, "mode": "step", "fits": True, "instructions": instructions, "flash_bytes": 1000,
+                "ram_bytes": 100, "per": "frame", "estimated_us": 1.0}
+
+    board = {"name": "cortex-m4", "clock_mhz": 168}
+    arts = [_art("step-int8.h", "c", passed=True, precision="int8", integer_only=False),
+            _art("step-float.h", "c", passed=True, precision="float", integer_only=False),
+            _art("step-int8.tflite", "tflm", passed=True, precision="int8", integer_only=False),
+            _art("step-float.tflite", "tflm", passed=True, precision="float", integer_only=False)]
+    mcu = [{"board": board, "parity": {}, "artifacts": [mcu_row("step-int8.h", 10), mcu_row("step-float.h", 20)],
+            "tflm": [{"artifact": "step-int8.tflite", "runs": True}, {"artifact": "step-float.tflite", "runs": True}]}]
+    [rec] = recommend_mcu(_run(*arts, mcu=mcu))
+    assert rec["artifact"] == "step-float.h" and rec["tflm"] == ["step-float.tflite"], rec
+    arts[0]["parity"]["integer_only"] = arts[2]["parity"]["integer_only"] = True
+    [rec] = recommend_mcu(_run(*arts, mcu=mcu))
+    assert rec["artifact"] == "step-int8.h" and rec["tflm"] == ["step-int8.tflite", "step-float.tflite"], rec
+    for a in arts:
+        del a["parity"]["integer_only"]
+    [rec] = recommend_mcu(_run(*arts, mcu=mcu))
+    assert rec["artifact"] == "step-int8.h" and len(rec["tflm"]) == 2

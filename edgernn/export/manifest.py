@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgernn.errors import ExportError
 from edgernn.runtimes.files import atomic_copy, atomic_write_json
-from edgernn.runtimes.manifest import FORMAT_RUNTIME, SCHEMA, manifest_path, sha256_file, validate
+from edgernn.runtimes.manifest import FORMAT_RUNTIME, SCHEMA, integer_only, manifest_path, sha256_file, validate
 
 _TOOLS = ("edgernn", "torch", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow-cpu",
           "tensorflow", "tf-keras", "ai-edge-litert")
@@ -45,6 +45,9 @@ def manifest_for(artifact: Path, fields: dict) -> dict:
     artifact = Path(artifact)
     m = {"schema": SCHEMA, "artifact": artifact.name}
     m.update(fields)
+    if isinstance(m.get("quantization"), dict):  # said for every artifact, from its precision and recipe
+        q = {k: v for k, v in m["quantization"].items() if k != "integer_only"}
+        m["quantization"] = {**q, "integer_only": integer_only({**m, "quantization": q})}
     m["sha256"] = sha256_file(artifact)
     m["size_bytes"] = artifact.stat().st_size
     m["versions"] = tool_versions()

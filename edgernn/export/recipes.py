@@ -28,6 +28,7 @@ from pathlib import Path
 from edgernn.errors import ConfigError, ExportError
 from edgernn.gates import Gates
 from edgernn.holdout import Holdout, verdict
+from edgernn.runtimes.manifest import INTEGER_ONLY_RECIPES
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ ORDER = {"tflite": ("full-int8", "int16x8", "dynamic"),
 
 # recipes whose inference path has no float op (integer kernels end to end, float only at the I/O
 # quantize/dequantize): what a microcontroller or an NPU runs - TFLite Micro refuses dynamic-range files
-INTEGER_ONLY = ("full-int8", "int16x8")
+INTEGER_ONLY = INTEGER_ONLY_RECIPES
 
 
 class RecipeUnavailable(ExportError):

@@ -126,18 +126,24 @@ def recommend_mcu(run: dict) -> list[dict]:
     when that ran), fits the board, and executes the fewest instructions (exact counts from the emulator, so
     they may rank; times are estimates and never do) - plus the .tflite artifacts TFLite Micro runs that
     passed parity, as the interpreter-based alternative. Only C and TFLite Micro artifacts are considered:
-    nothing else runs on a microcontroller."""
+    nothing else runs on a microcontroller; of the quantized ones only integer-only artifacts (parity row
+    `integer_only`; rows from before the field have none and count by their recipe as C int8 always was)."""
     parity = {a["artifact"]: verdict(a) for a in run.get("artifacts") or []}
+    precision = {a["artifact"]: (a.get("parity") or {}).get("precision") for a in run.get("artifacts") or []}
+    integer = {a["artifact"]: (a.get("parity") or {}).get("integer_only") for a in run.get("artifacts") or []}
     recs = []
     for b in run.get("mcu") or []:
         board = b["board"]
-        tflm = [t for t in b.get("tflm") or [] if t.get("runs") and parity.get(t["artifact"]) == "PASS"]
+        # a quantized artifact ships to a microcontroller only when it is integer-only (no float activations)
+        tflm = [t for t in b.get("tflm") or [] if t.get("runs") and parity.get(t["artifact"]) == "PASS"
+                and (precision.get(t["artifact"]) == "float" or integer.get(t["artifact"]) is not False)]
         for mode in ("sequence", "step"):
             rows = [a for a in b["artifacts"] if a["mode"] == mode]
             if not rows:
                 continue
             ok = [a for a in rows if parity.get(a["artifact"]) == "PASS" and a["fits"]
-                  and (b["parity"].get(a["artifact"]) or {}).get("passed", True)]
+                  and (b["parity"].get(a["artifact"]) or {}).get("passed", True)
+                  and (precision.get(a["artifact"]) != "int8" or integer.get(a["artifact"]) is not False)]
             rec = {"board": board["name"], "mode": mode, "artifact": None,
                    "tflm": [t["artifact"] for t in tflm if t["artifact"].startswith(mode + "-")]}
             if not ok:

@@ -70,7 +70,7 @@ def _artifact_table(r: dict, mode: str) -> list[str]:
         size = f"{a['size_bytes'] / 1024:.1f}" if a.get("size_bytes") else "-"
         label = a.get("compute_label") or "-"
         if p.get("recipe") and p.get("precision") == "int8":
-            label += f" (recipe {p['recipe']})"
+            label += f" (recipe {p['recipe']}{', integer-only' if p.get('integer_only') else ''})"
         row = (f"| {a['artifact']} | {a['runtime']} | {label} | {a['verdict']} "
                f"| {_fmt(p.get(key), '.4f')} | {_fmt(p.get(key + '_change'), '+.4f')} "
                f"| {_fmt(p.get('agreement'), '.3f')} | {size} | {_fmt(lat.get('p50'), '.1f')} "
@@ -179,6 +179,22 @@ def _decision(r: dict) -> list[str]:
     return lines
 
 
+def _integer_only_line(r: dict) -> list[str]:
+    """Per format, how many quantized artifacts compute in integers end to end (what TFLite Micro and NPUs run;
+    dynamic-range ones keep float activations)."""
+    counts: dict = {}
+    for a in r["artifacts"]:
+        p = a.get("parity") or {}
+        if p.get("precision") in ("int8", "dynamic"):
+            c = counts.setdefault(p.get("format") or "?", [0, 0])
+            c[0] += bool(p.get("integer_only"))
+            c[1] += 1
+    if not counts:
+        return []
+    return ["- integer-only (no float op on the inference path: what TFLite Micro and NPUs run): "
+            + ", ".join(f"{fmt} {n} of {total} quantized" for fmt, (n, total) in sorted(counts.items()))]
+
+
 def _baseline_lines(m: dict) -> list[str]:
     """The baselines the model must beat (metrics.json; runs trained before baselines existed have none)."""
     from edgernn.baselines import NAMES
@@ -264,6 +280,7 @@ def markdown(runs: list[dict], plots: dict) -> str:
             failed = [a["artifact"] for a in r["artifacts"] if a["verdict"] == "FAIL"]
             lines.append(f"- parity: {n - len(failed)} of {n} artifacts pass their gate"
                          + (f"; failed: {', '.join(failed)}" if failed else ""))
+            lines += _integer_only_line(r)
         else:
             lines.append("- parity: no parity.json, so no artifact counts as passing")
         st = r.get("stream_stability")

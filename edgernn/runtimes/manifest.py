@@ -70,6 +70,20 @@ FIELDS = {
 QUANTIZATION_FIELDS = {"recipe": str, "compute": dict, "int8_ops": list, "float_ops": list, "note": str}
 
 
+# int8 recipes with no float op on the inference path (integer kernels end to end, float only where the I/O is
+# quantized or dequantized): what TFLite Micro and an NPU run; edgernn.export.recipes builds them
+INTEGER_ONLY_RECIPES = ("full-int8", "int16x8")
+
+
+def integer_only(manifest: dict) -> bool:
+    """True when a quantized artifact computes in integers end to end (quantization.integer_only, written by
+    export since it was added; for older manifests: an integer-only recipe). Float and dynamic-range: False."""
+    q = manifest.get("quantization") or {}
+    if "integer_only" in q:
+        return bool(q["integer_only"])
+    return manifest.get("precision") != "float" and q.get("recipe") in INTEGER_ONLY_RECIPES
+
+
 def compute_label(quantization: dict) -> str:
     """One short label for people: "full-int8" when every family agrees, else "recurrent float, head
     dynamic-int8"."""
