@@ -13,6 +13,7 @@ The thresholds and constants are edgernn.gates' (`rules`; read at call time, so 
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,7 @@ def float_moves(run, X: np.ndarray, ref: np.ndarray, draws: int | None = None) -
     move, flip = np.zeros(len(X)), np.zeros(len(X), bool)
     outputs = (torch_outputs(run, X, model=m) for m in weight_noise_models(run, draws))
     copies = (torch_outputs(run, c) for c in input_grid_copies(run, X, draws, rules.calibration_windows(run)))
-    for out in (*outputs, *copies):
+    for out in itertools.chain(outputs, copies):  # one output array at a time
         move = np.maximum(move, np.abs(out - ref).reshape(len(X), -1).max(-1))
         if run.task != "forecast":
             flip |= (out.argmax(-1) != ref.argmax(-1)).reshape(len(X), -1).any(-1)

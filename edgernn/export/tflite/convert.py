@@ -84,6 +84,9 @@ def export_tflite(run, out_dir: Path, precision: str = "float", mode: str = "seq
         # int8, whichever recipe builds it, is for small files: a GRU/RNN sequence is a loop at any T
         compact = precision == "int8"
         spec = write_spec(run, tmp, kind, mode, int8_io, compact)
+        # --integer-only is for TFLite Micro and NPUs, which fix every shape when they allocate: a GRU/RNN loop
+        # gets a fixed window length there (the dynamic one fails TFLite Micro's STRIDED_SLICE prepare)
+        spec["static_shapes"] = bool(options.integer_only) and compact
         report = _convert(spec, tmp, kind, mode, cfg.cell, what, started + timeout)
         _gate(report, kind, mode, what)
         artifact = out_dir / f"{mode}-{precision}.tflite"
@@ -164,9 +167,14 @@ def _convert(spec: dict, tmp: Path, precision: str, mode: str, cell: str, what: 
 def _compact_loop(spec: dict, tmp: Path, precision: str, what: str, deadline: float) -> dict:
     """An int8 GRU/RNN sequence (any recipe): the WHILE loop of while_loop.py. Its time axis stays dynamic when other
     lengths agree with torch about as well as the calibrated length does, else it is fixed at run.seq_len
-    (still the loop: the same constant size)."""
-    report = _run_worker(spec, tmp, dict(dynamic_time=True, int_loop=True), what, deadline)
-    if not _dynamic_time_verified(report, precision):
+    (still the loop: the same constant size); with --integer-only (spec["static_shapes"]) it is fixed at once."""
+    if spec.get("static_shapes"):  # --integer-only: static shapes for TFLite Micro / NPUs, no dynamic attempt
+        report = _run_worker(spec, tmp, dict(dynamic_time=False, int_loop=True), what, deadline)
+        report["fixed_length"] = (f"the window length is fixed at T={spec['seq_len']} (--integer-only: TFLite Micro "
+                                  "and NPUs need every shape static)")
+    else:
+        report = _run_worker(spec, tmp, dict(dynamic_time=True, int_loop=True), what, deadline)
+    if not spec.get("static_shapes") and not _dynamic_time_verified(report, precision):
         fixed = _run_worker(spec, tmp, dict(dynamic_time=False, int_loop=True), what, deadline)
         fixed["rejected_attempt"] = {"graph": "WHILE loop, dynamic time axis", **report["check"]}
         report = fixed

@@ -75,6 +75,9 @@ def _length_note(cfg, seq_len, report: dict) -> str:
                 "resize the input (resize_tensor_input) to the window length")
     if report.get("fallback"):
         return f"fixed at {seq_len}: {report['fallback']}"
+    if report.get("fixed_length"):
+        return (f"fixed at {seq_len}: the {cfg.cell.upper()} runs as a WHILE loop (constant file size); "
+                f"{report['fixed_length']}")
     if report.get("loop"):
         return (f"fixed at {seq_len}: the {cfg.cell.upper()} runs as a WHILE loop (constant file size), but at other "
                 "lengths it did not agree with torch as well as at the calibrated one; left-pad shorter windows")

@@ -104,11 +104,14 @@ def _unidirectional(tf, cfg: dict, w: dict, x, head):
         out = (t + 1, tf.concat([xs[1:], xs[:1]], 0), *hs)
         return out + ((tf.concat([vs[layers][1:], head(inp)], 0),) if tag else ())
 
+    # a fixed window length keeps every loop variable's shape static (T = x.shape[0]): TFLite Micro and NPUs
+    # fix every shape when they allocate, and refuse the dynamic [None, C] window a free length needs
+    T = x.shape[0]
     init = [tf.constant(0), x] + [tf.zeros([1, H]) for _ in steps]
-    shapes = [tf.TensorShape([]), tf.TensorShape([None, C])] + [tf.TensorShape([1, H]) for _ in steps]
+    shapes = [tf.TensorShape([]), tf.TensorShape([T, C])] + [tf.TensorShape([1, H]) for _ in steps]
     if tag:
-        init.append(tf.zeros(tf.stack([tf.shape(x)[0], K])))
-        shapes.append(tf.TensorShape([None, K]))
+        init.append(tf.zeros(tf.stack([tf.shape(x)[0], K])) if T is None else tf.zeros([T, K]))
+        shapes.append(tf.TensorShape([T, K]))
     out = tf.while_loop(lambda t, xs, *vs: t < tf.shape(xs)[0], body, init, shape_invariants=shapes)
     return out[-1] if tag else head(out[1 + layers])
 
