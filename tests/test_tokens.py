@@ -189,6 +189,13 @@ def test_export_parity_generate(g2p_run):
         load_seq2seq(arts)
 
 
+def test_generate_names_a_run_directory_that_does_not_exist(tmp_path):
+    """One line saying the run is missing, not that one of its artifacts is."""
+    r = CliRunner().invoke(main, ["generate", str(tmp_path / "nope"), "hello"])
+    assert r.exit_code != 0 and r.output.strip() == (f"Error: run directory {tmp_path / 'nope'} does not exist; "
+                                                     "create one with `edgernn train`"), r.output
+
+
 def test_train_refuses_options_of_the_other_kind(tmp_path):
     r = CliRunner().invoke(main, ["train", "--dataset", "g2p", "--mels", "20", "--out", str(tmp_path / "a")])
     assert r.exit_code == 2 and "--mels does not apply to token datasets" in r.output

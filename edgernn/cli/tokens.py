@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from edgernn.cli.options import echo_json, handle_errors
+from edgernn.errors import ConfigError
 
 # `edgernn train` options a token model reads (the rest are for sensor / audio data); when one is not given on the
 # command line the token default (TokenTrainConfig) applies, not the sensor one
@@ -132,6 +133,8 @@ def generate_cmd(run_dir, texts, fmt, precision, method, width, top_k, seed, max
     """
     from edgernn.runtimes.token_session import load_classifier, load_seq2seq
 
+    if not Path(run_dir).is_dir():  # not "an artifact is missing": the run itself is
+        raise ConfigError(f"run directory {run_dir} does not exist; create one with `edgernn train`")
     arts = Path(run_dir) / "artifacts"
 
     if any(arts.glob("classifier-*.json")):  # a token classifier: the label per text
