@@ -271,6 +271,8 @@ def test_int8_sequence_agrees_and_is_fully_integer(exported, cell):
         assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in q["int8_ops"]
     else:  # any T, constant size: the WHILE loop of tf_loop.py, its state handed on without requantization
         assert "WHILE" in m["graph"]["op_types"] and "FULLY_CONNECTED" in q["int8_ops"]
+        # one matrix per gate (r, z, n; input and recurrent side), each with its own int8 scales, + the head
+        assert sum(name == "FULLY_CONNECTED" for name, _ in table) == 6 * run.config.layers + 1, table
         assert loop_state_params(path) and all(a == b for a, b in loop_state_params(path))
         assert "an exact round trip (no requantization)" in q["note"]
     X = xtest(run)

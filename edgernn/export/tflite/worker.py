@@ -100,7 +100,7 @@ def _loop_converter(tf, spec: dict, weights: dict, seq_len):
 
     from edgernn.export.tflite.while_loop import build_loop_function
 
-    fn = build_loop_function(spec["cfg"], weights, seq_len)
+    fn = build_loop_function(spec["cfg"], weights, seq_len, split_gates=spec["precision"] == "int8")
     module = tf.Module()
     module.fn = fn
     saved = Path(spec["out"]).parent / "loop_savedmodel"
