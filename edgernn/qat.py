@@ -107,12 +107,12 @@ class QatForward:
             W_ih = fake_weight(torch, getattr(rnn, f"weight_ih_l{layer}"))
             W_hh = fake_weight(torch, getattr(rnn, f"weight_hh_l{layer}"))
             b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")
-            gi_all = self._q(torch, f"l{layer}.gi", inp @ W_ih.T + b_ih)  # the input projection of every step
+            gi_all = self._gates(torch, f"l{layer}.gi", inp @ W_ih.T + b_ih)  # the input projection of every step
             h = x.new_zeros(B, cfg.hidden)
             c = x.new_zeros(B, cfg.hidden)
             outs = []
             for t in range(T):
-                gh = self._q(torch, f"l{layer}.gh", h @ W_hh.T + b_hh)
+                gh = self._gates(torch, f"l{layer}.gh", h @ W_hh.T + b_hh)
                 h, c = self._cell(torch, layer, gi_all[:, t], gh, h, c)
                 outs.append(h)
             inp = torch.stack(outs, 1)
@@ -122,6 +122,14 @@ class QatForward:
             feat = outs[-1]
         Wo = fake_weight(torch, self.model.head.weight)
         return self._q(torch, "out", feat @ Wo.T + self.model.head.bias)
+
+    def _gates(self, torch, name, g):
+        """A projection's int8 rounding: a GRU's gates each with their own range (the full-int8 TFLite loop has
+        one matrix per gate: edgernn.export.tflite.while_loop), an LSTM's or RNN's one range for all."""
+        if self.cfg.cell != "gru":
+            return self._q(torch, name, g)
+        H = self.cfg.hidden
+        return torch.cat([self._q(torch, f"{name}.{k}", g[..., j * H:(j + 1) * H]) for j, k in enumerate("rzn")], -1)
 
     def _cell(self, torch, layer, gi, gh, h, c):
         H, cell = self.cfg.hidden, self.cfg.cell

@@ -45,6 +45,9 @@ def test_finetune_writes_a_new_run_and_leaves_the_source(make_run, tmp_path, cel
     assert hashlib.sha256((src / "model.pt").read_bytes()).hexdigest() == before
     cfg = json.loads((out / "config.json").read_text())["train"]["qat"]
     assert cfg["epochs"] == 3 and cfg["source_model"]["sha256"] and "l0.h" in cfg["ranges"]
+    # a GRU's projections are rounded per gate, as the full-int8 loop's one matrix per gate; an LSTM's as one
+    per_gate = {f"l0.{side}.{k}" for side in ("gi", "gh") for k in "rzn"}
+    assert (per_gate <= set(cfg["ranges"])) == (cell == "gru") and ("l0.gi" in cfg["ranges"]) == (cell == "lstm")
     m = json.loads((out / "metrics.json").read_text())["qat"]
     assert m["simulated_int8_test"]["accuracy"] >= m["float_test"]["accuracy"] - 0.1, m
     from edgernn.rundir import load_run
