@@ -174,10 +174,10 @@ def _compact_loop(spec: dict, tmp: Path, precision: str, what: str, deadline: fl
                                   "and NPUs need every shape static)")
     else:
         report = _run_worker(spec, tmp, dict(dynamic_time=True, int_loop=True), what, deadline)
-    if not spec.get("static_shapes") and not _dynamic_time_verified(report, precision):
-        fixed = _run_worker(spec, tmp, dict(dynamic_time=False, int_loop=True), what, deadline)
-        fixed["rejected_attempt"] = {"graph": "WHILE loop, dynamic time axis", **report["check"]}
-        report = fixed
+        if not _dynamic_time_verified(report, precision):
+            fixed = _run_worker(spec, tmp, dict(dynamic_time=False, int_loop=True), what, deadline)
+            fixed["rejected_attempt"] = {"graph": "WHILE loop, dynamic time axis", **report["check"]}
+            report = fixed
     report["loop"] = report["compact"] = True
     return report
 
